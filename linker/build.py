@@ -1,0 +1,184 @@
+"""The offline job: ontology → term dictionary → embeddings → FAISS index, in one self-describing folder.
+
+Resumable: the dictionary and every chunk of embeddings are written atomically under ``OUT/.build``;
+the same command run again after a kill picks up at the first missing chunk and produces the same
+index as an uninterrupted build. ``meta.json`` is written last, so its presence marks a finished index.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from linker import __version__, faiss_util
+from linker.encoder import Encoder, load_encoder
+from linker.meta import FAISS_FILE, FORMAT_VERSION, META_FILE, TERMS_FILE, write_json_atomic
+from linker.normalize import NORMALIZER
+from linker.sources import Source
+from linker.termdb import TermDB, TermDBWriter
+from linker.types import SCOPES, Record, Term
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".build"
+CHUNK_SIZE = 2048
+
+
+def _filter_terms(records: Any, scopes: Collection[str] | None, preferred_only: bool) -> Any:
+    for record in records:
+        if isinstance(record, Term) and record.scope != "LABEL":
+            if preferred_only or (scopes is not None and record.scope not in scopes):
+                continue
+        yield record
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"linker": __version__, "faiss": faiss.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "numpy": np.__version__}
+
+
+def build_index(
+    source: Source,
+    out_dir: str | Path,
+    *,
+    model: str | None = None,
+    encoder: Encoder | None = None,
+    faiss_kind: str = "flat",
+    scopes: Collection[str] | None = None,
+    preferred_only: bool = False,
+    chunk_size: int = CHUNK_SIZE,
+    batch_size: int = 64,
+    progress: bool = True,
+    force: bool = False,
+    on_chunk: Callable[[int], None] | None = None,
+) -> Path:
+    """Build (or finish building) the index folder *out_dir* and return it.
+
+    *scopes* keeps only synonyms of those scopes (labels are always kept); *preferred_only* keeps
+    only each concept's name. *on_chunk* is called after each saved chunk (tests use it to interrupt).
+    """
+    out = Path(out_dir)
+    if scopes is not None:
+        unknown = set(scopes) - set(SCOPES)
+        if unknown:
+            from linker.errors import LinkerError
+
+            raise LinkerError(f"unknown synonym scope(s) {', '.join(sorted(unknown))}; use some of {', '.join(SCOPES)}")
+    encoder = encoder or load_encoder(model, batch_size=batch_size)
+    ontology = source.describe()
+    key = {
+        "ontology": ontology,
+        "encoder": encoder.describe(),
+        "normalizer": NORMALIZER,
+        "faiss_request": faiss_kind,
+        "filters": {"scopes": sorted(scopes) if scopes is not None else None, "preferred_only": preferred_only},
+        "chunk_size": chunk_size,
+    }
+    state_dir = out / STATE_DIR
+    meta_path = out / META_FILE
+    if meta_path.exists() and not force:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("build_key") == key:
+            log.info("%s is already built from the same source and model; nothing to do", out)
+            return out
+    state_path = state_dir / "state.json"
+    if state_dir.exists() and (force or not state_path.exists() or json.loads(state_path.read_text()).get("key") != key):
+        log.info("discarding an unfinished build in %s made with other settings", state_dir)
+        shutil.rmtree(state_dir)
+    meta_path.unlink(missing_ok=True)
+    (state_dir / "vectors").mkdir(parents=True, exist_ok=True)
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"key": key}
+    started = time.perf_counter()
+
+    db_path = state_dir / TERMS_FILE
+    if not state.get("counts"):
+        log.info("reading %s (%s)", source.path, source.format)
+        writer = TermDBWriter(db_path.with_name(TERMS_FILE + ".tmp"))
+        records: Any = _filter_terms(source.records(), scopes, preferred_only)
+        writer.add(records)
+        counts = writer.finish()
+        os.replace(writer.path, db_path)
+        state["counts"] = counts
+        write_json_atomic(state_path, state)
+        log.info("term dictionary: %(concepts)d concepts, %(terms)d names, %(alt_ids)d alternative ids", counts)
+    termdb = TermDB(db_path)
+    texts = termdb.texts()
+    termdb.close()
+    distinct = list(dict.fromkeys(texts))
+    vectors = _embed_chunks(encoder, distinct, state_dir / "vectors", chunk_size, progress, on_chunk)
+    row_of = {text: i for i, text in enumerate(distinct)}
+    term_vectors = vectors[[row_of[text] for text in texts]] if len(distinct) != len(texts) else vectors
+
+    factory = faiss_util.factory_string(faiss_kind, len(texts))
+    log.info("indexing %d vectors with FAISS %s", len(texts), factory)
+    index = faiss_util.build(term_vectors, factory)
+    faiss.write_index(index, str(state_dir / (FAISS_FILE + ".tmp")))
+    os.replace(state_dir / (FAISS_FILE + ".tmp"), out / FAISS_FILE)
+    os.replace(db_path, out / TERMS_FILE)
+    seconds = time.perf_counter() - started
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "ontology": ontology,
+        "encoder": encoder.describe(),
+        "normalizer": NORMALIZER,
+        "faiss": {"factory": factory, "metric": "inner_product", "search_params": faiss_util.search_params(factory)},
+        "filters": key["filters"],
+        "counts": {**state["counts"], "distinct_texts": len(distinct), "vectors": int(index.ntotal)},
+        "versions": _versions(),
+        "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds_last_run": round(seconds, 1),
+        "build_key": key,
+    }
+    write_json_atomic(meta_path, meta)
+    shutil.rmtree(state_dir)
+    log.info("built %s in %.1f s", out, seconds)
+    return out
+
+
+def _embed_chunks(
+    encoder: Encoder,
+    texts: list[str],
+    folder: Path,
+    chunk_size: int,
+    progress: bool,
+    on_chunk: Callable[[int], None] | None,
+) -> np.ndarray:
+    """Embed *texts* chunk by chunk, keeping each finished chunk on disk; returns all rows in order."""
+    from tqdm import tqdm
+
+    starts = range(0, len(texts), chunk_size)
+    done = {start for start in starts if (folder / f"{start:09d}.npy").exists()}
+    finished = sum(min(chunk_size, len(texts) - start) for start in done)
+    if done:
+        log.info("resuming: %d of %d names already embedded", finished, len(texts))
+    bar = tqdm(total=len(texts), initial=finished, unit="names", desc="embedding", disable=not progress,
+               smoothing=0.1)
+    parts = []
+    for start in starts:
+        path = folder / f"{start:09d}.npy"
+        if start not in done:
+            chunk = encoder.encode(texts[start:start + chunk_size])
+            tmp = path.with_name(path.stem + ".tmp.npy")
+            np.save(tmp, chunk)
+            os.replace(tmp, path)
+            bar.update(len(chunk))
+            if on_chunk is not None:
+                on_chunk(start)
+        parts.append(np.load(path))
+    bar.close()
+    if not parts:
+        return np.zeros((0, encoder.dimension), dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)

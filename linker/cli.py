@@ -1,0 +1,183 @@
+"""The ``linker`` command: thin verbs over the library; a :class:`LinkerError` becomes a message and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from linker.errors import LinkerError
+
+log = logging.getLogger("linker")
+INDEX_HELP = "index folder (default: the embedded HPO index, built on first use)"
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except LinkerError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
+@click.option("-q", "--quiet", is_flag=True, help="only warnings and errors")
+def cli(verbose: int, quiet: bool) -> None:
+    """Link biomedical text to ontology concepts with sentence embeddings."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        logging.getLogger("faiss").setLevel(logging.WARNING)
+
+
+@cli.command()
+@click.argument("source", required=False, type=click.Path(path_type=Path))
+@click.argument("out_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["obo", "umls", "tsv", "jsonl", "ctd"]), help="ontology format (default: from the name)")
+@click.option("--model", help="model folder or hub name (default: the packaged all-MiniLM-L6-v2)")
+@click.option("--faiss", "faiss_kind", default="flat", show_default=True, help="flat, hnsw, ivf or a FAISS factory string")
+@click.option("--scopes", help="comma-separated synonym scopes to keep (LABEL,EXACT,RELATED,BROAD,NARROW; default all)")
+@click.option("--preferred-only", is_flag=True, help="index only each concept's preferred name")
+@click.option("--subtree", multiple=True, help="OBO: keep only these roots and their descendants (repeatable)")
+@click.option("--alt-ids", type=click.Path(path_type=Path, exists=True), help="TSV: alt_id<TAB>concept_id map")
+@click.option("--language", "languages", multiple=True, help="UMLS: LAT codes to keep (default ENG)")
+@click.option("--sab", "sabs", multiple=True, help="UMLS: source vocabularies to keep (default all)")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--force", is_flag=True, help="rebuild even if the folder holds the same index")
+def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str | None, faiss_kind: str,
+          scopes: str | None, preferred_only: bool, subtree: tuple[str, ...], alt_ids: Path | None,
+          languages: tuple[str, ...], sabs: tuple[str, ...], batch_size: int, force: bool) -> None:
+    """Build an index folder from an ontology; with no arguments, build the embedded HPO default.
+
+    Interrupted builds resume when the same command is run again.
+    """
+    from linker.build import build_index
+    from linker.defaults import default_index_dir, hpo_obo_path
+    from linker.sources import Source
+
+    if source is None:
+        source, fmt = hpo_obo_path(), "obo"
+        out_dir = out_dir or default_index_dir()
+    if out_dir is None:
+        raise click.UsageError("give OUT_DIR, the index folder to write")
+    fmt = fmt or None
+    options: dict[str, object] = {}
+    fmt_resolved = Source.open(source, fmt).format
+    if subtree:
+        options["subtree"] = list(subtree) if fmt_resolved == "obo" else _bad_option("--subtree", "obo")
+    if alt_ids:
+        options["alt_ids"] = alt_ids if fmt_resolved == "tsv" else _bad_option("--alt-ids", "tsv")
+    if languages or sabs:
+        if fmt_resolved != "umls":
+            _bad_option("--language/--sab", "umls")
+        if languages:
+            options["languages"] = list(languages)
+        if sabs:
+            options["sources"] = list(sabs)
+    scope_list = [s.strip().upper() for s in scopes.split(",") if s.strip()] if scopes else None
+    folder = build_index(Source.open(source, fmt_resolved, **options), out_dir, model=model, faiss_kind=faiss_kind,
+                         scopes=scope_list, preferred_only=preferred_only, batch_size=batch_size, force=force)
+    click.echo(str(folder))
+
+
+def _bad_option(option: str, fmt: str) -> None:
+    raise LinkerError(f"{option} applies to the {fmt} format only")
+
+
+def _queries(texts: tuple[str, ...]) -> Iterator[str]:
+    if texts:
+        yield from texts
+    else:
+        for line in sys.stdin:
+            if line.strip():
+                yield line.rstrip("\n")
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("-k", default=5, show_default=True, help="concepts per query")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per query and line")
+@click.option("--batch-size", default=256, show_default=True, help="queries searched together (stdin)")
+def lookup(texts: tuple[str, ...], index_dir: Path | None, k: int, as_json: bool, batch_size: int) -> None:
+    """Rank concepts for each TEXT (or for each line of stdin when no TEXT is given)."""
+    from linker.defaults import open_index
+
+    index = open_index(index_dir)
+    batch: list[str] = []
+    for query in _queries(texts):
+        batch.append(query)
+        if len(batch) >= batch_size:
+            _print_lookups(index.search(batch, k), batch, as_json)
+            batch = []
+    if batch:
+        _print_lookups(index.search(batch, k), batch, as_json)
+
+
+def _print_lookups(results: list, queries: list[str], as_json: bool) -> None:  # type: ignore[type-arg]
+    from linker.serialize import candidate_to_dict
+
+    for query, candidates in zip(queries, results):
+        if as_json:
+            click.echo(json.dumps({"query": query, "candidates": [candidate_to_dict(c) for c in candidates]},
+                                  ensure_ascii=False))
+            continue
+        click.echo(query)
+        for rank, c in enumerate(candidates, start=1):
+            via = "" if c.matched_text == c.name else f"  (via {c.matched_text!r})"
+            click.echo(f"  {rank:>2}. {c.score:6.3f}  {c.concept_id}  {c.name}{via}")
+
+
+@cli.command()
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+def info(index_dir: Path | None) -> None:
+    """What an index holds and how it was built (JSON)."""
+    from linker.defaults import open_index
+
+    click.echo(json.dumps(open_index(index_dir).info(), indent=2, ensure_ascii=False))
+
+
+@cli.command()
+@click.argument("concept_id")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("--json", "as_json", is_flag=True)
+def get(concept_id: str, index_dir: Path | None, as_json: bool) -> None:
+    """Name, synonyms, definition and parents of a concept (alt and obsolete ids resolve)."""
+    from linker.defaults import open_index
+    from linker.serialize import card_to_dict
+
+    index = open_index(index_dir)
+    card = card_to_dict(index.card(concept_id), index.termdb)
+    if concept_id != card["concept_id"]:
+        card["resolved_from"] = concept_id
+    if as_json:
+        click.echo(json.dumps(card, ensure_ascii=False))
+        return
+    if "resolved_from" in card:
+        click.echo(f"{concept_id} -> {card['concept_id']}")
+    click.echo(f"{card['concept_id']}  {card['name']}")
+    if card["definition"]:
+        click.echo(f"  definition: {card['definition']}")
+    for synonym in card["synonyms"]:
+        kind = f", {synonym['kind']}" if synonym["kind"] else ""
+        click.echo(f"  synonym: {synonym['text']} ({synonym['scope']}{kind})")
+    for parent in card["parents"]:
+        click.echo(f"  parent: {parent['concept_id']}  {parent['name']}")
+    if card["types"]:
+        click.echo(f"  types: {', '.join(card['types'])}")
+    if card["alt_ids"]:
+        click.echo(f"  alt ids: {', '.join(card['alt_ids'])}")
+
+
+def main() -> None:
+    cli(prog_name="linker")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""FAISS index construction, GPU placement and search-time parameters."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ALIASES = {"flat": "Flat", "hnsw": "HNSW32,Flat", "ivf": "IVF{nlist},Flat"}
+#: Search-time parameters stored in meta.json and applied on load.
+DEFAULT_SEARCH_PARAMS = {"HNSW": {"efSearch": 128}, "IVF": {"nprobe": 16}}
+
+
+def factory_string(kind: str, n_vectors: int) -> str:
+    """FAISS factory string for ``flat``/``hnsw``/``ivf`` or a factory string given as is."""
+    factory = ALIASES.get(kind.lower(), kind)
+    if "{nlist}" in factory:
+        factory = factory.format(nlist=max(1, min(int(4 * math.sqrt(n_vectors)), n_vectors // 39 or 1)))
+    return factory
+
+
+def search_params(factory: str) -> dict[str, int]:
+    for prefix, params in DEFAULT_SEARCH_PARAMS.items():
+        if factory.startswith(prefix):
+            return dict(params)
+    return {}
+
+
+def gpu_count() -> int:
+    return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+
+
+def to_gpu(index: faiss.Index) -> faiss.Index:
+    """Move *index* to all GPUs when the installed faiss has them and the index type runs there."""
+    if gpu_count() == 0 or isinstance(index, faiss.IndexHNSW) or "HNSW" in type(index).__name__:
+        return index
+    try:
+        return faiss.index_cpu_to_all_gpus(index)
+    except (RuntimeError, AttributeError) as err:  # pragma: no cover - depends on the GPU build
+        log.warning("keeping the index on the CPU: %s", err)
+        return index
+
+
+def to_cpu(index: faiss.Index) -> faiss.Index:
+    if gpu_count() and hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:  # pragma: no cover
+        return faiss.index_gpu_to_cpu(index)
+    return index
+
+
+def build(vectors: np.ndarray, factory: str) -> faiss.Index:
+    """An inner-product index over unit *vectors* (ids = row numbers)."""
+    index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    index = to_gpu(index)
+    if not index.is_trained:
+        index.train(vectors)
+    index.add(vectors)
+    return to_cpu(index)
+
+
+def apply_params(index: faiss.Index, params: dict[str, Any]) -> None:
+    if not params:
+        return
+    space = faiss.ParameterSpace()
+    for key, value in params.items():
+        space.set_index_parameter(index, key, value)

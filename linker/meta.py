@@ -1,0 +1,38 @@
+"""``meta.json``: what an index folder holds and how it was made; checked on load."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from linker.errors import IndexMismatchError, IndexNotFoundError
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+TERMS_FILE = "terms.sqlite"
+FAISS_FILE = "faiss.index"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    meta_path = folder / META_FILE
+    if not meta_path.exists():
+        hint = " (an unfinished build: run the same build command again to resume)" if (folder / ".build").exists() else ""
+        raise IndexNotFoundError(f"{folder}: no {META_FILE}, so no finished index here{hint}; build one with 'linker build'")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise IndexMismatchError(f"{meta_path}: not valid JSON ({err}); rebuild the index") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"{meta_path}: format_version {version}, this linker reads {FORMAT_VERSION}; rebuild the index with this version"
+        )
+    return meta

@@ -1,0 +1,47 @@
+"""Line reading shared by the readers: plain or gzip, UTF-8, errors that name the line."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from linker.errors import LinkerError, SourceFormatError
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    if not path.exists():
+        raise LinkerError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise LinkerError(f"{path}: is a folder, expected a file")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` without the line ending; a bad byte or gzip stream names its line."""
+    lineno = 0
+    with _open_binary(path) as handle:
+        try:
+            for lineno, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise SourceFormatError(
+                        path, lineno, f"not UTF-8 ({err.reason} at byte {err.start}); re-encode the file as UTF-8"
+                    ) from None
+                yield lineno, line.rstrip("\r\n")
+        except (OSError, EOFError, gzip.BadGzipFile) as err:
+            raise SourceFormatError(path, lineno + 1, f"cannot read ({err}); is the file complete?") from None
+
+
+def file_sha256(path: Path) -> str:
+    """Checksum of the file's bytes as stored (compressed files are not unpacked)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
