@@ -1,0 +1,5 @@
+"""``python -m linker`` runs the CLI."""
+
+from linker.cli import main
+
+main()
