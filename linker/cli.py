@@ -175,6 +175,51 @@ def get(concept_id: str, index_dir: Path | None, as_json: bool) -> None:
         click.echo(f"  alt ids: {', '.join(card['alt_ids'])}")
 
 
+@cli.command("train")
+@click.argument("ontologies", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="output folder (the trained model)")
+@click.option("--base-model", help="model folder or hub name to start from (default: the packaged all-MiniLM-L6-v2)")
+@click.option("--format", "fmt", type=click.Choice(["obo", "umls", "tsv", "jsonl", "ctd"]),
+              help="ontology format of every ONTOLOGY (default: from each name)")
+@click.option("--corpus", "corpora", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="annotated TRAIN mentions (*.mentions.jsonl) for (mention, name) pairs (repeatable)")
+@click.option("--mention-type", "mention_types", multiple=True, help="keep only corpus mentions of this type (repeatable)")
+@click.option("--phases", default="contrastive,distill,soup", show_default=True, help="comma-separated phases to run")
+@click.option("--steps", type=int, help="budget: phase-1 optimiser steps")
+@click.option("--pairs", "max_pairs", type=int, help="budget: phase-1 pairs seen")
+@click.option("--minutes", type=float, help="budget: minutes of phases 1+2 (validation included)")
+@click.option("--distill-steps", type=int, help="budget: phase-2 steps (default: a share of --steps)")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--lr", default=3e-5, show_default=True)
+@click.option("--epochs", default=1, show_default=True, help="passes over the pairs planned for phase 1")
+@click.option("--max-length", default=64, show_default=True, help="tokens per text")
+@click.option("--checkpoint-every", default=200, show_default=True, help="steps between checkpoints (and validations)")
+@click.option("--holdout", default=0.05, show_default=True, help="fraction of concepts held out for validation "
+              "(and the same again for test)")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", type=int, help="torch CPU threads")
+@click.option("--device", help="cpu, cuda, cuda:1… (default: cuda when present)")
+def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str | None, fmt: str | None,
+                  corpora: tuple[Path, ...], mention_types: tuple[str, ...], phases: str, steps: int | None,
+                  max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
+                  epochs: int, max_length: int, checkpoint_every: int, holdout: float, seed: int,
+                  threads: int | None, device: str | None) -> None:
+    """Adapt an embedding model to ONTOLOGIES (BioLORD recipe); OUT is a model folder for `linker build --model`.
+
+    Run the same command again to resume an interrupted run.
+    """
+    from linker.sources import Source
+    from linker.train import TrainConfig, train
+
+    config = TrainConfig(
+        base_model=base_model, seed=seed, val_fraction=holdout, test_fraction=holdout,
+        corpora=tuple(str(c) for c in corpora), mention_types=tuple(mention_types) or None,
+        phases=tuple(p.strip() for p in phases.split(",") if p.strip()), batch_size=batch_size, max_length=max_length,
+        epochs=epochs, lr=lr, steps=steps, pairs=max_pairs, minutes=minutes, distill_steps=distill_steps,
+        checkpoint_every=checkpoint_every, threads=threads, device=device)
+    click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config)))
+
+
 def main() -> None:
     cli(prog_name="linker")
 

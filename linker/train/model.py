@@ -1,0 +1,128 @@
+"""The trainable sentence encoder (transformer + mean pooling + L2 norm) and the sentence-transformers folder it writes.
+
+Only torch and transformers are needed: the folder layout (``modules.json``, ``1_Pooling/config.json``,
+``sentence_bert_config.json``) is written by hand, so ``linker build --model DIR``, :mod:`linker.encoder`
+and ``sentence_transformers.SentenceTransformer(DIR)`` all read it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from linker.encoder import resolve_model
+from linker.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+MODULES = [
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+]
+
+
+def load_base(model: str | os.PathLike[str] | None) -> tuple[Any, Any, int | None]:
+    """``(tokenizer, model, max_length)`` of a model folder, hub name or the packaged default, in train mode."""
+    from transformers import AutoModel, AutoTokenizer
+
+    _, location, max_length = resolve_model(model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(location))
+        net = AutoModel.from_pretrained(str(location))
+    except (OSError, ValueError) as err:
+        raise ModelNotFoundError(f"cannot load base model {model!r} ({str(err).splitlines()[0]}); "
+                                 "pass a local sentence-transformers or transformers folder") from None
+    return tokenizer, net, max_length
+
+
+def embed(net: Any, tokenizer: Any, texts: Sequence[str], max_length: int, device: str) -> torch.Tensor:
+    """Mean-pooled, L2-normalised embeddings with gradients (the same pooling as :class:`linker.encoder.TransformerEncoder`)."""
+    tokens = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    tokens = {key: value.to(device) for key, value in tokens.items()}
+    hidden = net(**tokens).last_hidden_state
+    mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+
+
+class LiveEncoder:
+    """An :class:`~linker.encoder.Encoder` over a model being trained (validation without saving a folder)."""
+
+    def __init__(self, net: Any, tokenizer: Any, max_length: int, device: str, name: str = "training") -> None:
+        self.net, self.tokenizer, self.max_length, self.device, self.name = net, tokenizer, max_length, device, name
+        self.dimension = int(net.config.hidden_size)
+
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        size = batch_size or 128
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        was_training = self.net.training
+        self.net.eval()
+        with torch.inference_mode():
+            for start in range(0, len(order), size):
+                idx = order[start:start + size]
+                out[idx] = embed(self.net, self.tokenizer, [texts[i] for i in idx], self.max_length,
+                                 self.device).cpu().numpy()
+        self.net.train(was_training)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.name, "dimension": self.dimension, "pooling": "mean", "normalized": True,
+                "max_length": self.max_length}
+
+
+def save_sentence_transformer(net: Any, tokenizer: Any, out: str | Path, *, max_length: int,
+                              card: dict[str, Any] | None = None) -> Path:
+    """Write a sentence-transformers folder (transformer weights at the root, mean pooling, normalisation)."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    net.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    dim = int(net.config.hidden_size)
+    (tmp / "modules.json").write_text(json.dumps(MODULES, indent=2))
+    (tmp / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_length, "do_lower_case": False}))
+    (tmp / "1_Pooling").mkdir()
+    (tmp / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": dim, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}, indent=2))
+    (tmp / "2_Normalize").mkdir()
+    (tmp / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": "cosine"}))
+    if card is not None:
+        (tmp / "training.json").write_text(json.dumps(card, indent=2, default=str))
+        (tmp / "README.md").write_text(
+            "# concept-linker trained encoder\n\nMean pooling + L2 normalisation; trained with `linker train` "
+            "(BioLORD recipe: contrastive, self-distillation, weight averaging). See training.json.\n")
+    out.mkdir(parents=True, exist_ok=True)  # entries move in one by one: OUT may also hold checkpoints and logs
+    for entry in tmp.iterdir():
+        target = out / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    tmp.rmdir()
+    return out
+
+
+def state_average(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
+    """Weighted average of state dicts (uniform when *weights* is None); integer buffers are taken from the first."""
+    if not states:
+        raise ValueError("no state dicts to average")
+    weights = list(weights) if weights is not None else [1.0 / len(states)] * len(states)
+    out: dict[str, torch.Tensor] = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            out[key] = sum(w * s[key].float() for w, s in zip(weights, states)).to(first.dtype)  # type: ignore[union-attr]
+        else:
+            out[key] = first.clone()
+    return out
