@@ -3,7 +3,7 @@ checkpoints with validation, a JSONL training log and a progress bar.
 
 Checkpoint layout under ``OUT/checkpoints/PHASE/``: ``step-NNNNNN.pt`` holds the model weights of each
 checkpoint (the ingredients of the weight-averaging phase; the newest *keep* are kept), ``last.pt`` the
-weights, optimiser, step, elapsed seconds and validation scores to resume from. Both are written atomically.
+weights, optimiser, RNG, step, elapsed seconds and validation scores to resume from. Both are written atomically.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _rng_state() -> dict[str, Any]:
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
 def checkpoints(folder: Path) -> list[Path]:
     """Saved ingredient checkpoints of a phase, oldest first."""
     return sorted(folder.glob("step-*.pt"))
@@ -109,6 +113,10 @@ def run_phase(
         net.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
+        if "rng" in saved:  # dropout masks continue as in an uninterrupted run
+            torch.set_rng_state(saved["rng"]["cpu"].cpu())
+            if saved["rng"].get("cuda") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
         log.info("%s: resuming at step %d (%.0f s done)", config.name, state["step"], state["seconds"])
     if state["done"]:
         return state
@@ -129,7 +137,8 @@ def run_phase(
         state["seconds"] = time.perf_counter() - started
         if final and state["validations"] and state["validations"][-1]["step"] == state["step"]:
             state["done"] = True  # the last checkpoint is this step: only mark the phase finished
-            _atomic_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "state": state}, last)
+            _atomic_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                          "rng": _rng_state()}, last)
             return
         validation = validate() if validate is not None else {}
         entry = {"phase": config.name, "step": state["step"], "items": state["items"],
@@ -141,7 +150,7 @@ def run_phase(
         _atomic_save(weights, folder / f"step-{state['step']:06d}.pt")
         for old in checkpoints(folder)[:-config.keep]:
             old.unlink()
-        _atomic_save({"model": weights, "optimizer": optimizer.state_dict(), "state": state}, last)
+        _atomic_save({"model": weights, "optimizer": optimizer.state_dict(), "state": state, "rng": _rng_state()}, last)
         with open(log_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
         log.info("%s step %d: loss %.4f, validation %s", config.name, state["step"], entry["loss"], validation)

@@ -1,0 +1,165 @@
+"""The three phases on tiny data with a tiny model: they run, write a model folder that loads and embeds, and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from linker.errors import LinkerError
+from linker.sources import Source
+from linker.train import TrainConfig, train
+from linker.train.loop import Budget, PhaseConfig, run_phase
+from linker.train.model import state_average
+from train_support import make_tiny_model
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "bert")
+
+
+def _config(tiny_model: Path, **changes) -> TrainConfig:
+    options = dict(base_model=str(tiny_model), batch_size=4, steps=4, distill_steps=2, checkpoint_every=2,
+                   max_length=32, val_fraction=0.2, test_fraction=0.1, seed=1, progress=False,
+                   interpolations=(0.5,), corpora=(str(DATA / "mini.mentions.jsonl"),))
+    options.update(changes)
+    return TrainConfig(**options)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "model"
+    return train([Source.open(DATA / "mini.obo")], out, _config(tiny_model))
+
+
+def test_all_phases_run_and_log(trained: Path) -> None:
+    card = json.loads((trained / "training.json").read_text())
+    assert card["phases"]["contrastive"]["steps"] == 4
+    assert card["phases"]["distill"]["steps"] == 2
+    assert card["phases"]["soup"]["chosen"] in {c["candidate"] for c in card["phases"]["soup"]["candidates"]}
+    log = [json.loads(line) for line in (trained / "train_log.jsonl").read_text().splitlines()]
+    steps = [(e["phase"], e["step"]) for e in log if e["phase"] in {"contrastive", "distill"}]
+    assert steps == [("contrastive", 2), ("contrastive", 4), ("distill", 2)]
+    assert all(np.isfinite(e["loss"]) and "acc@1" in e["validation"] for e in log if e["phase"] in {"contrastive", "distill"})
+    assert {e["candidate"] for e in log if e["phase"] == "soup"} >= {"last", "uniform_soup", "interpolate_0.5"}
+    held = dict(line.split("\t") for line in (trained / "heldout.tsv").read_text().splitlines())
+    assert held and set(held.values()) <= {"val", "test"}
+
+
+def test_output_folder_loads_with_linker_encoder_and_embeds(trained: Path) -> None:
+    from linker.encoder import TransformerEncoder
+
+    for folder in (trained, trained / "phase1", trained / "phase2"):
+        encoder = TransformerEncoder(folder, device="cpu")
+        vectors = encoder.encode(["Seizure", "Short stature"])
+        assert vectors.shape == (2, 32)
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        assert encoder.max_length == 32
+
+
+def test_output_folder_is_a_sentence_transformers_model(trained: Path) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    from linker.encoder import TransformerEncoder
+
+    theirs = st.SentenceTransformer(str(trained), device="cpu").encode(["Seizure", "Fever"])
+    ours = TransformerEncoder(trained, device="cpu").encode(["Seizure", "Fever"])
+    assert np.allclose(theirs, ours, atol=1e-5)
+
+
+def test_build_uses_the_folder_as_is(trained: Path, tmp_path: Path) -> None:
+    from linker.build import build_index
+    from linker.index import ConceptIndex
+
+    folder = build_index(Source.open(DATA / "mini.obo"), tmp_path / "index", model=str(trained), progress=False)
+    index = ConceptIndex.load(folder, gpu=False)
+    assert index.meta["encoder"]["dimension"] == 32
+    assert index.search(["Seizure"], k=1)[0][0].concept_id == "HP:0001250"  # exact name match
+
+
+def test_rerun_of_a_finished_run_skips_phases_and_other_settings_are_refused(trained: Path, tiny_model: Path) -> None:
+    before = (trained / "phase1" / "model.safetensors").stat().st_mtime_ns
+    train([Source.open(DATA / "mini.obo")], trained, _config(tiny_model))
+    assert (trained / "phase1" / "model.safetensors").stat().st_mtime_ns == before
+    with pytest.raises(LinkerError, match="other settings"):
+        train([Source.open(DATA / "mini.obo")], trained, _config(tiny_model, lr=1e-3))
+
+
+def test_unknown_phase_is_refused(tiny_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(LinkerError, match="unknown phase"):
+        train([Source.open(DATA / "mini.obo")], tmp_path, _config(tiny_model, phases=("contrastive", "finetune")))
+
+
+def _phase_setup(tiny_model: Path):
+    from transformers import AutoModel
+
+    torch.manual_seed(0)
+    net = AutoModel.from_pretrained(str(tiny_model))
+    batches = [torch.randint(0, 1000, (3, 6)) for _ in range(6)]
+
+    def loss_fn(batch: torch.Tensor) -> torch.Tensor:
+        hidden = net(input_ids=batch).last_hidden_state.mean(1)
+        return (hidden ** 2).mean()
+
+    return net, batches, loss_fn
+
+
+def test_phase_resumes_from_last_checkpoint(tiny_model: Path, tmp_path: Path) -> None:
+    config = PhaseConfig("contrastive", lr=1e-3, checkpoint_every=2, budget=Budget(), progress_bar=False)
+    net, batches, loss_fn = _phase_setup(tiny_model)
+    run_phase(net, batches, loss_fn, config=config, folder=tmp_path / "a", log_path=tmp_path / "a.jsonl",
+              device="cpu", batch_items=lambda b: int(b.shape[0]))
+    uninterrupted = {k: v.clone() for k, v in net.state_dict().items()}
+
+    net, batches, loss_fn = _phase_setup(tiny_model)
+    calls: list[int] = []
+
+    def failing(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 5:  # after the checkpoint at step 4
+            raise KeyboardInterrupt
+        return loss_fn(batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_phase(net, batches, failing, config=config, folder=tmp_path / "b", log_path=tmp_path / "b.jsonl",
+                  device="cpu", batch_items=lambda b: int(b.shape[0]))
+    net, batches, loss_fn = _phase_setup(tiny_model)  # a fresh process: weights back to the base
+    seen: list[int] = []
+    state = run_phase(net, batches, lambda b: (seen.append(1), loss_fn(b))[1], config=config, folder=tmp_path / "b",
+                      log_path=tmp_path / "b.jsonl", device="cpu", batch_items=lambda b: int(b.shape[0]))
+    assert len(seen) == 2 and state["step"] == 6 and state["items"] == 18
+    for key, value in net.state_dict().items():
+        assert torch.allclose(value, uninterrupted[key], atol=1e-6), key
+
+
+def test_budget_in_steps_and_items_stops_the_phase(tiny_model: Path, tmp_path: Path) -> None:
+    net, batches, loss_fn = _phase_setup(tiny_model)
+    config = PhaseConfig("distill", checkpoint_every=100, budget=Budget(items=7), progress_bar=False)
+    state = run_phase(net, batches, loss_fn, config=config, folder=tmp_path / "c", log_path=tmp_path / "c.jsonl",
+                      device="cpu", batch_items=lambda b: int(b.shape[0]))
+    assert state["step"] == 3 and state["done"]  # 3 batches of 3 items pass the budget of 7
+
+
+def test_state_average_is_a_weighted_mean() -> None:
+    a = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor([5])}
+    b = {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor([7])}
+    assert torch.equal(state_average([a, b])["w"], torch.tensor([2.0, 4.0]))
+    assert torch.equal(state_average([a, b], [0.75, 0.25])["w"], torch.tensor([1.5, 3.5]))
+    assert torch.equal(state_average([a, b])["n"], torch.tensor([5]))
+
+
+def test_cli_train_verb(tiny_model: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from linker.cli import cli
+
+    result = CliRunner().invoke(cli, ["-q", "train", str(DATA / "mini.obo"), "--out", str(tmp_path / "m"),
+                                      "--base-model", str(tiny_model), "--phases", "contrastive", "--steps", "2",
+                                      "--batch-size", "4", "--holdout", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m" / "modules.json").exists() and (tmp_path / "m" / "phase1").is_dir()
