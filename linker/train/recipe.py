@@ -71,8 +71,8 @@ class TrainConfig:
     checkpoint_every: int = 200
     keep: int = 4
     val_pool: int = 1000
-    val_queries: int = 1000
-    interpolations: tuple[float, ...] = (0.9, 0.75, 0.5)
+    val_queries: int = 500
+    interpolations: tuple[float, ...] = (0.75, 0.5)
     amp: str = "auto"
     device: str | None = None
     threads: int | None = None
@@ -87,13 +87,18 @@ def _device(config: TrainConfig) -> str:
 
 
 def _validation_task(pairset: PairSet, config: TrainConfig) -> RankingTask:
-    task = synonym_task(pairset.concepts, pairset.split, "val", scopes=config.scopes, pool=config.val_pool,
-                        seed=config.seed, name="val_synonyms")
-    if len(task.queries) > config.val_queries:
-        keep = sorted(random.Random(config.seed).sample(range(len(task.queries)), config.val_queries))
-        task = RankingTask(task.name, task.index_texts, task.index_concepts, [task.queries[i] for i in keep],
-                           [task.gold[i] for i in keep])
-    return task
+    """Up to *val_queries* sampled synonyms of val concepts, against the names of their concepts plus
+    *val_pool* other concepts' names (seeded): cheap enough to run at every checkpoint on a CPU."""
+    full = synonym_task(pairset.concepts, pairset.split, "val", scopes=config.scopes, seed=config.seed,
+                        name="val_synonyms")
+    rng = random.Random(config.seed)
+    keep = sorted(rng.sample(range(len(full.queries)), min(config.val_queries, len(full.queries))))
+    queries, gold = [full.queries[i] for i in keep], [full.gold[i] for i in keep]
+    wanted = sorted({cid for g in gold for cid in g})
+    others = sorted(set(pairset.concepts) - set(wanted))
+    rng.shuffle(others)
+    index_ids = wanted + others[:config.val_pool]
+    return RankingTask("val_synonyms", [pairset.concepts[c].name for c in index_ids], index_ids, queries, gold)
 
 
 def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None = None) -> Path:
