@@ -22,6 +22,7 @@ import numpy as np
 
 from linker import __version__, faiss_util
 from linker.encoder import Encoder, load_encoder
+from linker.errors import LinkerError
 from linker.meta import FAISS_FILE, FORMAT_VERSION, META_FILE, TERMS_FILE, write_json_atomic
 from linker.normalize import NORMALIZER
 from linker.sources import Source
@@ -74,8 +75,6 @@ def build_index(
     if scopes is not None:
         unknown = set(scopes) - set(SCOPES)
         if unknown:
-            from linker.errors import LinkerError
-
             raise LinkerError(f"unknown synonym scope(s) {', '.join(sorted(unknown))}; use some of {', '.join(SCOPES)}")
     encoder = encoder or load_encoder(model, batch_size=batch_size)
     ontology = source.describe()
@@ -110,6 +109,8 @@ def build_index(
         records: Any = _filter_terms(source.records(), scopes, preferred_only)
         writer.add(records)
         counts = writer.finish()
+        if counts["terms"] == 0:
+            raise LinkerError(f"{source.path}: no names read; check the file and the filters (format {source.format})")
         os.replace(writer.path, db_path)
         state["counts"] = counts
         write_json_atomic(state_path, state)
