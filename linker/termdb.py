@@ -145,6 +145,10 @@ class TermDB:
         """Term texts ordered by FAISS id."""
         return [row[0] for row in self._conn().execute("SELECT text FROM terms ORDER BY id")]
 
+    def term_concepts(self) -> list[str]:
+        """The concept id of every term, ordered by FAISS id."""
+        return [row[0] for row in self._conn().execute("SELECT concept_id FROM terms ORDER BY id")]
+
     def terms(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
         """``id -> (concept_id, text)`` for the given term ids."""
         result: dict[int, tuple[str, str]] = {}
