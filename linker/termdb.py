@@ -141,10 +141,6 @@ class TermDB:
         assert table in {"concepts", "terms", "alt_ids"}
         return int(self._conn().execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
-    def texts(self) -> list[str]:
-        """Term texts ordered by FAISS id."""
-        return [row[0] for row in self._conn().execute("SELECT text FROM terms ORDER BY id")]
-
     def term_concepts(self) -> list[str]:
         """The concept id of every term, ordered by FAISS id."""
         return [row[0] for row in self._conn().execute("SELECT concept_id FROM terms ORDER BY id")]
