@@ -175,6 +175,35 @@ def get(concept_id: str, index_dir: Path | None, as_json: bool) -> None:
         click.echo(f"  alt ids: {', '.join(card['alt_ids'])}")
 
 
+@cli.command()
+@click.argument("mentions", required=False, type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("--alt-ids", "alt_ids", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="alt_id<TAB>concept_id map applied to gold and predicted ids (repeatable)")
+@click.option("--type", "types", multiple=True, help="keep only mentions of this type (repeatable), e.g. Disease")
+@click.option("--docs", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="documents of MENTIONS: also score end to end with the spaCy pipeline")
+@click.option("--pairs", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="term1<TAB>term2<TAB>score file: Spearman/Pearson of cosine similarity")
+@click.option("--model", help="model folder or hub name to search/embed with (default: the index's model)")
+@click.option("--exact", "exact_only", is_flag=True, help="rank by exact normalised string match only (baseline)")
+@click.option("-k", default=10, show_default=True, help="concepts ranked per mention (MRR cut-off)")
+@click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), help="write the record here")
+def evaluate(mentions: Path | None, index_dir: Path | None, alt_ids: tuple[Path, ...], types: tuple[str, ...],
+             docs: Path | None, pairs: Path | None, model: str | None, exact_only: bool, k: int,
+             json_out: Path | None) -> None:
+    """Score normalisation of gold MENTIONS (JSONL or PubTator): acc@1, acc@5, MRR; end to end with --docs;
+    similarity with --pairs."""
+    from linker.evaluate import evaluate as run_evaluation
+    from linker.evaluate import format_table
+
+    record = run_evaluation(mentions, index=index_dir, alt_ids=alt_ids, types=types, docs=docs, pairs=pairs,
+                            model=model, k=k, exact_only=exact_only)
+    click.echo(format_table(record))
+    if json_out is not None:
+        json_out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
 def main() -> None:
     cli(prog_name="linker")
 
