@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -113,16 +114,39 @@ def _read_mentions_jsonl(path: Path) -> Iterable[GoldMention]:
                           tuple(str(i) for i in row["ids"]), str(row.get("type") or ""))
 
 
+_BARE_MESH = re.compile(r"^[CD]\d{6,9}$")
+
+
+def _pubtator_ids(ids: Iterable[str]) -> tuple[str, ...]:
+    """PubTator concept ids as the shared JSONL writes them: ``+`` combinations split, bare MeSH ids
+    (``D012345``, ``C123456``) prefixed ``MESH:``; ``-1`` dropped."""
+    out: list[str] = []
+    for raw in ids:
+        for part in raw.split("+"):
+            part = part.strip()
+            if part and part != "-1":
+                out.append(f"MESH:{part}" if _BARE_MESH.match(part) else part)
+    return tuple(dict.fromkeys(out))
+
+
+def read_documents(path: str | os.PathLike[str]) -> list[Any]:
+    """Documents (``doc_id``, ``text``, gold ``annotations``) of a docs JSONL or PubTator file, via
+    :mod:`linker.formats`; a block that cannot be read is an error naming its place."""
+    from linker.formats import Failure, open_reader
+
+    docs = []
+    for item in open_reader(Path(path)):
+        if isinstance(item, Failure):
+            raise LinkerError(f"{item.where}: {item.reason}")
+        docs.append(item)
+    return docs
+
+
 def _read_pubtator(path: Path) -> list[GoldMention]:
-    try:
-        from linker.formats import pubtator  # the annotate branch's reader
-    except ImportError:
-        raise LinkerError(f"{path}: reading PubTator needs linker.formats.pubtator (not in this build); "
-                          "convert the file to a mentions JSONL first") from None
     mentions = []
-    for doc in pubtator.read_pubtator(path):  # type: ignore[attr-defined]
-        for m in doc.mentions:
-            mentions.append(GoldMention(str(doc.doc_id), m.start, m.end, m.text, tuple(m.ids), m.type or ""))
+    for doc in read_documents(path):
+        for a in doc.annotations:
+            mentions.append(GoldMention(str(doc.doc_id), a.start, a.end, a.text, _pubtator_ids(a.ids), a.label or ""))
     return mentions
 
 
@@ -419,8 +443,44 @@ def evaluate(
 
 def evaluate_end_to_end(docs: str | os.PathLike[str], gold: Sequence[GoldMention], index: Any, mapper: IdMapper,
                         config: Mapping[str, Any]) -> dict[str, Any]:
-    """Find and link mentions in *docs* with the spaCy pipeline; P/R/F1 of (span, concept), strict and overlapping."""
-    raise LinkerError("end-to-end evaluation needs linker.pipeline and linker.metrics (branch spacy)")
+    """Find and link mentions in *docs* with the spaCy pipeline (:func:`linker.pipeline.load_pipeline`);
+    P/R/F1 of (span, concept), strict and overlapping, per gold type (:mod:`linker.metrics`).
+
+    Gold mentions without any id are left out (nothing could match them); gold ids absent from the index
+    stay in (they count against recall, as they would for any system). A prediction is the mention's
+    ``concept_id`` (its best concept when it passed the linker's threshold); the predictions carry no type,
+    so per-type rows report recall only (precision and F1 are None).
+    """
+    from linker import metrics
+    from linker.pipeline import doc_mentions, load_pipeline
+
+    documents = read_documents(docs)
+    known = {d.doc_id for d in documents}
+    missing = sorted({m.doc_id for m in gold} - known)
+    if missing:
+        raise LinkerError(f"{docs}: {len(missing)} document(s) of the gold mentions are missing (e.g. {missing[0]}); "
+                          "pass the documents file that goes with the mentions")
+    started = time.perf_counter()
+    nlp = load_pipeline(index.path, **config)
+    component = nlp.get_pipe("concept_linker")
+    if hasattr(component, "set_index"):
+        component.set_index(index)  # the index (and encoder) already open here
+    predicted: list[Any] = []
+    for document, doc in zip(documents, nlp.pipe(d.text for d in documents)):
+        for m in doc_mentions(doc):
+            if m.concept_id:
+                predicted.append(metrics.annotation(document.doc_id, m.start, m.end, m.concept_id))
+    seconds = time.perf_counter() - started
+    gold_rows = [metrics.annotation(m.doc_id, m.start, m.end, m.ids, m.type or None) for m in gold if m.ids]
+    result = metrics.evaluate(predicted, gold_rows, id_map=mapper.expand, by_type=True)
+    for mode in result.values():
+        for name, prf in mode.items():
+            if name != "all" and prf["n_pred"] == 0:
+                prf["precision"] = prf["f1"] = None
+    config_shown = {key: value for key, value in config.items()}
+    return {"documents": len(documents), "gold": len(gold_rows), "predicted": len(predicted),
+            "pipeline_config": config_shown, "seconds": round(seconds, 3),
+            "docs_per_second": round(len(documents) / seconds, 2) if seconds > 0 else None, **result}
 
 
 def format_table(record: Mapping[str, Any]) -> str:

@@ -177,3 +177,39 @@ def test_cli_evaluate_reports_bad_input_as_an_error(mini_index_dir: Path, tmp_pa
     result = CliRunner().invoke(cli, ["evaluate", str(bad), "--index", str(mini_index_dir)])
     assert result.exit_code == 2
     assert "m.jsonl:1: not JSON" in result.output
+
+
+def test_pubtator_ids_follow_the_shared_jsonl_convention() -> None:
+    from linker.evaluate import _pubtator_ids
+
+    assert _pubtator_ids(["D012345+C000123", "-1", "OMIM:114480", " D001943"]) == (
+        "MESH:D012345", "MESH:C000123", "OMIM:114480", "MESH:D001943")
+
+
+def test_cli_evaluate_pubtator_end_to_end_by_hand(mini_index_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    """mini_e2e.pubtator: 6 gold mentions with ids (one has a wrong id on purpose: fever -> Diarrhea; one spans
+    "Tiredness persisted"), 1 without id. The dictionary finds Seizures, fever, short stature, anaemia, Fatigue,
+    Tiredness and the unannotated autism: 7 predictions. Strict: 4 right -> P 4/7, R 4/6.
+    Overlap: Tiredness also meets "Tiredness persisted" -> P 5/7, R 5/6."""
+    pubtator = data_dir / "mini_e2e.pubtator"
+    out = tmp_path / "e2e.json"
+    result = CliRunner().invoke(cli, ["evaluate", str(pubtator), "--docs", str(pubtator), "--index",
+                                      str(mini_index_dir), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    assert record["normalization"]["counts"]["no_gold_id"] == 1
+    e2e = record["end_to_end"]
+    assert (e2e["gold"], e2e["predicted"]) == (6, 7)
+    assert e2e["strict"]["all"]["precision"] == pytest.approx(4 / 7)
+    assert e2e["strict"]["all"]["recall"] == pytest.approx(4 / 6)
+    assert e2e["overlap"]["all"]["precision"] == pytest.approx(5 / 7)
+    assert e2e["overlap"]["all"]["recall"] == pytest.approx(5 / 6)
+    assert e2e["strict"]["Phenotype"]["precision"] is None  # predictions carry no type
+    assert "strict" in result.output and "overlap" in result.output
+
+
+def test_end_to_end_needs_the_documents_of_the_mentions(mini_index_dir: Path, data_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["evaluate", str(data_dir / "mini_mentions.jsonl"), "--docs",
+                                      str(data_dir / "mini_e2e.pubtator"), "--index", str(mini_index_dir)])
+    assert result.exit_code == 2
+    assert "document(s) of the gold mentions are missing" in result.output
