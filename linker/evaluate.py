@@ -505,10 +505,12 @@ def format_table(record: Mapping[str, Any]) -> str:
         lines.append(f"{norm['mentions_per_second']} mentions/s ({norm['seconds']} s)")
     e2e = record.get("end_to_end")
     if e2e:
-        lines.append(f"end to end{'':<12}{'P':>7}{'R':>7}{'F1':>7}")
+        lines.append(f"end to end: {e2e['documents']} documents, {e2e['gold']} gold mentions with ids, "
+                     f"{e2e['predicted']} linked predictions ({e2e['seconds']} s)")
+        lines.append(f"{'':<28}{'P':>7}{'R':>7}{'F1':>7}")
         for mode in ("strict", "overlap"):
             for name, prf in e2e.get(mode, {}).items():
-                lines.append(f"  {mode:<8}{name:<12}{_fmt(prf.get('precision'))}{_fmt(prf.get('recall'))}"
+                lines.append(f"  {mode:<8}{name:<18}{_fmt(prf.get('precision'))}{_fmt(prf.get('recall'))}"
                              f"{_fmt(prf.get('f1'))}")
     sim = record.get("similarity")
     if sim:

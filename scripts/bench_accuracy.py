@@ -158,13 +158,13 @@ def main() -> int:
 
 def format_table(records: list[dict[str, Any]]) -> str:
     head = (f"| {'dataset':<15}| {'system':<28}| {'scored':>6} | {'absent':>6} | {'acc@1':>6} | {'acc@5':>6} | "
-            f"{'MRR':>6} | {'acc@1 all':>9} | {'ment/s':>7} |")
+            f"{'MRR':>6} | {'acc@1 all':>9} | {'ment/s':>9} |")
     lines = [head, "|" + "|".join("-" * (len(cell)) for cell in head.split("|")[1:-1]) + "|"]
     for r in records:
         c, m = r["counts"], r["metrics"]
-        system = r["system"] if len(r["system"]) <= 28 else "…" + r["system"][-27:]
+        system = r["system"] if len(r["system"]) <= 27 else "…" + r["system"][-26:]
         lines.append(f"| {r['dataset']:<15}| {system:<28}| {c['scored']:>6} | {c['absent']:>6} | {m['acc@1']:>6.4f} | "
-                     f"{m['acc@5']:>6.4f} | {m['mrr']:>6.4f} | {m['acc@1_all']:>9.4f} | {r['mentions_per_second']:>7} |")
+                     f"{m['acc@5']:>6.4f} | {m['mrr']:>6.4f} | {m['acc@1_all']:>9.4f} | {r['mentions_per_second']:>9} |")
     return "\n".join(lines)
 
 

@@ -241,18 +241,20 @@ def format_table(results: dict[str, Any]) -> str:
     enc = results.get("encode")
     if enc and "error" not in enc:
         lines += [f"Encoding {enc['strings']} MEDIC names, {enc['model']}, batch {enc['batch_size']}, {enc['device']}, "
-                  f"{enc['torch_threads']} torch threads, best of {enc['repeats']}",
+                  f"{enc['torch_threads']} torch threads, best of {enc['repeats']}", "",
                   "| encoder | strings/s | seconds |", "|---|---:|---:|"]
         lines += [f"| {name} | {enc['strings_per_second'][name]} | {enc['seconds'][name]} |" for name in enc["seconds"]]
+        lines.append("")
         lines.append(f"ratio (sentence-transformers time / linker time): {enc['ratio_st_time_over_linker_time']}; "
                      f"largest cosine gap between the two encoders' vectors: {enc['max_cosine_gap']:.2e}")
         lines.append("")
     search = results.get("search")
     if search and "error" not in search:
         lines += [f"Search: {search['queries']} distinct mention vectors against {search['vectors']} MEDIC name vectors",
-                  "| search | queries/s | seconds |", "|---|---:|---:|"]
+                  "", "| search | queries/s | seconds |", "|---|---:|---:|"]
         lines += [f"| {name} | {search['queries_per_second'][name]} | {search['seconds'][name]} |"
                   for name in search["seconds"]]
+        lines.append("")
         lines.append(f"top-1 name agreement numpy vs FAISS: {search['top1_name_agreement_numpy_vs_faiss']:.4f}")
         lines.append("")
     build = results.get("build")
@@ -266,7 +268,7 @@ def format_table(results: dict[str, Any]) -> str:
     rows = [("linker", link)] + ([("scispaCy", sci)] if sci is not None else [])
     if link is None and sci is None:
         return "\n".join(lines)
-    lines += ["Linking the same mentions (NCBI-disease dev + BC5CDR-disease dev) over the same MEDIC names",
+    lines += ["Linking the same mentions (NCBI-disease dev + BC5CDR-disease dev) over the same MEDIC names", "",
               "| system | mentions | acc@1 | acc@5 | mentions/s | index build s | peak RSS MiB |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for label, rec in rows:

@@ -43,8 +43,25 @@ def accuracy_section(record: dict[str, Any]) -> list[str]:
 
 
 def speed_section(record: dict[str, Any]) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_speed import format_table  # re-rendered from the stored results, not the stored text
+
     return ["## Speed and memory (side by side, one run)", "", f"Command: `{record['command']}`  ",
-            f"Run: {record['date']}", "", record["table"]]
+            f"Run: {record['date']}", "", format_table(record["results"])]
+
+
+def end_to_end_section(record: dict[str, Any], command: str) -> list[str]:
+    e2e = record["end_to_end"]
+    lines = ["## End to end (spaCy pipeline finds and links the mentions)", "", f"Command: `{command}`", "",
+             f"{e2e['documents']} documents, {e2e['gold']} gold mentions with ids, {e2e['predicted']} linked "
+             f"predictions, {e2e['seconds']} s; pipeline: default `concept_linker` settings over "
+             f"`{record['index']['path']}`. Predictions carry no entity type, so per-type rows give recall only.", "",
+             "| match | type | P | R | F1 |", "|---|---|---:|---:|---:|"]
+    for mode in ("strict", "overlap"):
+        for name, prf in e2e[mode].items():
+            cells = [f"{prf[key]:.4f}" if prf[key] is not None else "–" for key in ("precision", "recall", "f1")]
+            lines.append(f"| {mode} | {name} | {' | '.join(cells)} |")
+    return lines
 
 
 def main() -> int:
@@ -52,6 +69,9 @@ def main() -> int:
     parser.add_argument("accuracy", type=Path)
     parser.add_argument("speed", type=Path)
     parser.add_argument("-o", "--out", type=Path, default=Path("docs/results.md"))
+    parser.add_argument("--end-to-end", type=Path, help="a 'linker evaluate --docs … --json' record")
+    parser.add_argument("--end-to-end-command", default="", help="the command that wrote --end-to-end")
+    parser.add_argument("--notes", type=Path, help="a Markdown file appended as the Notes section")
     parser.add_argument("--machine", default="", help="a sentence describing the machine (added to the header)")
     args = parser.parse_args()
     accuracy = json.loads(args.accuracy.read_text())
@@ -62,7 +82,12 @@ def main() -> int:
              "see [reproduce.md](reproduce.md) for how to rerun each number.", "",
              f"Machine: {machine['platform']}, Python {machine['python']}, {machine['cpus']} CPU cores, no GPU. "
              + args.machine, ""]
-    lines += accuracy_section(accuracy) + [""] + speed_section(speed) + [""]
+    lines += accuracy_section(accuracy) + [""]
+    if args.end_to_end:
+        lines += end_to_end_section(json.loads(args.end_to_end.read_text()), args.end_to_end_command) + [""]
+    lines += speed_section(speed) + [""]
+    if args.notes:
+        lines += ["## Notes", "", args.notes.read_text().strip(), ""]
     args.out.write_text("\n".join(lines))
     print(args.out)
     return 0
