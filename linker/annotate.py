@@ -99,12 +99,10 @@ _worker_annotator: Annotator | None = None
 
 def _init_worker(annotator: Annotator, threads: int) -> None:
     global _worker_annotator
-    try:
+    if isinstance(annotator, PipelineAnnotator):
         import torch
 
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+        torch.set_num_threads(threads)  # processes x threads = cores, not cores squared
     _worker_annotator = annotator
     load = getattr(annotator, "load", None)
     if callable(load):
