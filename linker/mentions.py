@@ -1,0 +1,214 @@
+"""Mention finders: spans worth linking, proposed from upstream NER, from the term dictionary, or densely.
+
+* :func:`upstream_proposals` — the spans already in ``doc.ents``;
+* :class:`DictionaryMatcher` — ontology names found in the text after normalisation (case, accents,
+  punctuation, hyphenation, a light plural/inflection stemmer), longest match first, guarded against
+  very short and stop-word-only names;
+* :func:`dense_spans` — candidate spans for embedding: noun chunks when the pipeline has a parser,
+  otherwise token n-grams bounded by punctuation and clause words.
+
+Everything here proposes; :mod:`linker.component` searches, scores and chooses.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from spacy.lang.en.stop_words import STOP_WORDS
+from spacy.tokens import Doc
+
+from linker.normalize import normalize
+
+log = logging.getLogger(__name__)
+
+UPSTREAM, DICTIONARY, DENSE, ABBREVIATION = "upstream", "dictionary", "dense", "abbreviation"
+SOURCES = (UPSTREAM, DICTIONARY, DENSE)
+
+#: Word tokens of running text (combining marks stay inside their word).
+_TOKEN = re.compile(r"(?:[^\W_]|[\u0300-\u036f])+")
+#: Characters that may sit between two words of one name ("café-au-lait", "Sjögren's", "and/or").
+_JOINER = re.compile(r"(?:[\s\-\u2010-\u2015/+]|['\u2019][sS]?)*")
+#: Words that end a dense n-gram window: conjunctions, relative pronouns, most prepositions.
+CLAUSE_WORDS = frozenset((
+    "and", "or", "but", "nor", "which", "that", "who", "whom", "whose", "where", "when", "because", "since",
+    "while", "whereas", "although", "though", "if", "than", "as", "with", "without", "within", "in", "on", "at",
+    "by", "for", "from", "to", "into", "onto", "after", "before", "during", "among", "between", "through",
+    "via", "versus", "vs", "we", "our", "us", "i", "you", "they", "it", "its", "this", "these", "those",
+    "there", "here", "also", "then", "thus", "however", "therefore", "both", "either", "neither",
+))
+STOP = frozenset(STOP_WORDS) | {"patient", "patients", "case", "cases", "study", "studies", "result", "results"}
+
+
+def stem(word: str) -> str:
+    """A light, symmetric inflection key: plural and a few verb endings off (``kidneys``/``kidney``,
+    ``ataxias``/``ataxia``, ``deficiencies``/``deficiency``). Applied alike to names and text."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+@dataclass(frozen=True, slots=True)
+class WordToken:
+    start: int
+    end: int
+    key: str  # stemmed, normalised word
+
+
+def word_tokens(text: str) -> list[WordToken]:
+    """Normalised, stemmed words of *text* with their character offsets (a word whose normalisation
+    splits in two, e.g. a ligature or fraction, gives two keys with the same offsets)."""
+    out: list[WordToken] = []
+    for match in _TOKEN.finditer(text):
+        if match.group() in {"s", "S"} and match.start() > 0 and text[match.start() - 1] in "'\u2019":
+            continue  # possessive: "Sjögren's syndrome" is "Sjögren syndrome"
+        for part in normalize(match.group()).split():
+            out.append(WordToken(match.start(), match.end(), stem(part)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A span proposed for linking and the text to search for it."""
+
+    start: int
+    end: int
+    source: str
+    query: str
+    #: the upstream entity label, when the span came from doc.ents
+    label: str | None = None
+
+
+def upstream_proposals(doc: Doc) -> list[Proposal]:
+    return [Proposal(ent.start_char, ent.end_char, UPSTREAM, ent.text, ent.label_) for ent in doc.ents]
+
+
+class DictionaryMatcher:
+    """Longest-match lookup of dictionary names over normalised, stemmed words.
+
+    Guards: a name made only of stop words is never matched; a one-word name shorter than
+    ``min_chars`` matches only where the text writes it in capitals (``SMA``, ``ALS``); words of one
+    name must follow each other with at most spaces, hyphens, slashes or apostrophes between them.
+    """
+
+    def __init__(self, names: Iterable[str], *, min_chars: int = 4, max_words: int = 12) -> None:
+        self.min_chars = min_chars
+        self.keys: dict[str, str] = {}
+        self.prefixes: set[str] = set()
+        self.max_words = 0
+        for name in names:
+            stems = [w.key for w in word_tokens(name)]
+            if not stems or len(stems) > max_words or all(w in STOP for w in stems):
+                continue
+            if len(stems) == 1 and (stems[0].isdigit() or len(stems[0]) < 2):
+                continue
+            key = " ".join(stems)
+            if key in self.keys:
+                continue
+            self.keys[key] = name
+            self.max_words = max(self.max_words, len(stems))
+            for i in range(1, len(stems)):
+                self.prefixes.add(" ".join(stems[:i]))
+        self.vocabulary = frozenset(k for key in self.keys for k in key.split() if k not in STOP and len(k) > 2)
+
+    @classmethod
+    def from_termdb(cls, termdb: object, **options: int) -> DictionaryMatcher:
+        """All names of a :class:`~linker.termdb.TermDB`."""
+        rows = termdb._conn().execute("SELECT DISTINCT text FROM terms")  # type: ignore[attr-defined]
+        return cls((row[0] for row in rows), **options)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _acceptable(self, text: str, words: Sequence[WordToken], first: int, last: int) -> bool:
+        surface = text[words[first].start:words[last].end]
+        if first == last and len(words[first].key) < self.min_chars:
+            letters = [ch for ch in surface if ch.isalpha()]
+            return len(letters) >= 2 and all(ch.isupper() for ch in letters)
+        return True
+
+    def find(self, text: str) -> list[Proposal]:
+        """Non-overlapping name matches, left to right, the longest at each position."""
+        words = word_tokens(text)
+        out: list[Proposal] = []
+        i = 0
+        while i < len(words):
+            best: int | None = None
+            key = ""
+            for j in range(i, min(len(words), i + self.max_words)):
+                if j > i:
+                    gap = text[words[j - 1].end:words[j].start]
+                    if words[j].start != words[j - 1].start and not _JOINER.fullmatch(gap):
+                        break
+                key = words[j].key if j == i else f"{key} {words[j].key}"
+                if key in self.keys and self._acceptable(text, words, i, j):
+                    best = j
+                if key not in self.prefixes:
+                    break
+            if best is None:
+                i += 1
+                continue
+            start, end = words[i].start, words[best].end
+            out.append(Proposal(start, end, DICTIONARY, self.keys[" ".join(w.key for w in words[i:best + 1])]))
+            i = best + 1
+        return out
+
+
+def _segments(doc: Doc) -> Iterator[list[int]]:
+    """Runs of token indices between punctuation, line breaks and clause words."""
+    run: list[int] = []
+    for token in doc:
+        if token.is_punct or token.is_space or token.like_url or token.lower_ in CLAUSE_WORDS or \
+                (token.is_bracket or token.is_quote):
+            if run:
+                yield run
+            run = []
+            continue
+        run.append(token.i)
+    if run:
+        yield run
+
+
+def _content(token_text: str) -> bool:
+    lower = token_text.lower()
+    return lower not in STOP and any(ch.isalpha() for ch in lower) and len(lower) > 1
+
+
+def dense_spans(doc: Doc, *, max_words: int = 5, vocabulary: frozenset[str] | None = None,
+                limit: int | None = None) -> list[tuple[int, int]]:
+    """Character spans to embed: noun chunks when *doc* is parsed, else n-grams of up to *max_words*
+    tokens inside :func:`_segments` that start and end on a content word and, when *vocabulary* is
+    given, hold at least one word of it (stemmed). At most *limit* spans (the first ones)."""
+    spans: list[tuple[int, int]] = []
+    if doc.has_annotation("DEP"):
+        for chunk in doc.noun_chunks:
+            tokens = [t for t in chunk if not (t.is_stop or t.is_punct or t.like_num)]
+            if tokens:
+                spans.append((tokens[0].idx, tokens[-1].idx + len(tokens[-1])))
+        return spans[:limit] if limit else spans
+    for run in _segments(doc):
+        keys = [stem(normalize(doc[i].text).replace(" ", "")) for i in run]
+        content = [_content(doc[i].text) for i in run]
+        known = [vocabulary is None or key in vocabulary for key in keys]
+        for a in range(len(run)):
+            if not content[a]:
+                continue
+            for b in range(a, min(len(run), a + max_words)):
+                if not content[b] or not any(known[a:b + 1]):
+                    continue
+                first, last = doc[run[a]], doc[run[b]]
+                spans.append((first.idx, last.idx + len(last)))
+                if limit is not None and len(spans) >= limit:
+                    log.warning("dense proposal stopped at %d spans in a document of %d characters; "
+                                "raise dense_limit or use the dictionary source for long documents",
+                                limit, len(doc.text))
+                    return spans
+    return spans
