@@ -158,28 +158,34 @@ class BodyLimit:
             await self._reject(send, int(declared))
             return
         seen = 0
-        started = False
+        over = False
+        answered = False
 
         async def limited_receive() -> dict[str, Any]:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise _TooLarge
+                    over = True
+                    raise _TooLarge  # the app stops reading; whatever it answers becomes the 413 below
             return message
 
         async def watched_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+            nonlocal answered
+            if over:
+                if not answered:
+                    answered = True
+                    await self._reject(send, seen)
+                return
             await send(message)
 
         try:
             await self.app(scope, limited_receive, watched_send)
         except _TooLarge:
-            if not started:
-                await self._reject(send, seen)
+            pass
+        if over and not answered:
+            await self._reject(send, seen)
 
     async def _reject(self, send: Any, size: int) -> None:
         body = json.dumps({"detail": f"request body of {size} bytes or more is over the limit of {self.max_body} "
@@ -191,6 +197,28 @@ class BodyLimit:
 
 
 # -- the application -------------------------------------------------------------------------------------------
+try:
+    from pydantic import BaseModel, Field
+except ImportError:  # pragma: no cover - pydantic comes with fastapi
+    BaseModel = object  # type: ignore[assignment,misc]
+
+    def Field(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef]  # noqa: N802
+        return None
+
+
+class LookupRequest(BaseModel):  # type: ignore[misc,valid-type]
+    """Terms to rank concepts for."""
+
+    texts: list[str] = Field(..., min_length=1, description="terms to look up (see the batch limit)")
+    k: int = Field(5, description="concepts per text")
+
+
+class AnnotateRequest(BaseModel):  # type: ignore[misc,valid-type]
+    """A document to annotate."""
+
+    text: str = Field(..., description="mentions are found, linked and flagged for negation and context")
+
+
 def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits | None = None) -> Any:
     """A FastAPI app over a loaded :class:`~linker.index.ConceptIndex` (and an annotator, else the spaCy pipeline)."""
     from contextlib import asynccontextmanager
@@ -198,7 +226,6 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
     from fastapi import FastAPI, HTTPException, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, Field
 
     limits = limits or ServerLimits()
     worker = ModelWorker(index, annotator, max_queue=limits.max_queue)
@@ -215,13 +242,6 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
     app.state.worker = worker
     app.state.limits = limits
 
-    class LookupRequest(BaseModel):
-        texts: list[str] = Field(..., min_length=1, description=f"terms to look up (at most {limits.max_batch})")
-        k: int = Field(5, ge=1, le=limits.max_k, description="concepts per text")
-
-    class AnnotateRequest(BaseModel):
-        text: str = Field(..., description="a document; mentions are found, linked and flagged")
-
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
@@ -236,7 +256,9 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
     async def busy(request: Request, exc: _Busy) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"})
 
-    def check_texts(texts: list[str]) -> None:
+    def check_texts(texts: list[str], k: int) -> None:
+        if not 1 <= k <= limits.max_k:
+            raise HTTPException(422, f"k is {k}; it must be between 1 and {limits.max_k}")
         if len(texts) > limits.max_batch:
             raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {limits.max_batch}, "
                                      "split them over several requests")
@@ -248,7 +270,7 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
                 raise HTTPException(422, f"texts[{i}] is empty")
 
     async def lookup_texts(texts: list[str], k: int) -> list[dict[str, Any]]:
-        check_texts(texts)
+        check_texts(texts, k)
         results = await asyncio.wrap_future(worker.submit("lookup", texts, k))
         return [{"query": text, "candidates": [candidate_to_dict(c) for c in row]} for text, row in zip(texts, results)]
 
@@ -258,12 +280,16 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
 
     @app.get("/lookup", summary="Rank concepts for one text")
     async def lookup_get(q: str = Query(..., description="the term"),
-                         k: int = Query(5, ge=1, le=limits.max_k)) -> dict[str, Any]:
+                         k: int = Query(5, description=f"concepts for the text (1 to {limits.max_k})")) -> dict[str, Any]:
         return (await lookup_texts([q], k))[0]
 
     @app.post("/annotate", summary="Find, link and flag the concept mentions of a text")
     async def annotate(body: AnnotateRequest) -> dict[str, Any]:
-        mentions = (await asyncio.wrap_future(worker.submit("annotate", [body.text])))[0]
+        try:
+            mentions = (await asyncio.wrap_future(worker.submit("annotate", [body.text])))[0]
+        except Exception as err:  # noqa: BLE001 - the text broke the pipeline; say so, keep serving
+            log.exception("annotation failed")
+            raise HTTPException(500, f"annotation failed: {type(err).__name__}: {err}") from None
         return {"mentions": [mention_to_dict(m) for m in mentions]}
 
     @app.get("/concept/{concept_id:path}", summary="The concept card (alternative and obsolete ids resolve)")
