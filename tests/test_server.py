@@ -153,6 +153,7 @@ def test_annotate_through_the_spacy_pipeline(mini_index: Any) -> None:
     assert all(text[m["start"]:m["end"]] == m["text"] for m in mentions)
 
 
+@pytest.mark.slow  # a fresh process loads torch and the model (about 10 s)
 def test_linker_serve_command(mini_index_dir: Any, tmp_path: Any) -> None:
     import subprocess
     import sys
