@@ -214,6 +214,10 @@ def annotate(
     if out_kind == "sqlite":
         options["concepts"] = _concept_lookup(index_arg)
     if annotator is None:
+        from linker.defaults import resolve_index_dir
+        from linker.meta import read_meta
+
+        read_meta(resolve_index_dir(index_arg))  # a missing index fails here, clearly, not inside every worker
         annotator = PipelineAnnotator(index_arg, pipeline_config)
     processes = max(1, processes or default_processes())
     stats = AnnotateStats(output=str(output))
@@ -237,7 +241,7 @@ def annotate(
         writer.close()
         stats.seconds = time.perf_counter() - started
         stats.errors = _errors_location(output, out_kind)
-    log.info("%s", stats.summary())
+    log.debug("%s", stats.summary())
     return stats
 
 
@@ -260,8 +264,9 @@ def _annotate_parallel(batches: Iterator[_Batch], writer: Writer, annotator: Ann
                 head, future = window.popleft()
                 _write(writer, head, future.result(), stats, bar)
         except BrokenProcessPool:
-            raise LinkerError("a worker process died (out of memory?); run the same command again to resume, "
-                              "with fewer --processes or a smaller --batch-size") from None
+            raise LinkerError("a worker process died or could not load the pipeline (out of memory? see the log "
+                              "above); run the same command again to resume, with fewer --processes or a smaller "
+                              "--batch-size") from None
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
