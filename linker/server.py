@@ -219,6 +219,90 @@ class AnnotateRequest(BaseModel):  # type: ignore[misc,valid-type]
     text: str = Field(..., description="mentions are found, linked and flagged for negation and context")
 
 
+class CandidateOut(BaseModel):  # type: ignore[misc,valid-type]
+    concept_id: str
+    name: str
+    matched_text: str = Field(description="the concept name (or synonym) that matched")
+    score: float = Field(description="cosine similarity; 1.0 for an exact normalised match")
+    exact: bool
+
+
+class LookupResult(BaseModel):  # type: ignore[misc,valid-type]
+    query: str
+    candidates: list[CandidateOut]
+
+
+class LookupResponse(BaseModel):  # type: ignore[misc,valid-type]
+    results: list[LookupResult]
+
+
+class RankedConcept(BaseModel):  # type: ignore[misc,valid-type]
+    concept_id: str
+    name: str
+    score: float
+
+
+class MentionOut(BaseModel):  # type: ignore[misc,valid-type]
+    start: int = Field(description="character offset in the text")
+    end: int
+    text: str
+    label: str
+    concept_id: str | None = Field(description="the linked concept, when the best score passed the threshold")
+    name: str | None
+    score: float | None
+    candidates: list[RankedConcept]
+    negated: bool
+    historical: bool
+    hypothetical: bool
+    family: bool
+    source: str = Field(description="the mention finder: upstream, dictionary, dense or abbreviation")
+
+
+class AnnotateResponse(BaseModel):  # type: ignore[misc,valid-type]
+    mentions: list[MentionOut]
+
+
+class SynonymOut(BaseModel):  # type: ignore[misc,valid-type]
+    text: str
+    scope: str
+    kind: str | None
+
+
+class ParentOut(BaseModel):  # type: ignore[misc,valid-type]
+    concept_id: str
+    name: str | None
+
+
+class ConceptOut(BaseModel):  # type: ignore[misc,valid-type]
+    concept_id: str
+    name: str
+    definition: str | None
+    synonyms: list[SynonymOut]
+    parents: list[ParentOut]
+    types: list[str]
+    alt_ids: list[str]
+    resolved_from: str | None = Field(None, description="the alternative or obsolete id asked for")
+
+
+#: error answers shown in the OpenAPI description; every body is {"detail": "..."}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the body is not valid JSON"},
+    413: {"description": "the body or the batch is over the limit"},
+    422: {"description": "a field is missing, of the wrong type or out of range"},
+    503: {"description": "too many texts are waiting for the model; retry after a second"},
+}
+
+
+class HealthOut(BaseModel):  # type: ignore[misc,valid-type]
+    status: str
+    index: str
+    ontology: dict[str, Any]
+    counts: dict[str, int]
+    model: str | None
+    dimension: int | None
+    version: str
+
+
 def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits | None = None) -> Any:
     """A FastAPI app over a loaded :class:`~linker.index.ConceptIndex` (and an annotator, else the spaCy pipeline)."""
     from contextlib import asynccontextmanager
@@ -274,16 +358,19 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
         results = await asyncio.wrap_future(worker.submit("lookup", texts, k))
         return [{"query": text, "candidates": [candidate_to_dict(c) for c in row]} for text, row in zip(texts, results)]
 
-    @app.post("/lookup", summary="Rank concepts for each of several texts")
+    @app.post("/lookup", summary="Rank concepts for each of several texts", response_model=LookupResponse,
+              responses=ERRORS)
     async def lookup_post(body: LookupRequest) -> dict[str, Any]:
         return {"results": await lookup_texts(body.texts, body.k)}
 
-    @app.get("/lookup", summary="Rank concepts for one text")
+    @app.get("/lookup", summary="Rank concepts for one text", response_model=LookupResult,
+             responses=ERRORS)
     async def lookup_get(q: str = Query(..., description="the term"),
                          k: int = Query(5, description=f"concepts for the text (1 to {limits.max_k})")) -> dict[str, Any]:
         return (await lookup_texts([q], k))[0]
 
-    @app.post("/annotate", summary="Find, link and flag the concept mentions of a text")
+    @app.post("/annotate", summary="Find, link and flag the concept mentions of a text",
+              response_model=AnnotateResponse, responses={**ERRORS, 500: {"description": "the text broke the pipeline"}})
     async def annotate(body: AnnotateRequest) -> dict[str, Any]:
         try:
             mentions = (await asyncio.wrap_future(worker.submit("annotate", [body.text])))[0]
@@ -292,7 +379,8 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
             raise HTTPException(500, f"annotation failed: {type(err).__name__}: {err}") from None
         return {"mentions": [mention_to_dict(m) for m in mentions]}
 
-    @app.get("/concept/{concept_id:path}", summary="The concept card (alternative and obsolete ids resolve)")
+    @app.get("/concept/{concept_id:path}", summary="The concept card (alternative and obsolete ids resolve)",
+             response_model=ConceptOut, responses={404: {"description": "unknown concept id"}})
     def concept(concept_id: str) -> dict[str, Any]:
         try:
             card = card_to_dict(index.card(concept_id), index.termdb)
@@ -302,7 +390,7 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
             card["resolved_from"] = concept_id
         return card
 
-    @app.get("/health", summary="Index name, counts and model")
+    @app.get("/health", summary="Index name, counts and model", response_model=HealthOut)
     def health() -> dict[str, Any]:
         info = index.info()
         return {"status": "ok", "index": Path(info["path"]).name, "ontology": info["ontology"],

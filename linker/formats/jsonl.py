@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from linker.formats.base import (AppendFile, Document, ErrorLog, Failure, Item, Progress, Reader, Writer,
-                                 count_bytes, errors_path_for, iter_jsonl_records, record_to_item,
-                                 truncate_after_last)
+                                 count_bytes, errors_path_for, record_to_item, truncate_after_last)
 from linker.serialize import mention_to_dict
 from linker.types import Mention
 
@@ -59,6 +58,18 @@ def _guess_id(raw: bytes) -> str | None:
     return match.group(1).decode("utf-8", "replace").strip() if match else None
 
 
+_PREFIX = b'{"doc_id": '
+_DECODER = json.JSONDecoder()
+
+
+def _doc_id(line: bytes) -> str:
+    """The id of an output line without parsing its mentions (the writer puts ``doc_id`` first)."""
+    if line.startswith(_PREFIX):
+        value, _ = _DECODER.raw_decode(line[len(_PREFIX):].decode("utf-8"))
+        return str(value)
+    return str(json.loads(line)["doc_id"])
+
+
 class JsonlWriter(Writer):
     """One line per document: ``{"doc_id", "mentions": [...]}`` (plus ``text`` with *include_text*).
 
@@ -80,8 +91,10 @@ class JsonlWriter(Writer):
             cut = truncate_after_last(self.path, b"\n")
             if cut:
                 log.warning("%s: dropped a torn last line (%d bytes) left by an interrupted run", self.path, cut)
-            for record in iter_jsonl_records(self.path):
-                progress.done_ids.add(record["doc_id"])
+            with self.path.open("rb") as fh:
+                for line in fh:
+                    if line.strip():
+                        progress.done_ids.add(_doc_id(line))
         self.errors.load(progress)
         return progress
 
