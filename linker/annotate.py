@@ -97,8 +97,22 @@ class _Batch:
 _worker_annotator: Annotator | None = None
 
 
-def _init_worker(annotator: Annotator, threads: int) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent was killed (kill -9, OOM killer) would idle on forever holding the model."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _init_worker(annotator: Annotator, threads: int, parent: int) -> None:
     global _worker_annotator
+    _exit_with_parent(parent)
     if isinstance(annotator, PipelineAnnotator):
         import torch
 
@@ -231,6 +245,8 @@ def annotate(
         total = reader.estimate_total()
         remaining = None if total is None else max(0, total - len(done.done_ids) - len(done.failed_where))
         batches = _batches(_todo(reader, done, stats), batch_size)
+        log.info("annotating %s into %s with %d process(es); loading the pipeline first", reader.path, output,
+                 processes)
         with _progress_bar(remaining, progress) as bar:
             if processes == 1:
                 for batch in batches:
@@ -252,7 +268,7 @@ def _annotate_parallel(batches: Iterator[_Batch], writer: Writer, annotator: Ann
     threads = max(1, default_processes() // processes)
     window: deque[tuple[_Batch, Future[list[list[Mention] | str]]]] = deque()
     context = multiprocessing.get_context("spawn")  # torch and forked threads do not mix
-    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker, initargs=(annotator, threads))
+    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker, initargs=(annotator, threads, os.getpid()))
     try:
         try:
             for batch in batches:
@@ -300,23 +316,33 @@ def _write(writer: Writer, batch: _Batch, results: list[list[Mention] | str], st
             stats.mentions += len(result)
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
+class _Bar:
+    """tqdm (documents/s, ETA), started when the first batch is written so that loading the model does not
+    count against the rate; without *enabled* it only counts."""
 
-    def __enter__(self) -> _NoBar:
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self._bar: Any = None
+
+    def update(self, n: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, unit="doc", desc="annotating", smoothing=0.1, dynamic_ncols=True)
+        self._bar.update(n)
+
+    def __enter__(self) -> _Bar:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        if self._bar is not None:
+            self._bar.close()
 
 
-def _progress_bar(total: int | None, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="doc", desc="annotating", smoothing=0.1, dynamic_ncols=True)
+def _progress_bar(total: int | None, enabled: bool) -> _Bar:
+    return _Bar(total, enabled)
 
 
 def _concept_lookup(index: str | None) -> Callable[[str], Any]:
