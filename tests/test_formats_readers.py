@@ -34,8 +34,10 @@ def test_jsonl_reader_keeps_order_and_names_every_bad_line() -> None:
 def test_jsonl_reader_with_named_fields() -> None:
     docs, failures = split(list(open_reader(NOTES / "notes_fields.jsonl", id_field="note", text_field="body_text")))
     assert [d.doc_id for d in docs] == ["n1", "n2", "n3"] and not failures
-    docs, failures = split(list(open_reader(NOTES / "notes_fields.jsonl")))
-    assert not docs and len(failures) == 3 and "--id-field" in failures[0].reason
+    with pytest.raises(SourceFormatError, match="notes_fields.jsonl:1: no field doc_id/id.*note, body_text.*--id-field"):
+        list(open_reader(NOTES / "notes_fields.jsonl"))
+    with pytest.raises(SourceFormatError, match="no field body.*--text-field"):
+        list(open_reader(NOTES / "notes_fields.jsonl", id_field="note", text_field="body"))
 
 
 def test_csv_and_tsv_readers() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from linker.formats.base import (AppendFile, Document, ErrorLog, Failure, Item, Progress, Reader, Writer,
-                                 count_bytes, errors_path_for, record_to_item, truncate_after_last)
+                                 check_fields, count_bytes, errors_path_for, record_to_item, truncate_after_last)
 from linker.serialize import mention_to_dict
 from linker.types import Mention
 
@@ -29,6 +29,7 @@ class JsonlReader(Reader):
         self.text_field = text_field
 
     def __iter__(self) -> Iterator[Item]:
+        checked = False
         with self.path.open("rb") as fh:
             for number, raw in enumerate(fh, start=1):
                 if not raw.strip():
@@ -44,6 +45,9 @@ class JsonlReader(Reader):
                 except json.JSONDecodeError as err:
                     yield Failure(_guess_id(raw) or where, where, f"not valid JSON ({err.msg}, column {err.colno})")
                     continue
+                if not checked and isinstance(record, dict):
+                    check_fields(self.path, number, list(record), self.id_field, self.text_field)
+                    checked = True
                 yield record_to_item(record, where, self.id_field, self.text_field)
 
     def estimate_total(self) -> int | None:
