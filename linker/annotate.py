@@ -213,15 +213,18 @@ def annotate(
     progress: bool = True,
     pipeline_config: dict[str, Any] | None = None,
     annotator: Annotator | None = None,
+    overwrite: bool = False,
 ) -> AnnotateStats:
     """Annotate every document of *input_path* into *output_path*, resuming what an earlier run left.
 
     *annotator* replaces the spaCy pipeline (tests); it must be picklable when *processes* > 1.
-    Returns the counts; documents that failed are in the output's errors file or table.
+    *overwrite* removes what an earlier run wrote instead of resuming it. Returns the counts; documents that failed are in the output's errors file or table.
     """
     started = time.perf_counter()
     out_kind = output_format(output_path, output_format_name)
     output = Path(output_path)
+    if output.resolve() == Path(input_path).resolve():
+        raise LinkerError(f"the output {output} is the input; write the annotations to another file")
     reader = open_reader(input_path, input_format, id_field=id_field, text_field=text_field)
     index_arg = str(index) if index is not None else None
     options: dict[str, Any] = {"include_text": include_text, "candidates": candidates}
@@ -235,6 +238,8 @@ def annotate(
         annotator = PipelineAnnotator(index_arg, pipeline_config)
     processes = max(1, processes or default_processes())
     stats = AnnotateStats(output=str(output))
+    if overwrite:
+        remove_output(output, out_kind)
     writer = open_writer(output, out_kind, **options)
     try:
         done = writer.progress()
@@ -343,6 +348,20 @@ class _Bar:
 
 def _progress_bar(total: int | None, enabled: bool) -> _Bar:
     return _Bar(total, enabled)
+
+
+def remove_output(output: Path, kind: str) -> None:
+    """Delete what a run into *output* wrote (a BRAT folder loses only its .txt/.ann files and errors log)."""
+    from linker.formats.base import errors_path_for
+
+    if kind == "brat":
+        if output.is_dir():
+            for file in output.iterdir():
+                if file.suffix in {".ann", ".txt", ".tmp"} or file.name == "errors.jsonl":
+                    file.unlink()
+        return
+    for path in (output, errors_path_for(output), Path(f"{output}-wal"), Path(f"{output}-shm")):
+        path.unlink(missing_ok=True)
 
 
 def _concept_lookup(index: str | None) -> Callable[[str], Any]:

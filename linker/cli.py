@@ -196,9 +196,10 @@ def get(concept_id: str, index_dir: Path | None, as_json: bool) -> None:
 @click.option("--include-text", is_flag=True, help="JSONL: repeat each document's text in its line")
 @click.option("--candidates", default=5, show_default=True, type=click.IntRange(min=0),
               help="ranked candidates kept per mention (JSONL, SQLite)")
+@click.option("--overwrite", is_flag=True, help="start afresh instead of resuming what OUTPUT holds")
 def annotate(input_path: Path, output: str, index_dir: Path | None, input_format: str | None,
              output_format: str | None, id_field: str | None, text_field: str | None, processes: int | None,
-             batch_size: int, include_text: bool, candidates: int) -> None:
+             batch_size: int, include_text: bool, candidates: int, overwrite: bool) -> None:
     """Annotate every document of INPUT into OUTPUT; run the same command again to resume after an interruption.
 
     Documents that cannot be read or annotated are listed in OUTPUT.errors.jsonl (SQLite: the errors table)
@@ -209,7 +210,7 @@ def annotate(input_path: Path, output: str, index_dir: Path | None, input_format
     quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
     stats = run(input_path, output, index=index_dir, input_format=input_format, output_format_name=output_format,
                 id_field=id_field, text_field=text_field, processes=processes, batch_size=batch_size,
-                include_text=include_text, candidates=candidates, progress=not quiet)
+                include_text=include_text, candidates=candidates, progress=not quiet, overwrite=overwrite)
     click.echo(stats.summary(), err=True)
     if stats.failed_total:
         sys.exit(1)

@@ -61,6 +61,26 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, name: str,
     assert snapshot(Path(broken)) == snapshot(Path(whole))
 
 
+@pytest.mark.parametrize("name", ["out.jsonl", "brat/", "out.sqlite"])
+def test_overwrite_starts_afresh(tmp_path: Path, name: str, mini_index_dir: Path) -> None:
+    output = f"{tmp_path}/{name}"
+    run(output, KeywordAnnotator(), index=mini_index_dir)
+    first = snapshot(Path(output))
+    stats = run(output, KeywordAnnotator(), index=mini_index_dir, overwrite=True)
+    assert (stats.skipped, stats.annotated, stats.failed) == (0, 5, 4)
+    assert snapshot(Path(output)) == first
+
+
+def test_output_must_not_be_the_input(tmp_path: Path) -> None:
+    from linker.errors import LinkerError
+
+    source = tmp_path / "notes.jsonl"
+    source.write_bytes((NOTES / "notes.jsonl").read_bytes())
+    with pytest.raises(LinkerError, match="is the input"):
+        annotate(source, source, annotator=KeywordAnnotator(), processes=1, progress=False)
+    assert source.read_bytes() == (NOTES / "notes.jsonl").read_bytes()
+
+
 def test_two_processes_equal_one(tmp_path: Path) -> None:
     one = annotate(NOTES / "notes.jsonl", tmp_path / "one.jsonl", annotator=KeywordAnnotator(), processes=1,
                    batch_size=2, progress=False)
