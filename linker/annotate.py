@@ -230,11 +230,10 @@ def annotate(
     options: dict[str, Any] = {"include_text": include_text, "candidates": candidates}
     if out_kind == "sqlite":
         options["concepts"] = _concept_lookup(index_arg)
+    index_id: str | None = None
+    if annotator is None or index_arg is not None:
+        index_id = _index_identity(index_arg)  # a missing index fails here, clearly, not inside every worker
     if annotator is None:
-        from linker.defaults import resolve_index_dir
-        from linker.meta import read_meta
-
-        read_meta(resolve_index_dir(index_arg))  # a missing index fails here, clearly, not inside every worker
         annotator = PipelineAnnotator(index_arg, pipeline_config)
     processes = max(1, processes or default_processes())
     stats = AnnotateStats(output=str(output))
@@ -243,6 +242,10 @@ def annotate(
     writer = open_writer(output, out_kind, **options)
     try:
         done = writer.progress()
+        settings = {"input": str(Path(input_path).resolve()), "input_format": reader.format, "output_format": out_kind,
+                    "index": index_id, "id_field": id_field, "text_field": text_field, "include_text": include_text,
+                    "candidates": candidates, "pipeline_config": pipeline_config or {}}
+        _check_same_run(output, out_kind, settings, resuming=bool(done.done_ids or done.failed_where))
         if done.done_ids or done.failed_where:
             log.info("%s already holds %d documents and %d failures; resuming", output, len(done.done_ids),
                      len(done.failed_where))
@@ -350,6 +353,38 @@ def _progress_bar(total: int | None, enabled: bool) -> _Bar:
     return _Bar(total, enabled)
 
 
+def run_file(output: Path, kind: str) -> Path:
+    """Where the settings of the run that writes *output* are kept, to refuse resuming with other settings."""
+    return output / ".run.json" if kind == "brat" else Path(f"{output}.run.json")
+
+
+def _check_same_run(output: Path, kind: str, settings: dict[str, Any], resuming: bool) -> None:
+    import json
+
+    from linker.meta import write_json_atomic
+
+    path = run_file(output, kind)
+    if resuming and path.exists():
+        before = json.loads(path.read_text())
+        changed = [f"{key} was {before.get(key)!r}, now {value!r}" for key, value in settings.items()
+                   if before.get(key) != value]
+        if changed:
+            raise LinkerError(f"{output} holds the output of another command ({'; '.join(changed)}); run that "
+                              "command again to resume it, or add --overwrite to start afresh")
+    write_json_atomic(path, settings)
+
+
+def _index_identity(index: str | None) -> str:
+    from linker.defaults import resolve_index_dir
+    from linker.meta import read_meta
+
+    folder = resolve_index_dir(index)
+    meta = read_meta(folder)
+    ontology = meta.get("ontology", {})
+    return (f"{folder.resolve()} ({ontology.get('name')} {ontology.get('release') or ''}, "
+            f"{meta.get('encoder', {}).get('model')}, built {meta.get('built_at')})")
+
+
 def remove_output(output: Path, kind: str) -> None:
     """Delete what a run into *output* wrote (a BRAT folder loses only its .txt/.ann files and errors log)."""
     from linker.formats.base import errors_path_for
@@ -357,10 +392,10 @@ def remove_output(output: Path, kind: str) -> None:
     if kind == "brat":
         if output.is_dir():
             for file in output.iterdir():
-                if file.suffix in {".ann", ".txt", ".tmp"} or file.name == "errors.jsonl":
+                if file.suffix in {".ann", ".txt", ".tmp"} or file.name in {"errors.jsonl", ".run.json"}:
                     file.unlink()
         return
-    for path in (output, errors_path_for(output), Path(f"{output}-wal"), Path(f"{output}-shm")):
+    for path in (output, errors_path_for(output), run_file(output, kind), Path(f"{output}-wal"), Path(f"{output}-shm")):
         path.unlink(missing_ok=True)
 
 

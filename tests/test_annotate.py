@@ -71,6 +71,17 @@ def test_overwrite_starts_afresh(tmp_path: Path, name: str, mini_index_dir: Path
     assert snapshot(Path(output)) == first
 
 
+def test_resuming_with_other_settings_is_refused(tmp_path: Path, mini_index_dir: Path) -> None:
+    from linker.errors import LinkerError
+
+    output = tmp_path / "out.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        run(output, InterruptAfter(2), index=mini_index_dir)
+    with pytest.raises(LinkerError, match="candidates was 5, now 3.*--overwrite"):
+        run(output, KeywordAnnotator(), index=mini_index_dir, candidates=3)
+    assert run(output, KeywordAnnotator(), index=mini_index_dir).skipped == 2
+
+
 def test_output_must_not_be_the_input(tmp_path: Path) -> None:
     from linker.errors import LinkerError
 
