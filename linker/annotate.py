@@ -312,8 +312,12 @@ def _write(writer: Writer, batch: _Batch, results: list[list[Mention] | str], st
             log.warning("%s (%s): %s", item.where, item.doc_id, item.reason)
             continue
         result = outcome[id(item)]
+        stage = "annotate"
+        refused = writer.refuse(item)
+        if refused and not isinstance(result, str):
+            result, stage = refused, "write"
         if isinstance(result, str):
-            failure = Failure(item.doc_id, item.where, result, stage="annotate")
+            failure = Failure(item.doc_id, item.where, result, stage=stage)
             writer.write_error(failure)
             stats.failed += 1
             stats.failed_total += 1

@@ -82,6 +82,15 @@ def test_resuming_with_other_settings_is_refused(tmp_path: Path, mini_index_dir:
     assert run(output, KeywordAnnotator(), index=mini_index_dir).skipped == 2
 
 
+def test_pubtator_refuses_ids_it_cannot_hold(tmp_path: Path) -> None:
+    source = tmp_path / "ids.jsonl"
+    source.write_text('{"id": "a|b", "text": "seizures"}\n{"id": "c", "text": "seizures"}\n')
+    stats = annotate(source, tmp_path / "out.pubtator", annotator=KeywordAnnotator(), processes=1, progress=False)
+    assert (stats.annotated, stats.failed) == (1, 1)
+    error = json.loads((tmp_path / "out.pubtator.errors.jsonl").read_text())
+    assert error["doc_id"] == "a|b" and error["stage"] == "write"
+
+
 def test_output_must_not_be_the_input(tmp_path: Path) -> None:
     from linker.errors import LinkerError
 

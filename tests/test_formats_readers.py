@@ -62,6 +62,15 @@ def test_csv_row_with_bad_bytes_fails_alone(tmp_path: Path) -> None:
     assert [(f.doc_id, f.where) for f in failures] == [("b", "latin.csv:3")] and "UTF-8" in failures[0].reason
 
 
+def test_byte_order_mark_and_crlf(tmp_path: Path) -> None:
+    jsonl, csv_file = tmp_path / "bom.jsonl", tmp_path / "bom.csv"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"id": "a", "text": "one"}\r\n{"id": "b", "text": "two"}\r\n')
+    csv_file.write_bytes(b"\xef\xbb\xbfid,text\r\na,one\r\nb,two\r\n")
+    for path in (jsonl, csv_file):
+        docs, failures = split(list(open_reader(path)))
+        assert [(d.doc_id, d.text) for d in docs] == [("a", "one"), ("b", "two")] and not failures
+
+
 def test_text_folder_reader() -> None:
     docs, failures = split(list(open_reader(NOTES / "txt")))
     assert [d.doc_id for d in docs] == ["n1", "n2", "ward2/n4"]  # sorted, recursive, README.md ignored

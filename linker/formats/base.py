@@ -54,7 +54,7 @@ class Failure:
     doc_id: str
     where: str
     reason: str
-    stage: str = "read"  # read | annotate
+    stage: str = "read"  # read | annotate | write
 
     def to_dict(self) -> dict[str, str]:
         return {"doc_id": self.doc_id, "where": self.where, "stage": self.stage, "reason": self.reason}
@@ -97,6 +97,10 @@ class Writer:
     def progress(self) -> Progress:
         """What the output already holds; also repairs a torn tail left by an interrupted run."""
         raise NotImplementedError
+
+    def refuse(self, doc: Document) -> str | None:
+        """Why *doc* cannot be written in this format (then it is recorded as failed), or None."""
+        return None
 
     def write(self, doc: Document, mentions: list[Mention]) -> None:
         raise NotImplementedError

@@ -25,7 +25,7 @@ class CsvReader(Reader):
         self.delimiter = delimiter or ("\t" if path.suffix.lower() in {".tsv", ".tab"} else ",")
 
     def __iter__(self) -> Iterator[Item]:
-        with self.path.open(encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        with self.path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
             rows = csv.reader(fh, delimiter=self.delimiter)
             header = next(rows, None)
             if header is None:

@@ -36,7 +36,7 @@ class JsonlReader(Reader):
                     continue
                 where = f"{self.path.name}:{number}"
                 try:
-                    line = raw.decode("utf-8")
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a byte-order mark may lead
                 except UnicodeDecodeError as err:
                     yield Failure(_guess_id(raw) or where, where, f"not UTF-8 ({err.reason} at byte {err.start})")
                     continue
