@@ -3,7 +3,8 @@
 One thread owns the model. Requests never wait on it inside the event loop: each one queues its texts
 and awaits a future; the model thread takes everything queued, runs one search (lookups of concurrent
 requests are searched together) or one ``nlp.pipe`` (annotations), and resolves the futures. The
-tokenizer of a Hugging Face model is not safe to call from several threads at once, and one batched
+tokenizer of a Hugging Face model is not safe to call from several threads at once ("Already borrowed",
+huggingface/tokenizers#537, sentence-transformers#910 under FastAPI), and one batched
 call is faster than many small ones, so this is both the safe and the fast shape. Concept cards and
 health are answered from the read-only term dictionary in the server's thread pool.
 """
