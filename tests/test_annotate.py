@@ -141,3 +141,38 @@ def test_cli_annotates_with_the_pipeline(tmp_path: Path, mini_index_dir: Path) -
 def test_cli_unknown_output_format(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["annotate", str(NOTES / "notes.jsonl"), "-o", str(tmp_path / "out.weird")])
     assert result.exit_code == 2 and "--to" in result.output
+
+
+def test_parallel_run_reads_ahead_only_a_few_batches() -> None:
+    """Memory stays bounded: the input is not consumed faster than results are written."""
+    from linker.annotate import AnnotateStats, _annotate_parallel, _Batch
+    from linker.formats import Document, Writer
+
+    produced = 0
+    lead: list[int] = []
+
+    def batches():  # 200 batches of 2 documents, counted as they are read
+        nonlocal produced
+        for b in range(200):
+            produced += 2
+            yield _Batch([Document(f"d{b}-{i}", "seizures", f"in:{b}") for i in range(2)])
+
+    class CountingWriter(Writer):
+        written = 0
+
+        def write(self, doc: Document, mentions: list) -> None:
+            self.written += 1
+            lead.append(produced - self.written)
+
+        def write_error(self, failure: object) -> None:
+            raise AssertionError(failure)
+
+    writer = CountingWriter()
+    _annotate_parallel(batches(), writer, KeywordAnnotator(), 2, AnnotateStats(), _NullBar())
+    assert writer.written == 400
+    assert max(lead) <= (2 * 2 + 1) * 2  # the window: two batches per process, plus the one being written
+
+
+class _NullBar:
+    def update(self, n: int) -> None:
+        pass
