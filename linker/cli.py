@@ -175,6 +175,35 @@ def get(concept_id: str, index_dir: Path | None, as_json: bool) -> None:
         click.echo(f"  alt ids: {', '.join(card['alt_ids'])}")
 
 
+@cli.command()
+@click.argument("texts", nargs=-1)
+@click.option("--file", "files", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="a UTF-8 text file to render (repeatable)")
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=Path("linked.html"), show_default=True,
+              help="HTML file to write")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("--source", "sources", multiple=True, type=click.Choice(["upstream", "dictionary", "dense"]),
+              help="mention sources (repeatable; default: the component's)")
+@click.option("--threshold", type=float, help="score a concept needs to become the link")
+def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir: Path | None,
+           sources: tuple[str, ...], threshold: float | None) -> None:
+    """Write an HTML page (displaCy) of TEXTS or --file documents with linked spans highlighted."""
+    from linker.pipeline import load_pipeline
+    from linker.render import write_html
+
+    documents = [(None, text) for text in texts] + [(path.name, path.read_text(encoding="utf-8")) for path in files]
+    if not documents:
+        documents = [(None, sys.stdin.read())]
+    config: dict[str, object] = {}
+    if sources:
+        config["sources"] = list(sources)
+    if threshold is not None:
+        config["threshold"] = threshold
+    nlp = load_pipeline(index_dir, **config)
+    docs = list(nlp.pipe(text for _, text in documents))
+    click.echo(str(write_html(out, docs, titles=[title for title, _ in documents])))
+
+
 def main() -> None:
     cli(prog_name="linker")
 
