@@ -229,6 +229,35 @@ def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch
     run(index_dir, host=host, port=port, limits=ServerLimits(max_body=max_body, max_batch=max_batch))
 
 
+@cli.command()
+@click.argument("texts", nargs=-1)
+@click.option("--file", "files", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="a UTF-8 text file to render (repeatable)")
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=Path("linked.html"), show_default=True,
+              help="HTML file to write")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("--source", "sources", multiple=True, type=click.Choice(["upstream", "dictionary", "dense"]),
+              help="mention sources (repeatable; default: the component's)")
+@click.option("--threshold", type=float, help="score a concept needs to become the link")
+def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir: Path | None,
+           sources: tuple[str, ...], threshold: float | None) -> None:
+    """Write an HTML page (displaCy) of TEXTS or --file documents with linked spans highlighted."""
+    from linker.pipeline import load_pipeline
+    from linker.render import write_html
+
+    documents = [(None, text) for text in texts] + [(path.name, path.read_text(encoding="utf-8")) for path in files]
+    if not documents:
+        documents = [(None, sys.stdin.read())]
+    config: dict[str, object] = {}
+    if sources:
+        config["sources"] = list(sources)
+    if threshold is not None:
+        config["threshold"] = threshold
+    nlp = load_pipeline(index_dir, **config)
+    docs = list(nlp.pipe(text for _, text in documents))
+    click.echo(str(write_html(out, docs, titles=[title for title, _ in documents])))
+
+
 def main() -> None:
     cli(prog_name="linker")
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,22 @@ def register_extensions() -> None:
 
 
 register_extensions()
+
+
+def _one_thread_after_fork() -> None:
+    """OpenMP (torch, FAISS) hangs in a forked child when the parent already used its thread pool, as
+    ``nlp.pipe(..., n_process=2)`` does on Linux: a forked child therefore runs them on one thread
+    (n processes of one thread each, which is also what keeps them from fighting over cores)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+    faiss = sys.modules.get("faiss")
+    if faiss is not None:
+        faiss.omp_set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 # -- the component -------------------------------------------------------------------------------------------
@@ -248,52 +266,58 @@ class ConceptLinker:
         dense = sorted((p for p in props if p.source == DENSE and best(p) >= self.dense_threshold),
                        key=lambda p: (-best(p), -(p.end - p.start), p.start))
         chosen: list[Proposal] = list(upstream)
-        taken = sorted((p.start, p.end) for p in upstream)
+        end = max((p.end for p in props), default=0)
+        taken = bytearray(end)  # characters already inside a chosen span
+        for p in upstream:
+            taken[p.start:p.end] = b"\x01" * (p.end - p.start)
         for p in exact + dense:
-            if any(p.start < e and s < p.end for s, e in taken):
+            if any(taken[p.start:p.end]):
                 continue
             chosen.append(p)
-            taken.append((p.start, p.end))
+            taken[p.start:p.end] = b"\x01" * (p.end - p.start)
         chosen.sort(key=lambda p: p.start)
         return [(p, found.get(p.query, [])) for p in chosen]
 
     def _write(self, doc: Doc, linked: list[tuple[Proposal, list[Candidate]]]) -> None:
+        """Set the entities: linked spans, plus the earlier entities that do not clash with them
+        (on a clash the earlier entity stays unless ``overwrite``)."""
         if not linked:
             return
         flags = assert_spans(doc.text, [(p.start, p.end) for p, _ in linked]) if self.assertion else None
         old = {(e.start_char, e.end_char): e for e in doc.ents}
-        new_ents: dict[tuple[int, int], Span] = {}
+        handled: set[tuple[int, int]] = set()
+        new: list[Span] = []
+        occupied = bytearray(len(doc))  # tokens inside a new entity
         for i, (prop, candidates) in enumerate(linked):
-            span = doc.char_span(prop.start, prop.end, alignment_mode="expand")
-            if span is None or not len(span):
-                continue
-            existing = old.get((prop.start, prop.end))
+            handled.add((prop.start, prop.end))
             ok = bool(candidates) and candidates[0].score >= self.threshold
             if not ok and self.unlinked == "drop":
                 continue
+            span = doc.char_span(prop.start, prop.end, alignment_mode="expand")
+            if span is None or not len(span) or any(occupied[span.start:span.end]):
+                continue
+            existing = old.get((prop.start, prop.end))
             kb_id = candidates[0].concept_id if ok else ""
             if existing is not None and existing.kb_id_ and not self.overwrite:
                 kb_id = existing.kb_id_
             label = existing.label_ if existing is not None else (prop.label or self.label)
             ent = Span(doc, span.start, span.end, label=label, kb_id=kb_id)
-            data: dict[str, Any] = {"c": [[c.concept_id, c.name, c.matched_text, round(float(c.score), 6),
-                                           c.exact] for c in candidates],
-                                    "s": prop.source, "q": prop.query}
+            data: dict[str, Any] = {"c": [[c.concept_id, c.name, c.matched_text, round(float(c.score), 6), c.exact]
+                                          for c in candidates], "s": prop.source, "q": prop.query}
             if flags is not None:
                 data.update(flags[i].flags())
             ent._.set(DATA_ATTR, data)
-            key = (ent.start_char, ent.end_char)
-            if not any(ent.start < e.end and e.start < ent.end for k2, e in new_ents.items() if k2 != key):
-                new_ents[key] = ent
-        kept = [e for e in doc.ents if (e.start_char, e.end_char) not in old or
-                (e.start_char, e.end_char) in new_ents or self.unlinked == "keep"]
-        kept = [e for e in kept if (e.start_char, e.end_char) not in new_ents]
-        if self.unlinked == "drop":
-            linked_keys = {(p.start, p.end) for p, _ in linked}
-            kept = [e for e in kept if (e.start_char, e.end_char) not in linked_keys]
-        spans = list(new_ents.values()) + [e for e in kept if not any(e.start < n.end and n.start < e.end
-                                                                        for n in new_ents.values())]
-        doc.ents = sorted(spans, key=lambda e: e.start)
+            new.append(ent)
+            occupied[span.start:span.end] = b"\x01" * len(span)
+        earlier = [e for key, e in old.items() if key not in handled]
+        if earlier and not self.overwrite:
+            before = bytearray(len(doc))
+            for e in earlier:
+                before[e.start:e.end] = b"\x01" * len(e)
+            new = [n for n in new if not any(before[n.start:n.end])]
+        else:
+            earlier = [e for e in earlier if not any(occupied[e.start:e.end])]
+        doc.ents = sorted(new + earlier, key=lambda e: e.start)
 
     # -- serialisation -----------------------------------------------------------------------------------
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
