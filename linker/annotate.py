@@ -112,6 +112,9 @@ def _exit_with_parent(parent: int) -> None:
 
 def _init_worker(annotator: Annotator, threads: int, parent: int) -> None:
     global _worker_annotator
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     _exit_with_parent(parent)
     if isinstance(annotator, PipelineAnnotator):
         import torch

@@ -208,9 +208,14 @@ def annotate(input_path: Path, output: str, index_dir: Path | None, input_format
     from linker.annotate import annotate as run
 
     quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
-    stats = run(input_path, output, index=index_dir, input_format=input_format, output_format_name=output_format,
-                id_field=id_field, text_field=text_field, processes=processes, batch_size=batch_size,
-                include_text=include_text, candidates=candidates, progress=not quiet, overwrite=overwrite)
+    try:
+        stats = run(input_path, output, index=index_dir, input_format=input_format,
+                    output_format_name=output_format, id_field=id_field, text_field=text_field, processes=processes,
+                    batch_size=batch_size, include_text=include_text, candidates=candidates, progress=not quiet,
+                    overwrite=overwrite)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: what is in {output} is kept; run the same command again to resume", err=True)
+        sys.exit(130)
     click.echo(stats.summary(), err=True)
     if stats.failed_total:
         sys.exit(1)
