@@ -65,10 +65,14 @@ class ModelWorker:
 
     @property
     def annotator(self) -> Any:
+        """The spaCy pipeline over the same index object (one encoder, used from this thread only)."""
         if self._annotator is None:
             from linker.annotate import PipelineAnnotator
+            from linker.pipeline import COMPONENT
 
-            self._annotator = PipelineAnnotator(str(self.index.path))
+            annotator = PipelineAnnotator(str(self.index.path))
+            annotator.load().get_pipe(COMPONENT).set_index(self.index)
+            self._annotator = annotator
         return self._annotator
 
     def submit(self, kind: str, texts: list[str], k: int = 0) -> Future[Any]:
@@ -103,10 +107,18 @@ class ModelWorker:
                 n_texts += len(more.texts)
             with self._lock:
                 self._waiting -= n_texts
+            # requests whose client went away were cancelled; the rest can no longer be
+            jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
             for kind in ("lookup", "annotate"):
                 group = [j for j in jobs if j.kind == kind]
                 if group:
-                    self._serve(kind, group)
+                    try:
+                        self._serve(kind, group)
+                    except BaseException as err:  # noqa: BLE001 - never let the model thread die
+                        log.exception("model thread")
+                        for j in group:
+                            if not j.future.done():
+                                j.future.set_exception(err)
 
     def _serve(self, kind: str, jobs: list[_Job]) -> None:
         texts = [text for job in jobs for text in job.texts]
@@ -121,8 +133,7 @@ class ModelWorker:
                     self._serve(kind, [job])
                 return
             for job in jobs:
-                if not job.future.cancelled():
-                    job.future.set_exception(err)
+                job.future.set_exception(err)
             return
         start = 0
         for job in jobs:
@@ -130,8 +141,7 @@ class ModelWorker:
             start += len(job.texts)
             if kind == "lookup":
                 part = [row[:job.k] for row in part]
-            if not job.future.cancelled():
-                job.future.set_result(part)
+            job.future.set_result(part)
 
 
 class _Busy(Exception):
@@ -304,8 +314,12 @@ class HealthOut(BaseModel):  # type: ignore[misc,valid-type]
     version: str
 
 
-def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits | None = None) -> Any:
-    """A FastAPI app over a loaded :class:`~linker.index.ConceptIndex` (and an annotator, else the spaCy pipeline)."""
+def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits | None = None,
+               warm_up: bool = False) -> Any:
+    """A FastAPI app over a loaded :class:`~linker.index.ConceptIndex` (and an annotator, else the spaCy pipeline).
+
+    *warm_up* loads the model and the pipeline now rather than on the first requests.
+    """
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, HTTPException, Query, Request
@@ -314,6 +328,9 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
 
     limits = limits or ServerLimits()
     worker = ModelWorker(index, annotator, max_queue=limits.max_queue)
+    if warm_up:
+        worker.submit("lookup", ["warm up"], 1).result()
+        worker.submit("annotate", ["warm up"]).result()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -422,7 +439,7 @@ def serve(index_dir: str | os.PathLike[str] | None = None, *, host: str = "127.0
     from linker.defaults import open_index
 
     index = open_index(index_dir)
-    index.search(["warm up"], 1)  # load the model now, not on the first request
     if host not in {"127.0.0.1", "localhost", "::1"}:
         log.warning("serving on %s: reachable from other machines; the service has no authentication", host)
-    uvicorn.run(create_app(index, limits=limits), host=host, port=port, log_level=log_level)
+    app = create_app(index, limits=limits, warm_up=True)  # load model and pipeline now, not on the first request
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
