@@ -255,6 +255,8 @@ def annotate(
         stats.failed_total = len(done.failed_where)
         total = reader.estimate_total()
         remaining = None if total is None else max(0, total - len(done.done_ids) - len(done.failed_where))
+        if remaining is not None and processes > 1:  # a worker per batch at most: starting one costs seconds
+            processes = max(1, min(processes, -(-remaining // batch_size)))
         batches = _batches(_todo(reader, done, stats), batch_size)
         log.info("annotating %s into %s with %d process(es); loading the pipeline first", reader.path, output,
                  processes)
