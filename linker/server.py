@@ -390,8 +390,9 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
     @app.post("/annotate", summary="Find, link and flag the concept mentions of a text",
               response_model=AnnotateResponse, responses={**ERRORS, 500: {"description": "the text broke the pipeline"}})
     async def annotate(body: AnnotateRequest) -> dict[str, Any]:
+        future = worker.submit("annotate", [body.text])  # a full queue answers 503 from here
         try:
-            mentions = (await asyncio.wrap_future(worker.submit("annotate", [body.text])))[0]
+            mentions = (await asyncio.wrap_future(future))[0]
         except Exception as err:  # noqa: BLE001 - the text broke the pipeline; say so, keep serving
             log.exception("annotation failed")
             raise HTTPException(500, f"annotation failed: {type(err).__name__}: {err}") from None

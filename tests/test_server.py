@@ -177,3 +177,22 @@ def test_linker_serve_command(mini_index_dir: Any, tmp_path: Any) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+class SlowAnnotator(KeywordAnnotator):
+    def __call__(self, texts: Any) -> Any:
+        time.sleep(0.6)
+        return super().__call__(texts)
+
+
+def test_full_queue_answers_503(mini_index: Any) -> None:
+    app = create_app(mini_index, annotator=SlowAnnotator(), limits=ServerLimits(max_queue=1))
+    with LiveServer(app) as live:
+        def post(delay: float) -> int:
+            time.sleep(delay)
+            with httpx.Client(base_url=live.url, timeout=30) as c:
+                return c.post("/annotate", json={"text": "seizures"}).status_code
+
+        with ThreadPoolExecutor(3) as pool:  # one running, one waiting, one too many
+            codes = list(pool.map(post, [0.0, 0.2, 0.4]))
+    assert codes == [200, 200, 503]
