@@ -49,16 +49,20 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option("--language", "languages", multiple=True, help="UMLS: LAT codes to keep (default ENG)")
 @click.option("--sab", "sabs", multiple=True, help="UMLS: source vocabularies to keep (default all)")
 @click.option("--batch-size", default=64, show_default=True)
+@click.option("--max-length", type=int, help="tokens per name (default: the model's max_seq_length)")
+@click.option("--device", help="torch device for embedding (default: cuda when present, else cpu)")
 @click.option("--force", is_flag=True, help="rebuild even if the folder holds the same index")
 def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str | None, faiss_kind: str,
           scopes: str | None, preferred_only: bool, subtree: tuple[str, ...], alt_ids: Path | None,
-          languages: tuple[str, ...], sabs: tuple[str, ...], batch_size: int, force: bool) -> None:
+          languages: tuple[str, ...], sabs: tuple[str, ...], batch_size: int, max_length: int | None,
+          device: str | None, force: bool) -> None:
     """Build an index folder from an ontology; with no arguments, build the embedded HPO default.
 
     Interrupted builds resume when the same command is run again.
     """
     from linker.build import build_index
     from linker.defaults import default_index_dir, hpo_obo_path
+    from linker.encoder import load_encoder
     from linker.sources import Source
 
     if source is None:
@@ -81,8 +85,9 @@ def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str
         if sabs:
             options["sources"] = list(sabs)
     scope_list = [s.strip().upper() for s in scopes.split(",") if s.strip()] if scopes else None
-    folder = build_index(Source.open(source, fmt_resolved, **options), out_dir, model=model, faiss_kind=faiss_kind,
-                         scopes=scope_list, preferred_only=preferred_only, batch_size=batch_size, force=force)
+    encoder = load_encoder(model, batch_size=batch_size, max_length=max_length, device=device)
+    folder = build_index(Source.open(source, fmt_resolved, **options), out_dir, encoder=encoder, faiss_kind=faiss_kind,
+                         scopes=scope_list, preferred_only=preferred_only, force=force)
     click.echo(str(folder))
 
 
