@@ -138,8 +138,7 @@ class DictionaryMatcher:
     @classmethod
     def from_termdb(cls, termdb: object, **options: int) -> DictionaryMatcher:
         """All names of a :class:`~linker.termdb.TermDB`."""
-        rows = termdb._conn().execute("SELECT DISTINCT text FROM terms")  # type: ignore[attr-defined]
-        return cls((row[0] for row in rows), **options)
+        return cls(termdb.term_texts(), **options)  # type: ignore[attr-defined]
 
     def __len__(self) -> int:
         return len(self.keys)
