@@ -38,6 +38,9 @@ DATA_ATTR = "linker_data"
 SETTINGS_FILE = "linker.json"
 INDEX_DIR = "index"
 UNLINKED = ("keep", "drop")
+#: HPO branches that are not findings (mode of inheritance, clinical modifiers such as "Mild", frequency,
+#: past medical history, blood group, biospecimen features): excluded by default, harmless elsewhere.
+NON_PHENOTYPE_ROOTS = ("HP:0000005", "HP:0012823", "HP:0040279", "HP:0032443", "HP:0032223", "HP:0020228")
 
 
 # -- extensions ------------------------------------------------------------------------------------------------
@@ -107,19 +110,19 @@ if hasattr(os, "register_at_fork"):
         "index": None, "k": 5, "threshold": 0.75, "sources": [UPSTREAM, DICTIONARY], "dense_threshold": 0.85,
         "max_words": 5, "batch_size": 64, "abbreviations": True, "assertion": True, "types": [], "roots": [],
         "overwrite": False, "unlinked": "keep", "label": "CONCEPT", "min_chars": 4, "dense_limit": 20000,
-        "copy_index": False,
+        "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS),
     },
 )
 def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, threshold: float,
                         sources: list[str], dense_threshold: float, max_words: int, batch_size: int,
                         abbreviations: bool, assertion: bool, types: list[str], roots: list[str], overwrite: bool,
-                        unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool
-                        ) -> ConceptLinker:
+                        unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool,
+                        exclude_roots: list[str]) -> ConceptLinker:
     return ConceptLinker(nlp, name, index=index, k=k, threshold=threshold, sources=sources,
                          dense_threshold=dense_threshold, max_words=max_words, batch_size=batch_size,
                          abbreviations=abbreviations, assertion=assertion, types=types, roots=roots,
                          overwrite=overwrite, unlinked=unlinked, label=label, min_chars=min_chars,
-                         dense_limit=dense_limit, copy_index=copy_index)
+                         dense_limit=dense_limit, copy_index=copy_index, exclude_roots=exclude_roots)
 
 
 class ConceptLinker:
@@ -131,7 +134,8 @@ class ConceptLinker:
                  dense_threshold: float = 0.85, max_words: int = 5, batch_size: int = 64, abbreviations: bool = True,
                  assertion: bool = True, types: Iterable[str] = (), roots: Iterable[str] = (),
                  overwrite: bool = False, unlinked: str = "keep", label: str = "CONCEPT", min_chars: int = 4,
-                 dense_limit: int = 20000, copy_index: bool = False) -> None:
+                 dense_limit: int = 20000, copy_index: bool = False,
+                 exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS) -> None:
         self.name = name
         self.sources = list(dict.fromkeys(sources))
         unknown = [s for s in self.sources if s not in SOURCES]
@@ -147,7 +151,7 @@ class ConceptLinker:
         self.k, self.threshold, self.dense_threshold = k, threshold, dense_threshold
         self.max_words, self.batch_size, self.min_chars, self.dense_limit = max_words, batch_size, min_chars, dense_limit
         self.abbreviations, self.assertion = abbreviations, assertion
-        self.types, self.roots = frozenset(types), frozenset(roots)
+        self.types, self.roots, self.exclude_roots = frozenset(types), frozenset(roots), frozenset(exclude_roots)
         self.overwrite, self.unlinked, self.label, self.copy_index = overwrite, unlinked, label, copy_index
         self._index: Any = None
         self._matcher: DictionaryMatcher | None = None
@@ -220,7 +224,7 @@ class ConceptLinker:
     def _search(self, queries: list[str]) -> dict[str, list[Candidate]]:
         if not queries:
             return {}
-        filtered = bool(self.types or self.roots)
+        filtered = bool(self.types or self.roots or self.exclude_roots)
         k = self.k * 4 if filtered else self.k
         vectors = self.index.encoder.encode(queries)
         results = self.index.search_vectors(vectors, queries, k)
@@ -234,7 +238,10 @@ class ConceptLinker:
             return False
         if self.types and not self.types.intersection(concept.types):
             return False
-        return not self.roots or bool(self.roots & (self._lineage(concept_id) | {concept_id}))
+        if not (self.roots or self.exclude_roots):
+            return True
+        lineage = self._lineage(concept_id) | {concept_id}
+        return (not self.roots or bool(self.roots & lineage)) and not self.exclude_roots & lineage
 
     def _lineage(self, concept_id: str) -> frozenset[str]:
         if concept_id not in self._ancestors:
@@ -261,7 +268,13 @@ class ConceptLinker:
             return candidates[0].score if candidates else 0.0
 
         upstream = [p for p in props if p.source == UPSTREAM]
-        exact = sorted((p for p in props if p.source in (DICTIONARY, ABBREVIATION) and best(p) >= self.threshold),
+        def passes(p: Proposal) -> bool:  # a name found verbatim, or a long form close enough to one
+            candidates = found.get(p.query, [])
+            if p.source == DICTIONARY or (candidates and candidates[0].exact):
+                return best(p) >= self.threshold
+            return best(p) >= max(self.threshold, self.dense_threshold)
+
+        exact = sorted((p for p in props if p.source in (DICTIONARY, ABBREVIATION) and passes(p)),
                        key=lambda p: (-(p.end - p.start), p.source != ABBREVIATION, p.start))
         dense = sorted((p for p in props if p.source == DENSE and best(p) >= self.dense_threshold),
                        key=lambda p: (-best(p), -(p.end - p.start), p.start))

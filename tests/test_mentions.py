@@ -79,3 +79,8 @@ def test_upstream_proposals_keep_labels() -> None:
     (proposal,) = upstream_proposals(doc)
     assert (proposal.start, proposal.end, proposal.label, proposal.query) == (0, 5, "DISEASE", "fever")
     assert DictionaryMatcher(["fever"]).find(doc.text)[0].source == DICTIONARY
+
+
+def test_inverted_mesh_names_are_found_in_natural_order() -> None:
+    assert found("hemolytic anemia and anemia, hemolytic", ["Anemia, Hemolytic"]) == [
+        ("hemolytic anemia", "Anemia, Hemolytic")]  # the comma form is not read across the comma
