@@ -97,14 +97,29 @@ class _Batch:
 _worker_annotator: Annotator | None = None
 
 
-def _init_worker(annotator: Annotator, threads: int) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent was killed (kill -9, OOM killer) would idle on forever holding the model."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _init_worker(annotator: Annotator, threads: int, parent: int) -> None:
     global _worker_annotator
-    try:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    _exit_with_parent(parent)
+    if isinstance(annotator, PipelineAnnotator):
         import torch
 
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+        torch.set_num_threads(threads)  # processes x threads = cores, not cores squared
     _worker_annotator = annotator
     load = getattr(annotator, "load", None)
     if callable(load):
@@ -201,34 +216,50 @@ def annotate(
     progress: bool = True,
     pipeline_config: dict[str, Any] | None = None,
     annotator: Annotator | None = None,
+    overwrite: bool = False,
 ) -> AnnotateStats:
     """Annotate every document of *input_path* into *output_path*, resuming what an earlier run left.
 
     *annotator* replaces the spaCy pipeline (tests); it must be picklable when *processes* > 1.
-    Returns the counts; documents that failed are in the output's errors file or table.
+    *overwrite* removes what an earlier run wrote instead of resuming it. Returns the counts; documents that failed are in the output's errors file or table.
     """
     started = time.perf_counter()
     out_kind = output_format(output_path, output_format_name)
     output = Path(output_path)
+    if output.resolve() == Path(input_path).resolve():
+        raise LinkerError(f"the output {output} is the input; write the annotations to another file")
     reader = open_reader(input_path, input_format, id_field=id_field, text_field=text_field)
     index_arg = str(index) if index is not None else None
     options: dict[str, Any] = {"include_text": include_text, "candidates": candidates}
     if out_kind == "sqlite":
         options["concepts"] = _concept_lookup(index_arg)
+    index_id: str | None = None
+    if annotator is None or index_arg is not None:
+        index_id = _index_identity(index_arg)  # a missing index fails here, clearly, not inside every worker
     if annotator is None:
         annotator = PipelineAnnotator(index_arg, pipeline_config)
     processes = max(1, processes or default_processes())
     stats = AnnotateStats(output=str(output))
+    if overwrite:
+        remove_output(output, out_kind)
     writer = open_writer(output, out_kind, **options)
     try:
         done = writer.progress()
+        settings = {"input": str(Path(input_path).resolve()), "input_format": reader.format, "output_format": out_kind,
+                    "index": index_id, "id_field": id_field, "text_field": text_field, "include_text": include_text,
+                    "candidates": candidates, "pipeline_config": pipeline_config or {}}
+        _check_same_run(output, out_kind, settings, resuming=bool(done.done_ids or done.failed_where))
         if done.done_ids or done.failed_where:
             log.info("%s already holds %d documents and %d failures; resuming", output, len(done.done_ids),
                      len(done.failed_where))
         stats.failed_total = len(done.failed_where)
         total = reader.estimate_total()
         remaining = None if total is None else max(0, total - len(done.done_ids) - len(done.failed_where))
+        if remaining is not None and processes > 1:  # a worker per batch at most: starting one costs seconds
+            processes = max(1, min(processes, -(-remaining // batch_size)))
         batches = _batches(_todo(reader, done, stats), batch_size)
+        log.info("annotating %s into %s with %d process(es); loading the pipeline first", reader.path, output,
+                 processes)
         with _progress_bar(remaining, progress) as bar:
             if processes == 1:
                 for batch in batches:
@@ -239,7 +270,7 @@ def annotate(
         writer.close()
         stats.seconds = time.perf_counter() - started
         stats.errors = _errors_location(output, out_kind)
-    log.info("%s", stats.summary())
+    log.debug("%s", stats.summary())
     return stats
 
 
@@ -250,7 +281,7 @@ def _annotate_parallel(batches: Iterator[_Batch], writer: Writer, annotator: Ann
     threads = max(1, default_processes() // processes)
     window: deque[tuple[_Batch, Future[list[list[Mention] | str]]]] = deque()
     context = multiprocessing.get_context("spawn")  # torch and forked threads do not mix
-    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker, initargs=(annotator, threads))
+    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker, initargs=(annotator, threads, os.getpid()))
     try:
         try:
             for batch in batches:
@@ -262,8 +293,9 @@ def _annotate_parallel(batches: Iterator[_Batch], writer: Writer, annotator: Ann
                 head, future = window.popleft()
                 _write(writer, head, future.result(), stats, bar)
         except BrokenProcessPool:
-            raise LinkerError("a worker process died (out of memory?); run the same command again to resume, "
-                              "with fewer --processes or a smaller --batch-size") from None
+            raise LinkerError("a worker process died or could not load the pipeline (out of memory? see the log "
+                              "above); run the same command again to resume, with fewer --processes or a smaller "
+                              "--batch-size") from None
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
@@ -285,8 +317,12 @@ def _write(writer: Writer, batch: _Batch, results: list[list[Mention] | str], st
             log.warning("%s (%s): %s", item.where, item.doc_id, item.reason)
             continue
         result = outcome[id(item)]
+        stage = "annotate"
+        refused = writer.refuse(item)
+        if refused and not isinstance(result, str):
+            result, stage = refused, "write"
         if isinstance(result, str):
-            failure = Failure(item.doc_id, item.where, result, stage="annotate")
+            failure = Failure(item.doc_id, item.where, result, stage=stage)
             writer.write_error(failure)
             stats.failed += 1
             stats.failed_total += 1
@@ -297,23 +333,79 @@ def _write(writer: Writer, batch: _Batch, results: list[list[Mention] | str], st
             stats.mentions += len(result)
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
+class _Bar:
+    """tqdm (documents/s, ETA), started when the first batch is written so that loading the model does not
+    count against the rate; without *enabled* it only counts."""
 
-    def __enter__(self) -> _NoBar:
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self._bar: Any = None
+
+    def update(self, n: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, unit="doc", desc="annotating", smoothing=0.1, dynamic_ncols=True)
+        self._bar.update(n)
+
+    def __enter__(self) -> _Bar:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        if self._bar is not None:
+            self._bar.close()
 
 
-def _progress_bar(total: int | None, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
+def _progress_bar(total: int | None, enabled: bool) -> _Bar:
+    return _Bar(total, enabled)
 
-    return tqdm(total=total, unit="doc", desc="annotating", smoothing=0.1, dynamic_ncols=True)
+
+def run_file(output: Path, kind: str) -> Path:
+    """Where the settings of the run that writes *output* are kept, to refuse resuming with other settings."""
+    return output / ".run.json" if kind == "brat" else Path(f"{output}.run.json")
+
+
+def _check_same_run(output: Path, kind: str, settings: dict[str, Any], resuming: bool) -> None:
+    import json
+
+    from linker.meta import write_json_atomic
+
+    path = run_file(output, kind)
+    if resuming and path.exists():
+        before = json.loads(path.read_text())
+        changed = [f"{key} was {before.get(key)!r}, now {value!r}" for key, value in settings.items()
+                   if before.get(key) != value]
+        if changed:
+            raise LinkerError(f"{output} holds the output of another command ({'; '.join(changed)}); run that "
+                              "command again to resume it, or add --overwrite to start afresh")
+    write_json_atomic(path, settings)
+
+
+def _index_identity(index: str | None) -> str:
+    from linker.defaults import resolve_index_dir
+    from linker.meta import read_meta
+
+    folder = resolve_index_dir(index)
+    meta = read_meta(folder)
+    ontology = meta.get("ontology", {})
+    return (f"{folder.resolve()} ({ontology.get('name')} {ontology.get('release') or ''}, "
+            f"{meta.get('encoder', {}).get('model')}, built {meta.get('built_at')})")
+
+
+def remove_output(output: Path, kind: str) -> None:
+    """Delete what a run into *output* wrote (a BRAT folder loses only its .txt/.ann files and errors log)."""
+    from linker.formats.base import errors_path_for
+
+    if kind == "brat":
+        if output.is_dir():
+            for file in output.iterdir():
+                if file.suffix in {".ann", ".txt", ".tmp"} or file.name in {"errors.jsonl", ".run.json"}:
+                    file.unlink()
+        return
+    for path in (output, errors_path_for(output), run_file(output, kind), Path(f"{output}-wal"), Path(f"{output}-shm")):
+        path.unlink(missing_ok=True)
 
 
 def _concept_lookup(index: str | None) -> Callable[[str], Any]:

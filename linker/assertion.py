@@ -11,6 +11,7 @@ cue lists follow the categories of Chapman et al.'s NegEx and ConText, written f
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -113,6 +114,8 @@ def _scopes(text: str, start: int, end: int) -> dict[str, list[tuple[int, int]]]
     """Character scopes of each flag within the clause ``text[start:end]``."""
     clause = text[start:end]
     words = [(m.start() + start, m.end() + start, m.group().lower()) for m in _WORD.finditer(clause)]
+    word_starts = [w[0] for w in words]
+    word_ends = [w[1] for w in words]
     pseudo = [(m.start() + start, m.end() + start) for m in _PSEUDO_RE.finditer(clause)]
 
     def inside_pseudo(s: int, e: int) -> bool:
@@ -132,7 +135,8 @@ def _scopes(text: str, start: int, end: int) -> dict[str, list[tuple[int, int]]]
     for flag, c_start, c_end in forward:
         if shadowed(flag, c_start, c_end):
             continue
-        after = [w for w in words if w[0] >= c_end]
+        first = bisect_left(word_starts, c_end)
+        after = words[first:first + WINDOW + 1]
         scope_end, count = c_end, 0
         for w_start, w_end, word in after:
             if word in _TERMINATE or count >= WINDOW:
@@ -143,7 +147,8 @@ def _scopes(text: str, start: int, end: int) -> dict[str, list[tuple[int, int]]]
     for flag, c_start, c_end in backward:
         if shadowed(flag, c_start, c_end):
             continue
-        before = [w for w in words if w[1] <= c_start]
+        last = bisect_right(word_ends, c_start)
+        before = words[max(0, last - WINDOW - 1):last]
         scope_start, count = c_start, 0
         for w_start, w_end, word in reversed(before):
             if word in _TERMINATE or count >= WINDOW:
@@ -165,8 +170,10 @@ def assert_spans(text: str, spans: Sequence[tuple[int, int]]) -> list[Assertion]
     clauses = _clauses(text)
     cache: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = {}
     out: list[Assertion] = []
+    starts = [cs for cs, _ in clauses]
     for s, e in spans:
-        clause = next(((cs, ce) for cs, ce in clauses if cs <= s < ce), None)
+        at = bisect_right(starts, s) - 1
+        clause = clauses[at] if at >= 0 and clauses[at][0] <= s < clauses[at][1] else None
         if clause is None:
             out.append(Assertion())
             continue

@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,18 @@ import numpy as np
 
 from linker import __version__, faiss_util
 from linker.encoder import Encoder, load_encoder
+from linker.errors import LinkerError
 from linker.meta import FAISS_FILE, FORMAT_VERSION, META_FILE, TERMS_FILE, write_json_atomic
 from linker.normalize import NORMALIZER
 from linker.sources import Source
-from linker.termdb import TermDB, TermDBWriter
+from linker.termdb import TermDBWriter
 from linker.types import SCOPES, Record, Term
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".build"
 CHUNK_SIZE = 2048
+ADD_BLOCK = 65_536
 
 
 def _filter_terms(records: Any, scopes: Collection[str] | None, preferred_only: bool) -> Any:
@@ -74,8 +77,6 @@ def build_index(
     if scopes is not None:
         unknown = set(scopes) - set(SCOPES)
         if unknown:
-            from linker.errors import LinkerError
-
             raise LinkerError(f"unknown synonym scope(s) {', '.join(sorted(unknown))}; use some of {', '.join(SCOPES)}")
     encoder = encoder or load_encoder(model, batch_size=batch_size)
     ontology = source.describe()
@@ -110,21 +111,18 @@ def build_index(
         records: Any = _filter_terms(source.records(), scopes, preferred_only)
         writer.add(records)
         counts = writer.finish()
+        if counts["terms"] == 0:
+            raise LinkerError(f"{source.path}: no names read; check the file and the filters (format {source.format})")
         os.replace(writer.path, db_path)
         state["counts"] = counts
         write_json_atomic(state_path, state)
         log.info("term dictionary: %(concepts)d concepts, %(terms)d names, %(alt_ids)d alternative ids", counts)
-    termdb = TermDB(db_path)
-    texts = termdb.texts()
-    termdb.close()
-    distinct = list(dict.fromkeys(texts))
-    vectors = _embed_chunks(encoder, distinct, state_dir / "vectors", chunk_size, progress, on_chunk)
-    row_of = {text: i for i, text in enumerate(distinct)}
-    term_vectors = vectors[[row_of[text] for text in texts]] if len(distinct) != len(texts) else vectors
-
-    factory = faiss_util.factory_string(faiss_kind, len(texts))
-    log.info("indexing %d vectors with FAISS %s", len(texts), factory)
-    index = faiss_util.build(term_vectors, factory)
+    first_ids, term_rows = _text_layout(db_path)
+    paths = _embed_chunks(encoder, _distinct_texts(db_path, first_ids, chunk_size), len(first_ids),
+                          state_dir / "vectors", chunk_size, progress, on_chunk)
+    factory = faiss_util.factory_string(faiss_kind, len(term_rows))
+    log.info("indexing %d vectors with FAISS %s", len(term_rows), factory)
+    index = _index_from_chunks(paths, term_rows, chunk_size, encoder.dimension, factory)
     faiss.write_index(index, str(state_dir / (FAISS_FILE + ".tmp")))
     os.replace(state_dir / (FAISS_FILE + ".tmp"), out / FAISS_FILE)
     os.replace(db_path, out / TERMS_FILE)
@@ -136,7 +134,7 @@ def build_index(
         "normalizer": NORMALIZER,
         "faiss": {"factory": factory, "metric": "inner_product", "search_params": faiss_util.search_params(factory)},
         "filters": key["filters"],
-        "counts": {**state["counts"], "distinct_texts": len(distinct), "vectors": int(index.ntotal)},
+        "counts": {**state["counts"], "distinct_texts": len(first_ids), "vectors": int(index.ntotal)},
         "versions": _versions(),
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "build_seconds_last_run": round(seconds, 1),
@@ -148,37 +146,89 @@ def build_index(
     return out
 
 
+def _text_layout(db_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(first_ids, term_rows)``: the id of the first term of each distinct text, in id order, and for
+    every term the row of its text among them. Each distinct text is embedded once, in this order."""
+    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        firsts = np.fromiter(
+            (row[0] for row in conn.execute("SELECT min(id) OVER (PARTITION BY text) FROM terms ORDER BY id")),
+            dtype=np.int64)
+    finally:
+        conn.close()
+    first_ids, term_rows = np.unique(firsts, return_inverse=True)
+    return first_ids, term_rows.astype(np.int64)
+
+
+def _distinct_texts(db_path: Path, first_ids: np.ndarray, chunk_size: int) -> Iterator[list[str]]:
+    """The distinct texts in chunks, streamed from the dictionary."""
+    is_first = np.zeros(int(first_ids[-1]) + 1 if len(first_ids) else 0, dtype=bool)
+    is_first[first_ids] = True
+    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        chunk: list[str] = []
+        for term_id, text in conn.execute("SELECT id, text FROM terms WHERE id <= ? ORDER BY id", (len(is_first),)):
+            if is_first[term_id]:
+                chunk.append(text)
+                if len(chunk) == chunk_size:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+    finally:
+        conn.close()
+
+
 def _embed_chunks(
     encoder: Encoder,
-    texts: list[str],
+    chunks: Iterator[list[str]],
+    total: int,
     folder: Path,
     chunk_size: int,
     progress: bool,
     on_chunk: Callable[[int], None] | None,
-) -> np.ndarray:
-    """Embed *texts* chunk by chunk, keeping each finished chunk on disk; returns all rows in order."""
+) -> list[Path]:
+    """Embed each chunk of texts into its own ``.npy`` file (kept across runs); return the files in order."""
     from tqdm import tqdm
 
-    starts = range(0, len(texts), chunk_size)
+    starts = range(0, total, chunk_size)
     done = {start for start in starts if (folder / f"{start:09d}.npy").exists()}
-    finished = sum(min(chunk_size, len(texts) - start) for start in done)
+    finished = sum(min(chunk_size, total - start) for start in done)
     if done:
-        log.info("resuming: %d of %d names already embedded", finished, len(texts))
-    bar = tqdm(total=len(texts), initial=finished, unit="names", desc="embedding", disable=not progress,
-               smoothing=0.1)
-    parts = []
-    for start in starts:
+        log.info("resuming: %d of %d names already embedded", finished, total)
+    bar = tqdm(total=total, initial=finished, unit="names", desc="embedding", disable=not progress, smoothing=0.1)
+    paths = []
+    for start, texts in zip(starts, chunks):
         path = folder / f"{start:09d}.npy"
         if start not in done:
-            chunk = encoder.encode(texts[start:start + chunk_size])
+            vectors = encoder.encode(texts)
             tmp = path.with_name(path.stem + ".tmp.npy")
-            np.save(tmp, chunk)
+            np.save(tmp, np.ascontiguousarray(vectors, dtype=np.float32))
             os.replace(tmp, path)
-            bar.update(len(chunk))
+            bar.update(len(texts))
             if on_chunk is not None:
                 on_chunk(start)
-        parts.append(np.load(path))
+        paths.append(path)
     bar.close()
-    if not parts:
-        return np.zeros((0, encoder.dimension), dtype=np.float32)
-    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+    return paths
+
+
+def _index_from_chunks(paths: list[Path], term_rows: np.ndarray, chunk_size: int, dimension: int,
+                       factory: str) -> faiss.Index:
+    """Add every term's vector to a new index, block by block, reading the chunk files memory-mapped."""
+    chunks = [np.load(path, mmap_mode="r") for path in paths]
+
+    def gather(rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), dimension), dtype=np.float32)
+        which, offset = np.divmod(rows, chunk_size)
+        for chunk in np.unique(which):
+            mask = which == chunk
+            out[mask] = chunks[chunk][offset[mask]]
+        return out
+
+    n_distinct = sum(len(chunk) for chunk in chunks)
+    sample = np.unique(np.linspace(0, n_distinct - 1, min(n_distinct, 100_000)).astype(np.int64))
+    index = faiss_util.new_index(dimension, factory, training=lambda: gather(sample))
+    for start in range(0, len(term_rows), ADD_BLOCK):
+        index.add(gather(term_rows[start:start + ADD_BLOCK]))
+    return faiss_util.to_cpu(index)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,9 @@ DATA_ATTR = "linker_data"
 SETTINGS_FILE = "linker.json"
 INDEX_DIR = "index"
 UNLINKED = ("keep", "drop")
+#: HPO branches that are not findings (mode of inheritance, clinical modifiers such as "Mild", frequency,
+#: past medical history, blood group, biospecimen features): excluded by default, harmless elsewhere.
+NON_PHENOTYPE_ROOTS = ("HP:0000005", "HP:0012823", "HP:0040279", "HP:0032443", "HP:0032223", "HP:0020228")
 
 
 # -- extensions ------------------------------------------------------------------------------------------------
@@ -82,6 +87,22 @@ def register_extensions() -> None:
 register_extensions()
 
 
+def _one_thread_after_fork() -> None:
+    """OpenMP (torch, FAISS) hangs in a forked child when the parent already used its thread pool, as
+    ``nlp.pipe(..., n_process=2)`` does on Linux: a forked child therefore runs them on one thread
+    (n processes of one thread each, which is also what keeps them from fighting over cores)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+    faiss = sys.modules.get("faiss")
+    if faiss is not None:
+        faiss.omp_set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
 # -- the component -------------------------------------------------------------------------------------------
 @Language.factory(
     "concept_linker",
@@ -89,19 +110,19 @@ register_extensions()
         "index": None, "k": 5, "threshold": 0.75, "sources": [UPSTREAM, DICTIONARY], "dense_threshold": 0.85,
         "max_words": 5, "batch_size": 64, "abbreviations": True, "assertion": True, "types": [], "roots": [],
         "overwrite": False, "unlinked": "keep", "label": "CONCEPT", "min_chars": 4, "dense_limit": 20000,
-        "copy_index": False,
+        "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS),
     },
 )
 def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, threshold: float,
                         sources: list[str], dense_threshold: float, max_words: int, batch_size: int,
                         abbreviations: bool, assertion: bool, types: list[str], roots: list[str], overwrite: bool,
-                        unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool
-                        ) -> ConceptLinker:
+                        unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool,
+                        exclude_roots: list[str]) -> ConceptLinker:
     return ConceptLinker(nlp, name, index=index, k=k, threshold=threshold, sources=sources,
                          dense_threshold=dense_threshold, max_words=max_words, batch_size=batch_size,
                          abbreviations=abbreviations, assertion=assertion, types=types, roots=roots,
                          overwrite=overwrite, unlinked=unlinked, label=label, min_chars=min_chars,
-                         dense_limit=dense_limit, copy_index=copy_index)
+                         dense_limit=dense_limit, copy_index=copy_index, exclude_roots=exclude_roots)
 
 
 class ConceptLinker:
@@ -113,7 +134,8 @@ class ConceptLinker:
                  dense_threshold: float = 0.85, max_words: int = 5, batch_size: int = 64, abbreviations: bool = True,
                  assertion: bool = True, types: Iterable[str] = (), roots: Iterable[str] = (),
                  overwrite: bool = False, unlinked: str = "keep", label: str = "CONCEPT", min_chars: int = 4,
-                 dense_limit: int = 20000, copy_index: bool = False) -> None:
+                 dense_limit: int = 20000, copy_index: bool = False,
+                 exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS) -> None:
         self.name = name
         self.sources = list(dict.fromkeys(sources))
         unknown = [s for s in self.sources if s not in SOURCES]
@@ -129,7 +151,7 @@ class ConceptLinker:
         self.k, self.threshold, self.dense_threshold = k, threshold, dense_threshold
         self.max_words, self.batch_size, self.min_chars, self.dense_limit = max_words, batch_size, min_chars, dense_limit
         self.abbreviations, self.assertion = abbreviations, assertion
-        self.types, self.roots = frozenset(types), frozenset(roots)
+        self.types, self.roots, self.exclude_roots = frozenset(types), frozenset(roots), frozenset(exclude_roots)
         self.overwrite, self.unlinked, self.label, self.copy_index = overwrite, unlinked, label, copy_index
         self._index: Any = None
         self._matcher: DictionaryMatcher | None = None
@@ -202,7 +224,7 @@ class ConceptLinker:
     def _search(self, queries: list[str]) -> dict[str, list[Candidate]]:
         if not queries:
             return {}
-        filtered = bool(self.types or self.roots)
+        filtered = bool(self.types or self.roots or self.exclude_roots)
         k = self.k * 4 if filtered else self.k
         vectors = self.index.encoder.encode(queries)
         results = self.index.search_vectors(vectors, queries, k)
@@ -216,7 +238,10 @@ class ConceptLinker:
             return False
         if self.types and not self.types.intersection(concept.types):
             return False
-        return not self.roots or bool(self.roots & (self._lineage(concept_id) | {concept_id}))
+        if not (self.roots or self.exclude_roots):
+            return True
+        lineage = self._lineage(concept_id) | {concept_id}
+        return (not self.roots or bool(self.roots & lineage)) and not self.exclude_roots & lineage
 
     def _lineage(self, concept_id: str) -> frozenset[str]:
         if concept_id not in self._ancestors:
@@ -243,57 +268,69 @@ class ConceptLinker:
             return candidates[0].score if candidates else 0.0
 
         upstream = [p for p in props if p.source == UPSTREAM]
-        exact = sorted((p for p in props if p.source in (DICTIONARY, ABBREVIATION) and best(p) >= self.threshold),
+        def passes(p: Proposal) -> bool:  # a name found verbatim, or a long form close enough to one
+            candidates = found.get(p.query, [])
+            if p.source == DICTIONARY or (candidates and candidates[0].exact):
+                return best(p) >= self.threshold
+            return best(p) >= max(self.threshold, self.dense_threshold)
+
+        exact = sorted((p for p in props if p.source in (DICTIONARY, ABBREVIATION) and passes(p)),
                        key=lambda p: (-(p.end - p.start), p.source != ABBREVIATION, p.start))
         dense = sorted((p for p in props if p.source == DENSE and best(p) >= self.dense_threshold),
                        key=lambda p: (-best(p), -(p.end - p.start), p.start))
         chosen: list[Proposal] = list(upstream)
-        taken = sorted((p.start, p.end) for p in upstream)
+        end = max((p.end for p in props), default=0)
+        taken = bytearray(end)  # characters already inside a chosen span
+        for p in upstream:
+            taken[p.start:p.end] = b"\x01" * (p.end - p.start)
         for p in exact + dense:
-            if any(p.start < e and s < p.end for s, e in taken):
+            if any(taken[p.start:p.end]):
                 continue
             chosen.append(p)
-            taken.append((p.start, p.end))
+            taken[p.start:p.end] = b"\x01" * (p.end - p.start)
         chosen.sort(key=lambda p: p.start)
         return [(p, found.get(p.query, [])) for p in chosen]
 
     def _write(self, doc: Doc, linked: list[tuple[Proposal, list[Candidate]]]) -> None:
+        """Set the entities: linked spans, plus the earlier entities that do not clash with them
+        (on a clash the earlier entity stays unless ``overwrite``)."""
         if not linked:
             return
         flags = assert_spans(doc.text, [(p.start, p.end) for p, _ in linked]) if self.assertion else None
         old = {(e.start_char, e.end_char): e for e in doc.ents}
-        new_ents: dict[tuple[int, int], Span] = {}
+        handled: set[tuple[int, int]] = set()
+        new: list[Span] = []
+        occupied = bytearray(len(doc))  # tokens inside a new entity
         for i, (prop, candidates) in enumerate(linked):
-            span = doc.char_span(prop.start, prop.end, alignment_mode="expand")
-            if span is None or not len(span):
-                continue
-            existing = old.get((prop.start, prop.end))
+            handled.add((prop.start, prop.end))
             ok = bool(candidates) and candidates[0].score >= self.threshold
             if not ok and self.unlinked == "drop":
                 continue
+            span = doc.char_span(prop.start, prop.end, alignment_mode="expand")
+            if span is None or not len(span) or any(occupied[span.start:span.end]):
+                continue
+            existing = old.get((prop.start, prop.end))
             kb_id = candidates[0].concept_id if ok else ""
             if existing is not None and existing.kb_id_ and not self.overwrite:
                 kb_id = existing.kb_id_
             label = existing.label_ if existing is not None else (prop.label or self.label)
             ent = Span(doc, span.start, span.end, label=label, kb_id=kb_id)
-            data: dict[str, Any] = {"c": [[c.concept_id, c.name, c.matched_text, round(float(c.score), 6),
-                                           c.exact] for c in candidates],
-                                    "s": prop.source, "q": prop.query}
+            data: dict[str, Any] = {"c": [[c.concept_id, c.name, c.matched_text, round(float(c.score), 6), c.exact]
+                                          for c in candidates], "s": prop.source, "q": prop.query}
             if flags is not None:
                 data.update(flags[i].flags())
             ent._.set(DATA_ATTR, data)
-            key = (ent.start_char, ent.end_char)
-            if not any(ent.start < e.end and e.start < ent.end for k2, e in new_ents.items() if k2 != key):
-                new_ents[key] = ent
-        kept = [e for e in doc.ents if (e.start_char, e.end_char) not in old or
-                (e.start_char, e.end_char) in new_ents or self.unlinked == "keep"]
-        kept = [e for e in kept if (e.start_char, e.end_char) not in new_ents]
-        if self.unlinked == "drop":
-            linked_keys = {(p.start, p.end) for p, _ in linked}
-            kept = [e for e in kept if (e.start_char, e.end_char) not in linked_keys]
-        spans = list(new_ents.values()) + [e for e in kept if not any(e.start < n.end and n.start < e.end
-                                                                        for n in new_ents.values())]
-        doc.ents = sorted(spans, key=lambda e: e.start)
+            new.append(ent)
+            occupied[span.start:span.end] = b"\x01" * len(span)
+        earlier = [e for key, e in old.items() if key not in handled]
+        if earlier and not self.overwrite:
+            before = bytearray(len(doc))
+            for e in earlier:
+                before[e.start:e.end] = b"\x01" * len(e)
+            new = [n for n in new if not any(before[n.start:n.end])]
+        else:
+            earlier = [e for e in earlier if not any(occupied[e.start:e.end])]
+        doc.ents = sorted(new + earlier, key=lambda e: e.start)
 
     # -- serialisation -----------------------------------------------------------------------------------
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import faiss
@@ -52,12 +53,19 @@ def to_cpu(index: faiss.Index) -> faiss.Index:
     return index
 
 
-def build(vectors: np.ndarray, factory: str) -> faiss.Index:
-    """An inner-product index over unit *vectors* (ids = row numbers)."""
-    index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-    index = to_gpu(index)
+def new_index(dimension: int, factory: str, training: Callable[[], np.ndarray] | None = None) -> faiss.Index:
+    """An empty inner-product index (on the GPU when there is one), trained from *training* if it needs it."""
+    index = to_gpu(faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT))
     if not index.is_trained:
-        index.train(vectors)
+        if training is None:
+            raise ValueError(f"FAISS {factory} needs training vectors")
+        index.train(training())
+    return index
+
+
+def build(vectors: np.ndarray, factory: str) -> faiss.Index:
+    """An inner-product index over unit *vectors* (ids = row numbers), on the CPU."""
+    index = new_index(vectors.shape[1], factory, training=lambda: vectors)
     index.add(vectors)
     return to_cpu(index)
 

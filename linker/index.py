@@ -40,7 +40,7 @@ class ConceptIndex:
         self._model = model
         self._device = device
         self._lock = threading.Lock()
-        concept_of_term = [row[0] for row in termdb._conn().execute("SELECT concept_id FROM terms ORDER BY id")]
+        concept_of_term = termdb.term_concepts()
         self._concept_ids = list(dict.fromkeys(concept_of_term))
         ordinal = {cid: i for i, cid in enumerate(self._concept_ids)}
         self._term_concept = np.fromiter((ordinal[c] for c in concept_of_term), dtype=np.int32,

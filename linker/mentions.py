@@ -42,6 +42,15 @@ CLAUSE_WORDS = frozenset((
 STOP = frozenset(STOP_WORDS) | {"patient", "patients", "case", "cases", "study", "studies", "result", "results"}
 
 
+def _uninvert(name: str) -> str | None:
+    """MeSH-style inverted names read naturally: ``"Anemia, Hemolytic"`` -> ``"Hemolytic Anemia"``
+    (names with exactly one comma, a few words on each side); None for other names."""
+    parts = name.split(", ")
+    if len(parts) != 2 or "," in parts[1] or not 1 <= len(parts[1].split()) <= 3:
+        return None
+    return f"{parts[1]} {parts[0]}"
+
+
 def stem(word: str) -> str:
     """A light, symmetric inflection key: plural and a few verb endings off (``kidneys``/``kidney``,
     ``ataxias``/``ataxia``, ``deficiencies``/``deficiency``). Applied alike to names and text."""
@@ -94,6 +103,8 @@ def upstream_proposals(doc: Doc) -> list[Proposal]:
 class DictionaryMatcher:
     """Longest-match lookup of dictionary names over normalised, stemmed words.
 
+    MeSH-style inverted names (``"Anemia, Hemolytic"``) are also looked for in natural order.
+
     Guards: a name made only of stop words is never matched; a one-word name shorter than
     ``min_chars`` matches only where the text writes it in capitals (``SMA``, ``ALS``); words of one
     name must follow each other with at most spaces, hyphens, slashes or apostrophes between them.
@@ -105,25 +116,29 @@ class DictionaryMatcher:
         self.prefixes: set[str] = set()
         self.max_words = 0
         for name in names:
-            stems = [w.key for w in word_tokens(name)]
-            if not stems or len(stems) > max_words or all(w in STOP for w in stems):
-                continue
-            if len(stems) == 1 and (stems[0].isdigit() or len(stems[0]) < 2):
-                continue
-            key = " ".join(stems)
-            if key in self.keys:
-                continue
-            self.keys[key] = name
-            self.max_words = max(self.max_words, len(stems))
-            for i in range(1, len(stems)):
-                self.prefixes.add(" ".join(stems[:i]))
+            self._add(name, [w.key for w in word_tokens(name)], max_words)
+            inverted = _uninvert(name)
+            if inverted:
+                self._add(name, [w.key for w in word_tokens(inverted)], max_words)
         self.vocabulary = frozenset(k for key in self.keys for k in key.split() if k not in STOP and len(k) > 2)
+
+    def _add(self, name: str, stems: list[str], max_words: int) -> None:
+        if not stems or len(stems) > max_words or all(w in STOP for w in stems):
+            return
+        if len(stems) == 1 and (stems[0].isdigit() or len(stems[0]) < 2):
+            return
+        key = " ".join(stems)
+        if key in self.keys:
+            return
+        self.keys[key] = name
+        self.max_words = max(self.max_words, len(stems))
+        for i in range(1, len(stems)):
+            self.prefixes.add(" ".join(stems[:i]))
 
     @classmethod
     def from_termdb(cls, termdb: object, **options: int) -> DictionaryMatcher:
         """All names of a :class:`~linker.termdb.TermDB`."""
-        rows = termdb._conn().execute("SELECT DISTINCT text FROM terms")  # type: ignore[attr-defined]
-        return cls((row[0] for row in rows), **options)
+        return cls(termdb.term_texts(), **options)  # type: ignore[attr-defined]
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -141,9 +141,13 @@ class TermDB:
         assert table in {"concepts", "terms", "alt_ids"}
         return int(self._conn().execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
-    def texts(self) -> list[str]:
-        """Term texts ordered by FAISS id."""
-        return [row[0] for row in self._conn().execute("SELECT text FROM terms ORDER BY id")]
+    def term_concepts(self) -> list[str]:
+        """The concept id of every term, ordered by FAISS id."""
+        return [row[0] for row in self._conn().execute("SELECT concept_id FROM terms ORDER BY id")]
+
+    def term_texts(self) -> list[str]:
+        """Every distinct term text, in no particular order (what a dictionary matcher looks for)."""
+        return [row[0] for row in self._conn().execute("SELECT DISTINCT text FROM terms")]
 
     def terms(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
         """``id -> (concept_id, text)`` for the given term ids."""

@@ -101,8 +101,8 @@ def open_reader(path: str | Path, fmt: str | None = None, *, id_field: str | Non
 
 def open_writer(path: str | Path, fmt: str | None = None, **options: Any) -> Writer:
     """A resumable writer of *path*. Options: ``include_text`` (JSONL), ``concepts`` (SQLite: id -> Concept)."""
-    path = Path(path)
     kind = output_format(path, fmt)
+    path = Path(path)
     if kind == "jsonl":
         from linker.formats.jsonl import JsonlWriter
 

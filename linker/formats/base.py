@@ -54,7 +54,7 @@ class Failure:
     doc_id: str
     where: str
     reason: str
-    stage: str = "read"  # read | annotate
+    stage: str = "read"  # read | annotate | write
 
     def to_dict(self) -> dict[str, str]:
         return {"doc_id": self.doc_id, "where": self.where, "stage": self.stage, "reason": self.reason}
@@ -97,6 +97,10 @@ class Writer:
     def progress(self) -> Progress:
         """What the output already holds; also repairs a torn tail left by an interrupted run."""
         raise NotImplementedError
+
+    def refuse(self, doc: Document) -> str | None:
+        """Why *doc* cannot be written in this format (then it is recorded as failed), or None."""
+        return None
 
     def write(self, doc: Document, mentions: list[Mention]) -> None:
         raise NotImplementedError
@@ -206,7 +210,7 @@ def errors_path_for(output: Path) -> Path:
 # -- records with named fields (JSONL, CSV) ------------------------------------------------------------------
 
 DEFAULT_ID_FIELDS = ("doc_id", "id", "note_id", "document_id", "pmid")
-DEFAULT_TEXT_FIELDS = ("text", "note_text", "body", "content")
+DEFAULT_TEXT_FIELDS = ("text", "note_text", "body", "content", "abstract", "note", "report")
 
 
 def record_to_item(record: Any, where: str, id_field: str | None, text_field: str | None) -> Item:
@@ -217,14 +221,33 @@ def record_to_item(record: Any, where: str, id_field: str | None, text_field: st
     text = _field(record, text_field, DEFAULT_TEXT_FIELDS)
     if doc_id is None or str(doc_id).strip() == "":
         wanted = id_field or "/".join(DEFAULT_ID_FIELDS)
-        return Failure(where, where, f"no document id (field {wanted}); name the id field with --id-field")
+        return Failure(where, where, f"no document id (field {wanted}; the record has {_keys(record)}); "
+                                     "name the id field with --id-field")
     doc_id = str(doc_id).strip()
     if text is None:
         wanted = text_field or "/".join(DEFAULT_TEXT_FIELDS)
-        return Failure(doc_id, where, f"no text (field {wanted}); name the text field with --text-field")
+        return Failure(doc_id, where, f"no text (field {wanted}; the record has {_keys(record)}); "
+                                      "name the text field with --text-field")
     if not isinstance(text, str):
         return Failure(doc_id, where, f"text field holds {type(text).__name__}, not a string")
     return Document(doc_id, text, where)
+
+
+def check_fields(path: Path, line: int, fields: list[str], id_field: str | None, text_field: str | None) -> None:
+    """Fail the whole input when its first record has no id or text field: every record would fail alike."""
+    from linker.errors import SourceFormatError
+
+    for name, defaults, option in ((id_field, DEFAULT_ID_FIELDS, "--id-field"),
+                                   (text_field, DEFAULT_TEXT_FIELDS, "--text-field")):
+        wanted = [name] if name else list(defaults)
+        if not any(w in fields for w in wanted):
+            raise SourceFormatError(path, line, f"no field {'/'.join(wanted)}; the first record has "
+                                                f"{', '.join(fields) or 'no fields'}: name the right one with {option}")
+
+
+def _keys(record: dict[str, Any]) -> str:
+    keys = list(record)
+    return ", ".join(map(str, keys[:10])) + (", …" if len(keys) > 10 else "") if keys else "no fields"
 
 
 def _field(record: dict[str, Any], name: str | None, defaults: tuple[str, ...]) -> Any:

@@ -23,6 +23,7 @@ class BratWriter(Writer):
     format = "brat"
 
     def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.errors = ErrorLog(path / "errors.jsonl")
 

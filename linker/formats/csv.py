@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from linker.formats.base import Failure, Item, Reader, count_bytes, record_to_item
+from linker.formats.base import Failure, Item, Reader, check_fields, count_bytes, record_to_item
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # clinical notes are longer than csv's 128 kB default
 
@@ -25,7 +25,7 @@ class CsvReader(Reader):
         self.delimiter = delimiter or ("\t" if path.suffix.lower() in {".tsv", ".tab"} else ",")
 
     def __iter__(self) -> Iterator[Item]:
-        with self.path.open(encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        with self.path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
             rows = csv.reader(fh, delimiter=self.delimiter)
             header = next(rows, None)
             if header is None:
@@ -33,6 +33,7 @@ class CsvReader(Reader):
             for name in (self.id_field, self.text_field):
                 if name is not None and name not in header:
                     raise _missing_column(self.path, name, header)
+            check_fields(self.path, 1, header, self.id_field, self.text_field)
             while True:
                 try:
                     row = next(rows)

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from linker.formats.base import (AppendFile, Document, ErrorLog, Failure, Item, Progress, Reader, Writer,
-                                 count_bytes, errors_path_for, iter_jsonl_records, record_to_item,
-                                 truncate_after_last)
+                                 check_fields, count_bytes, errors_path_for, record_to_item, truncate_after_last)
 from linker.serialize import mention_to_dict
 from linker.types import Mention
 
@@ -30,13 +29,14 @@ class JsonlReader(Reader):
         self.text_field = text_field
 
     def __iter__(self) -> Iterator[Item]:
+        checked = False
         with self.path.open("rb") as fh:
             for number, raw in enumerate(fh, start=1):
                 if not raw.strip():
                     continue
                 where = f"{self.path.name}:{number}"
                 try:
-                    line = raw.decode("utf-8")
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a byte-order mark may lead
                 except UnicodeDecodeError as err:
                     yield Failure(_guess_id(raw) or where, where, f"not UTF-8 ({err.reason} at byte {err.start})")
                     continue
@@ -45,6 +45,9 @@ class JsonlReader(Reader):
                 except json.JSONDecodeError as err:
                     yield Failure(_guess_id(raw) or where, where, f"not valid JSON ({err.msg}, column {err.colno})")
                     continue
+                if not checked and isinstance(record, dict):
+                    check_fields(self.path, number, list(record), self.id_field, self.text_field)
+                    checked = True
                 yield record_to_item(record, where, self.id_field, self.text_field)
 
     def estimate_total(self) -> int | None:
@@ -57,6 +60,18 @@ def _guess_id(raw: bytes) -> str | None:
 
     match = re.search(rb'"(?:doc_id|id|note_id|document_id|pmid)"\s*:\s*"?([^",}]+)', raw)
     return match.group(1).decode("utf-8", "replace").strip() if match else None
+
+
+_PREFIX = b'{"doc_id": '
+_DECODER = json.JSONDecoder()
+
+
+def _doc_id(line: bytes) -> str:
+    """The id of an output line without parsing its mentions (the writer puts ``doc_id`` first)."""
+    if line.startswith(_PREFIX):
+        value, _ = _DECODER.raw_decode(line[len(_PREFIX):].decode("utf-8"))
+        return str(value)
+    return str(json.loads(line)["doc_id"])
 
 
 class JsonlWriter(Writer):
@@ -80,8 +95,10 @@ class JsonlWriter(Writer):
             cut = truncate_after_last(self.path, b"\n")
             if cut:
                 log.warning("%s: dropped a torn last line (%d bytes) left by an interrupted run", self.path, cut)
-            for record in iter_jsonl_records(self.path):
-                progress.done_ids.add(record["doc_id"])
+            with self.path.open("rb") as fh:
+                for line in fh:
+                    if line.strip():
+                        progress.done_ids.add(_doc_id(line))
         self.errors.load(progress)
         return progress
 

@@ -121,8 +121,13 @@ class PubTatorWriter(Writer):
         self.errors.load(progress)
         return progress
 
+    def refuse(self, doc: Document) -> str | None:
+        if any(c in doc.doc_id for c in "|\t\r\n"):
+            return f"document id {doc.doc_id!r} contains | or a tab or line break, which PubTator cannot hold"
+        return None
+
     def write(self, doc: Document, mentions: list[Mention]) -> None:
-        doc_id = doc.doc_id.translate(_SPACES).replace("|", "/")
+        doc_id = doc.doc_id
         title, abstract = split_title_abstract(doc)
         lines = [f"{doc_id}|t|{title}\n", f"{doc_id}|a|{abstract}\n"]
         for m in mentions:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,14 @@ class SqliteWriter(Writer):
 
     format = "sqlite"
 
-    def __init__(self, path: Path, concepts: ConceptLookup | None = None, commit_every: int = 200,
-                 candidates: int = 5) -> None:
+    def __init__(self, path: Path, concepts: ConceptLookup | None = None, commit_every: int = 500,
+                 candidates: int = 5, commit_seconds: float = 2.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.lookup = concepts
         self.commit_every = commit_every
+        self.commit_seconds = commit_seconds
+        self._flushed = time.monotonic()
         self.candidates = candidates
         self.db = sqlite_utils.Database(path)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -99,7 +102,7 @@ class SqliteWriter(Writer):
             self._mentions.append(d)
             if m.concept_id:
                 self._add_concept(m.concept_id)
-        if len(self._docs) >= self.commit_every:
+        if len(self._docs) >= self.commit_every or time.monotonic() - self._flushed > self.commit_seconds:
             self.flush()
 
     def _add_concept(self, concept_id: str) -> None:
@@ -141,6 +144,7 @@ class SqliteWriter(Writer):
                 db["errors"].insert_all(self._errors, batch_size=500, replace=True)
         for rows in (self._docs, self._mentions, self._concepts, self._closure, self._errors):
             rows.clear()
+        self._flushed = time.monotonic()
 
     def close(self) -> None:
         self.flush()

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from conftest import HashEncoder
+
+from linker.build import build_index
+from linker.errors import IndexMismatchError, IndexNotFoundError, LinkerError
+from linker.index import ConceptIndex
+from linker.sources import Source
+
+
+def _vectors(folder: Path) -> np.ndarray:
+    index = faiss.read_index(str(folder / "faiss.index"))
+    return index.reconstruct_n(0, index.ntotal)
+
+
+def _terms(folder: Path) -> list[tuple]:
+    return sqlite3.connect(folder / "terms.sqlite").execute("SELECT * FROM terms ORDER BY id").fetchall()
+
+
+def test_round_trip_meta(mini_index_dir: Path, mini_index: ConceptIndex) -> None:
+    meta = json.loads((mini_index_dir / "meta.json").read_text())
+    assert meta["format_version"] == 1
+    assert meta["ontology"]["name"] == "mini" and meta["ontology"]["release"] == "mini/releases/2026-01-01"
+    assert len(meta["ontology"]["sha256"]) == 64
+    assert meta["encoder"] == {"model": mini_index.encoder.name, "dimension": 384, "pooling": "mean",
+                               "normalized": True, "max_length": 256}
+    assert meta["faiss"]["factory"] == "Flat"
+    assert meta["counts"] == {"concepts": 21, "terms": 50, "alt_ids": 4, "distinct_texts": 49, "vectors": 50}
+    assert not (mini_index_dir / ".build").exists()
+    assert mini_index.faiss.ntotal == 50
+
+
+def test_interrupted_build_resumes_to_the_same_index(data_dir: Path, tmp_path: Path) -> None:
+    source = Source.open(data_dir / "mini.obo")
+    whole = build_index(source, tmp_path / "whole", encoder=HashEncoder(), chunk_size=8, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_third(start: int) -> None:
+        if start == 16:
+            raise Killed
+
+    with pytest.raises(Killed):
+        build_index(source, tmp_path / "resumed", encoder=HashEncoder(), chunk_size=8, progress=False,
+                    on_chunk=kill_after_third)
+    assert not (tmp_path / "resumed" / "meta.json").exists()
+    with pytest.raises(IndexNotFoundError, match="unfinished build"):
+        ConceptIndex.load(tmp_path / "resumed")
+    encoder = HashEncoder()
+    build_index(source, tmp_path / "resumed", encoder=encoder, chunk_size=8, progress=False)
+    embedded = [text for call in encoder.calls for text in call]
+    assert len(embedded) == 49 - 24  # only the chunks after the third are embedded again
+    assert np.array_equal(_vectors(whole), _vectors(tmp_path / "resumed"))
+    assert _terms(whole) == _terms(tmp_path / "resumed")
+    again = HashEncoder()
+    build_index(source, tmp_path / "resumed", encoder=again, chunk_size=8, progress=False)
+    assert again.calls == []  # a finished index with the same settings is left alone
+
+
+def test_other_settings_discard_an_unfinished_build(data_dir: Path, tmp_path: Path) -> None:
+    source = Source.open(data_dir / "mini.obo")
+
+    def stop(start: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(source, tmp_path / "x", encoder=HashEncoder(), chunk_size=8, progress=False, on_chunk=stop)
+    encoder = HashEncoder(dimension=8, name="other")
+    build_index(source, tmp_path / "x", encoder=encoder, chunk_size=8, progress=False)
+    assert sum(len(call) for call in encoder.calls) == 49
+    assert faiss.read_index(str(tmp_path / "x" / "faiss.index")).d == 8
+
+
+def test_model_index_mismatch_is_a_clear_error(data_dir: Path, tmp_path: Path) -> None:
+    folder = build_index(Source.open(data_dir / "mini.obo"), tmp_path / "idx", encoder=HashEncoder(16), progress=False)
+    with pytest.raises(IndexMismatchError, match=r"dimension 16 .* gives 384"):
+        ConceptIndex.load(folder, encoder=HashEncoder(384, name="big"))
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    small = faiss.IndexFlatIP(16)
+    small.add(np.ones((3, 16), dtype=np.float32))
+    faiss.write_index(small, str(broken / "faiss.index"))
+    with pytest.raises(IndexMismatchError, match="holds 3 vectors but terms.sqlite 50 terms"):
+        ConceptIndex.load(broken)
+    meta = json.loads((broken / "meta.json").read_text())
+    meta["format_version"] = 99
+    (broken / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(IndexMismatchError, match="format_version 99"):
+        ConceptIndex.load(broken)
+
+
+@pytest.mark.parametrize(("kind", "factory"), [("hnsw", "HNSW32,Flat"), ("ivf", "IVF"), ("Flat", "Flat")])
+def test_faiss_kinds(data_dir: Path, tmp_path: Path, kind: str, factory: str) -> None:
+    folder = build_index(Source.open(data_dir / "mini.obo"), tmp_path / kind, encoder=HashEncoder(),
+                         faiss_kind=kind, progress=False)
+    index = ConceptIndex.load(folder, encoder=HashEncoder())
+    assert index.meta["faiss"]["factory"].startswith(factory)
+    top = index.search(["Nephromegaly"], k=1)[0][0]
+    assert top.concept_id == "HP:0000105" and top.exact
+
+
+def test_filters_and_empty_result(data_dir: Path, tmp_path: Path) -> None:
+    source = Source.open(data_dir / "mini.obo")
+    preferred = build_index(source, tmp_path / "pref", encoder=HashEncoder(), preferred_only=True, progress=False)
+    assert json.loads((preferred / "meta.json").read_text())["counts"]["terms"] == 21
+    exact = build_index(source, tmp_path / "exact", encoder=HashEncoder(), scopes=["EXACT"], progress=False)
+    texts = {row[2] for row in _terms(exact)}
+    assert "Epileptic seizure" in texts and "Fits" not in texts and "Developmental delay" not in texts
+    with pytest.raises(LinkerError, match="unknown synonym scope"):
+        build_index(source, tmp_path / "bad", encoder=HashEncoder(), scopes=["SIMILAR"], progress=False)
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("# nothing\n")
+    with pytest.raises(LinkerError, match="no names read"):
+        build_index(Source.open(empty), tmp_path / "none", encoder=HashEncoder(), progress=False)
