@@ -30,9 +30,13 @@ def test_longest_match_wins() -> None:
 
 def test_guards_against_stop_words_and_short_names() -> None:
     assert found("All other patients") == []
-    assert found("the sma gap") == []  # short names match only when written in capitals
-    assert found("the SMA GAP") == [("SMA", "SMA"), ("GAP", "Gap")]
+    assert found("the sma gap") == []  # one-word names shorter than min_chars
     assert found("the sma", min_chars=3) == [("sma", "SMA")]
+    assert found("the SMA GAP") == [("SMA", "SMA"), ("GAP", "Gap")]  # acronyms match as written ...
+    assert found("the SMA GAP", acronyms=False) == []  # ... or only through a definition in the text
+    assert found("SEIZURES") == [("SEIZURES", "Seizure")]  # a shouted word is no acronym
+    assert DictionaryMatcher(["Disease", "Syndrome", "Fatal disease"]).find("a disease, fatal diseases") == \
+        DictionaryMatcher(["Fatal disease"]).find("a disease, fatal diseases")  # generic one-word names
 
 
 def test_a_name_does_not_run_across_punctuation() -> None:
@@ -50,6 +54,8 @@ def test_odd_text_gives_no_match_and_no_error() -> None:
 def test_stem_and_word_tokens() -> None:
     assert [stem(w) for w in ("kidneys", "deficiencies", "ataxias", "illness", "virus", "abscesses")] == \
         ["kidney", "deficiency", "ataxia", "illness", "virus", "abscess"]
+    assert [stem(w) for w in ("tumours", "anaemia", "oedema", "haemorrhage", "hour", "toes")] == \
+        ["tumor", "anemia", "edema", "hemorrhage", "hour", "toe"]
     assert [t.key for t in word_tokens("Sjögren's")] == ["sjogren"]
 
 
