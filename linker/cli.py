@@ -181,6 +181,60 @@ def get(concept_id: str, index_dir: Path | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, exists=True))
+@click.option("-o", "--output", required=True, help="output file or folder; format from --to or the suffix "
+              "(.jsonl, .pubtator, .xml/.bioc, .sqlite/.db, a folder ending in / for BRAT)")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("--from", "input_format", type=click.Choice(["txt", "jsonl", "csv", "tsv", "pubtator", "bioc"]),
+              help="input format (default: from the name; a folder is .txt files)")
+@click.option("--to", "output_format", type=click.Choice(["jsonl", "pubtator", "bioc", "brat", "sqlite"]),
+              help="output format (default: from the suffix)")
+@click.option("--id-field", help="JSONL/CSV: field or column of the document id (default: doc_id, id, note_id…)")
+@click.option("--text-field", help="JSONL/CSV: field or column of the text (default: text, note_text, body…)")
+@click.option("-p", "--processes", type=click.IntRange(min=1), help="worker processes (default: all cores)")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="documents per batch")
+@click.option("--include-text", is_flag=True, help="JSONL: repeat each document's text in its line")
+@click.option("--candidates", default=5, show_default=True, type=click.IntRange(min=0),
+              help="ranked candidates kept per mention (JSONL, SQLite)")
+@click.option("--overwrite", is_flag=True, help="start afresh instead of resuming what OUTPUT holds")
+def annotate(input_path: Path, output: str, index_dir: Path | None, input_format: str | None,
+             output_format: str | None, id_field: str | None, text_field: str | None, processes: int | None,
+             batch_size: int, include_text: bool, candidates: int, overwrite: bool) -> None:
+    """Annotate every document of INPUT into OUTPUT; run the same command again to resume after an interruption.
+
+    Documents that cannot be read or annotated are listed in OUTPUT.errors.jsonl (SQLite: the errors table)
+    and the run goes on; the exit status is 1 when any document failed.
+    """
+    from linker.annotate import annotate as run
+
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    try:
+        stats = run(input_path, output, index=index_dir, input_format=input_format,
+                    output_format_name=output_format, id_field=id_field, text_field=text_field, processes=processes,
+                    batch_size=batch_size, include_text=include_text, candidates=candidates, progress=not quiet,
+                    overwrite=overwrite)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: what is in {output} is kept; run the same command again to resume", err=True)
+        sys.exit(130)
+    click.echo(stats.summary(), err=True)
+    if stats.failed_total:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (0.0.0.0 exposes the service)")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-body", default=1_000_000, show_default=True, help="largest request body in bytes")
+@click.option("--max-batch", default=256, show_default=True, help="most texts in one POST /lookup")
+def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch: int) -> None:
+    """Serve lookup, annotation and concept cards over HTTP (JSON; OpenAPI at /docs and /openapi.json)."""
+    from linker.server import ServerLimits, serve as run
+
+    run(index_dir, host=host, port=port, limits=ServerLimits(max_body=max_body, max_batch=max_batch))
+
+
+@cli.command()
 @click.argument("texts", nargs=-1)
 @click.option("--file", "files", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="a UTF-8 text file to render (repeatable)")
