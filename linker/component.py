@@ -159,6 +159,12 @@ class ConceptLinker:
         self._ancestors: dict[str, frozenset[str]] = {}
         self._allowed_cache: dict[str, bool] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the opened index and caches (spawned worker processes open their own)."""
+        state = dict(self.__dict__)
+        state.update(_index=None, _matcher=None, _ancestors={}, _allowed_cache={})
+        return state
+
     # -- resources ---------------------------------------------------------------------------------------
     @property
     def index(self) -> Any:

@@ -191,3 +191,13 @@ def test_bad_settings_name_the_value(mini_index_dir: Path) -> None:
         load_pipeline(mini_index_dir, sources=["ner"])
     with pytest.raises(LinkerError, match="unlinked='maybe'"):
         load_pipeline(mini_index_dir, unlinked="maybe")
+
+
+def test_the_component_pickles_without_its_index(nlp: Language) -> None:
+    import pickle
+
+    linker = nlp.get_pipe("concept_linker")
+    _ = linker.index
+    copy = pickle.loads(pickle.dumps(linker))
+    assert copy._index is None and copy.index_path == linker.index_path
+    assert annotations(copy(nlp.make_doc(TEXT))) == annotations(nlp(TEXT))
