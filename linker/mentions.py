@@ -42,6 +42,11 @@ CLAUSE_WORDS = frozenset((
 #: One-word names too general to mean a concept in running text ("the disease", "this syndrome").
 GENERIC = ("disease", "diseases", "disorder", "syndrome", "condition", "illness", "abnormality", "anomaly",
            "defect", "lesion", "deficiency", "face", "infection", "finding", "symptom", "sign", "death")
+#: Words that belong to a disease mention when they precede a name, as the NCBI-disease guidelines
+#: annotate them ("congenital cataracts", "hereditary C7 deficiency", "bilateral retinoblastoma").
+MODIFIERS = ("congenital", "hereditary", "familial", "sporadic", "inherited", "malignant", "benign", "bilateral",
+             "unilateral", "childhood", "juvenile", "adult", "infantile", "syndromic", "nonsyndromic", "chronic",
+             "acute", "recurrent", "progressive", "primary", "idiopathic", "metastatic", "invasive")
 STOP = frozenset(STOP_WORDS) | {"patient", "patients", "case", "cases", "study", "studies", "result", "results"}
 
 
@@ -126,10 +131,11 @@ class DictionaryMatcher:
     """
 
     def __init__(self, names: Iterable[str], *, min_chars: int = 4, max_words: int = 12, acronyms: bool = True,
-                 generic: Iterable[str] = GENERIC) -> None:
+                 generic: Iterable[str] = GENERIC, modifiers: Iterable[str] = MODIFIERS) -> None:
         self.min_chars = min_chars
         self.acronyms = acronyms
         self.generic = frozenset(stem(w) for w in generic)
+        self.modifiers = frozenset(stem(w) for w in modifiers)
         self.keys: dict[str, str] = {}
         self.prefixes: set[str] = set()
         self.max_words = 0
@@ -176,7 +182,7 @@ class DictionaryMatcher:
         """Non-overlapping name matches, left to right, the longest at each position."""
         words = word_tokens(text)
         out: list[Proposal] = []
-        i = 0
+        i = floor = 0
         while i < len(words):
             best: int | None = None
             key = ""
@@ -193,10 +199,31 @@ class DictionaryMatcher:
             if best is None:
                 i += 1
                 continue
-            start, end = words[i].start, words[best].end
-            out.append(Proposal(start, end, DICTIONARY, self.keys[" ".join(w.key for w in words[i:best + 1])]))
-            i = best + 1
+            first = self._extend_left(text, words, i, best, floor)
+            out.append(Proposal(words[first].start, words[best].end, DICTIONARY,
+                                self.keys[" ".join(w.key for w in words[i:best + 1])]))
+            i = floor = best + 1
         return out
+
+    def _extend_left(self, text: str, words: Sequence[WordToken], i: int, last: int, floor: int) -> int:
+        """First word of the mention whose name is ``words[i:last + 1]``: leading :data:`MODIFIERS`
+        (``congenital cataracts``) and a coordinated head (``breast and ovarian cancer``, when
+        ``breast cancer`` is a name too) belong to it; the link stays that of the name found."""
+        def joined(a: int) -> bool:
+            return _JOINER.fullmatch(text[words[a].end:words[a + 1].start]) is not None
+
+        first = i
+        if self.modifiers:
+            while first - 1 >= floor and words[first - 1].key in self.modifiers and joined(first - 1):
+                first -= 1
+        if first == i and i - 2 >= floor and words[i - 1].key in {"and", "or"}:
+            before = i - 2
+            if words[before].key == "and" and words[i - 1].key == "or" and before - 1 >= floor:
+                before -= 1  # "and/or"
+            rest = " ".join(w.key for w in words[i + 1:last + 1])
+            if rest and f"{words[before].key} {rest}" in self.keys and all(joined(a) for a in range(before, i)):
+                first = before
+        return first
 
 
 def _segments(doc: Doc) -> Iterator[list[int]]:

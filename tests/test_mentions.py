@@ -90,3 +90,14 @@ def test_upstream_proposals_keep_labels() -> None:
 def test_inverted_mesh_names_are_found_in_natural_order() -> None:
     assert found("hemolytic anemia and anemia, hemolytic", ["Anemia, Hemolytic"]) == [
         ("hemolytic anemia", "Anemia, Hemolytic")]  # the comma form is not read across the comma
+
+
+def test_leading_modifiers_and_coordinated_heads_join_the_mention() -> None:
+    names = ["Ovarian cancer", "Breast cancer", "Cataract"]
+    assert found("congenital bilateral cataracts", names) == [("congenital bilateral cataracts", "Cataract")]
+    assert found("breast and ovarian cancer", names) == [("breast and ovarian cancer", "Ovarian cancer")]
+    assert found("breast and/or ovarian cancer", names) == [("breast and/or ovarian cancer", "Ovarian cancer")]
+    assert found("lung and ovarian cancer", names) == [("ovarian cancer", "Ovarian cancer")]
+    assert found("breast cancer and ovarian cancer", names) == [("breast cancer", "Breast cancer"),
+                                                               ("ovarian cancer", "Ovarian cancer")]
+    assert DictionaryMatcher(names, modifiers=()).find("congenital cataract")[0].start == 11
