@@ -107,22 +107,23 @@ if hasattr(os, "register_at_fork"):
 @Language.factory(
     "concept_linker",
     default_config={
-        "index": None, "k": 5, "threshold": 0.75, "sources": [UPSTREAM, DICTIONARY], "dense_threshold": 0.85,
+        "index": None, "k": 5, "threshold": 0.75, "sources": [UPSTREAM, DICTIONARY], "dense_threshold": 0.95,
         "max_words": 5, "batch_size": 64, "abbreviations": True, "assertion": True, "types": [], "roots": [],
         "overwrite": False, "unlinked": "keep", "label": "CONCEPT", "min_chars": 4, "dense_limit": 20000,
-        "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS),
+        "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS), "acronyms": True,
     },
 )
 def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, threshold: float,
                         sources: list[str], dense_threshold: float, max_words: int, batch_size: int,
                         abbreviations: bool, assertion: bool, types: list[str], roots: list[str], overwrite: bool,
                         unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool,
-                        exclude_roots: list[str]) -> ConceptLinker:
+                        exclude_roots: list[str], acronyms: bool) -> ConceptLinker:
     return ConceptLinker(nlp, name, index=index, k=k, threshold=threshold, sources=sources,
                          dense_threshold=dense_threshold, max_words=max_words, batch_size=batch_size,
                          abbreviations=abbreviations, assertion=assertion, types=types, roots=roots,
                          overwrite=overwrite, unlinked=unlinked, label=label, min_chars=min_chars,
-                         dense_limit=dense_limit, copy_index=copy_index, exclude_roots=exclude_roots)
+                         dense_limit=dense_limit, copy_index=copy_index, exclude_roots=exclude_roots,
+                         acronyms=acronyms)
 
 
 class ConceptLinker:
@@ -131,11 +132,11 @@ class ConceptLinker:
 
     def __init__(self, nlp: Language, name: str = "concept_linker", *, index: str | None = None, k: int = 5,
                  threshold: float = 0.75, sources: Iterable[str] = (UPSTREAM, DICTIONARY),
-                 dense_threshold: float = 0.85, max_words: int = 5, batch_size: int = 64, abbreviations: bool = True,
+                 dense_threshold: float = 0.95, max_words: int = 5, batch_size: int = 64, abbreviations: bool = True,
                  assertion: bool = True, types: Iterable[str] = (), roots: Iterable[str] = (),
                  overwrite: bool = False, unlinked: str = "keep", label: str = "CONCEPT", min_chars: int = 4,
                  dense_limit: int = 20000, copy_index: bool = False,
-                 exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS) -> None:
+                 exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS, acronyms: bool = True) -> None:
         self.name = name
         self.sources = list(dict.fromkeys(sources))
         unknown = [s for s in self.sources if s not in SOURCES]
@@ -150,12 +151,19 @@ class ConceptLinker:
         self.index_path = index
         self.k, self.threshold, self.dense_threshold = k, threshold, dense_threshold
         self.max_words, self.batch_size, self.min_chars, self.dense_limit = max_words, batch_size, min_chars, dense_limit
-        self.abbreviations, self.assertion = abbreviations, assertion
+        self.abbreviations, self.assertion, self.acronyms = abbreviations, assertion, acronyms
         self.types, self.roots, self.exclude_roots = frozenset(types), frozenset(roots), frozenset(exclude_roots)
         self.overwrite, self.unlinked, self.label, self.copy_index = overwrite, unlinked, label, copy_index
         self._index: Any = None
         self._matcher: DictionaryMatcher | None = None
         self._ancestors: dict[str, frozenset[str]] = {}
+        self._allowed_cache: dict[str, bool] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the opened index and caches (spawned worker processes open their own)."""
+        state = dict(self.__dict__)
+        state.update(_index=None, _matcher=None, _ancestors={}, _allowed_cache={})
+        return state
 
     # -- resources ---------------------------------------------------------------------------------------
     @property
@@ -172,11 +180,13 @@ class ConceptLinker:
         self._index = index
         self._matcher = None
         self._ancestors.clear()
+        self._allowed_cache.clear()
 
     @property
     def matcher(self) -> DictionaryMatcher:
         if self._matcher is None:
-            self._matcher = DictionaryMatcher.from_termdb(self.index.termdb, min_chars=self.min_chars)
+            self._matcher = DictionaryMatcher.from_termdb(self.index.termdb, min_chars=self.min_chars,
+                                                          acronyms=self.acronyms)
             log.info("dictionary matcher: %d names of %s", len(self._matcher), self.index.path)
         return self._matcher
 
@@ -218,7 +228,8 @@ class ConceptLinker:
                 proposals = [Proposal(p.start, p.end, p.source, long_of[doc.text[p.start:p.end]], p.label)
                              if doc.text[p.start:p.end] in long_of else p for p in proposals]
                 if finds:
-                    proposals += [Proposal(a.start, a.end, ABBREVIATION, a.long) for a in abbrevs]
+                    proposals += [Proposal(a.start, a.end, ABBREVIATION, a.long, anchor=(a.long_start, a.long_end))
+                                  for a in abbrevs]
         return proposals
 
     def _search(self, queries: list[str]) -> dict[str, list[Candidate]]:
@@ -233,6 +244,12 @@ class ConceptLinker:
         return dict(zip(queries, results))
 
     def _allowed(self, concept_id: str) -> bool:
+        allowed = self._allowed_cache.get(concept_id)
+        if allowed is None:
+            allowed = self._allowed_cache[concept_id] = self._check_allowed(concept_id)
+        return allowed
+
+    def _check_allowed(self, concept_id: str) -> bool:
         concept = self.index.termdb.concept(concept_id)
         if concept is None:
             return False
@@ -256,38 +273,49 @@ class ConceptLinker:
 
     def _process(self, docs: list[Doc]) -> None:
         per_doc = [self._proposals(doc) if doc.text.strip() else [] for doc in docs]
-        queries = list(dict.fromkeys(p.query for props in per_doc for p in props if p.query.strip()))
+        queries = list(dict.fromkeys(p.query for props in per_doc for p in props
+                                     if p.source != ABBREVIATION and p.query.strip()))
         found = self._search(queries)
         for doc, props in zip(docs, per_doc):
             self._write(doc, self._choose(props, found))
 
     def _choose(self, props: list[Proposal], found: dict[str, list[Candidate]]
                 ) -> list[tuple[Proposal, list[Candidate]]]:
-        def best(p: Proposal) -> float:
-            candidates = found.get(p.query, [])
+        """Non-overlapping mentions: upstream entities first, then dictionary names (longest first), then
+        dense spans (best score first), then short forms whose long form was linked (they take the long
+        form's query), then dictionary names at short-form positions left over."""
+        def best(query: str) -> float:
+            candidates = found.get(query, [])
             return candidates[0].score if candidates else 0.0
 
+        short_forms = [p for p in props if p.source == ABBREVIATION]
+        at_short = {(p.start, p.end) for p in short_forms}
         upstream = [p for p in props if p.source == UPSTREAM]
-        def passes(p: Proposal) -> bool:  # a name found verbatim, or a long form close enough to one
-            candidates = found.get(p.query, [])
-            if p.source == DICTIONARY or (candidates and candidates[0].exact):
-                return best(p) >= self.threshold
-            return best(p) >= max(self.threshold, self.dense_threshold)
+        names = sorted((p for p in props if p.source == DICTIONARY and best(p.query) >= self.threshold),
+                       key=lambda p: (-(p.end - p.start), p.start))
+        dense = sorted((p for p in props if p.source == DENSE and best(p.query) >= self.dense_threshold),
+                       key=lambda p: (-best(p.query), -(p.end - p.start), p.start))
+        chosen: list[Proposal] = []
+        taken = bytearray(max((p.end for p in props), default=0))  # characters inside a chosen span
 
-        exact = sorted((p for p in props if p.source in (DICTIONARY, ABBREVIATION) and passes(p)),
-                       key=lambda p: (-(p.end - p.start), p.source != ABBREVIATION, p.start))
-        dense = sorted((p for p in props if p.source == DENSE and best(p) >= self.dense_threshold),
-                       key=lambda p: (-best(p), -(p.end - p.start), p.start))
-        chosen: list[Proposal] = list(upstream)
-        end = max((p.end for p in props), default=0)
-        taken = bytearray(end)  # characters already inside a chosen span
+        def take(p: Proposal, force: bool = False) -> None:
+            if force or not any(taken[p.start:p.end]):
+                chosen.append(p)
+                taken[p.start:p.end] = b"\x01" * (p.end - p.start)
+
         for p in upstream:
-            taken[p.start:p.end] = b"\x01" * (p.end - p.start)
-        for p in exact + dense:
-            if any(taken[p.start:p.end]):
-                continue
-            chosen.append(p)
-            taken[p.start:p.end] = b"\x01" * (p.end - p.start)
+            take(p, force=True)
+        for p in names + dense:
+            if (p.start, p.end) not in at_short:
+                take(p)
+        linked_by_end = {p.end: p for p in chosen if best(p.query) >= self.threshold}
+        for p in short_forms:
+            anchor = linked_by_end.get(p.anchor[1]) if p.anchor else None
+            if anchor is not None and anchor.start < p.anchor[1]:  # type: ignore[index]
+                take(Proposal(p.start, p.end, ABBREVIATION, anchor.query, anchor=p.anchor))
+        for p in names:
+            if (p.start, p.end) in at_short:
+                take(p)
         chosen.sort(key=lambda p: p.start)
         return [(p, found.get(p.query, [])) for p in chosen]
 
@@ -369,6 +397,7 @@ class ConceptLinker:
                     "rebuild or move the index back, or save the pipeline with copy_index=True")
         self._index, self._matcher = None, None
         self._ancestors.clear()
+        self._allowed_cache.clear()
         recorded = settings.get("built_at")
         if recorded and self.index.meta.get("built_at") != recorded:
             log.warning("index %s was rebuilt (%s) since the pipeline %s was saved (%s); links may differ",

@@ -39,6 +39,14 @@ CLAUSE_WORDS = frozenset((
     "via", "versus", "vs", "we", "our", "us", "i", "you", "they", "it", "its", "this", "these", "those",
     "there", "here", "also", "then", "thus", "however", "therefore", "both", "either", "neither",
 ))
+#: One-word names too general to mean a concept in running text ("the disease", "this syndrome").
+GENERIC = ("disease", "diseases", "disorder", "syndrome", "condition", "illness", "abnormality", "anomaly",
+           "defect", "lesion", "deficiency", "face", "infection", "finding", "symptom", "sign", "death")
+#: Words that belong to a disease mention when they precede a name, as the NCBI-disease guidelines
+#: annotate them ("congenital cataracts", "hereditary C7 deficiency", "bilateral retinoblastoma").
+MODIFIERS = ("congenital", "hereditary", "familial", "sporadic", "inherited", "malignant", "benign", "bilateral",
+             "unilateral", "childhood", "juvenile", "adult", "infantile", "syndromic", "nonsyndromic", "chronic",
+             "acute", "recurrent", "progressive", "primary", "idiopathic", "metastatic", "invasive")
 STOP = frozenset(STOP_WORDS) | {"patient", "patients", "case", "cases", "study", "studies", "result", "results"}
 
 
@@ -51,17 +59,24 @@ def _uninvert(name: str) -> str | None:
     return f"{parts[1]} {parts[0]}"
 
 
+_BRITISH = ((re.compile(r"(ae|oe)(?=[a-z])"), "e"), (re.compile(r"(?<=[a-z]{2})our$"), "or"))
+
+
 def stem(word: str) -> str:
-    """A light, symmetric inflection key: plural and a few verb endings off (``kidneys``/``kidney``,
-    ``ataxias``/``ataxia``, ``deficiencies``/``deficiency``). Applied alike to names and text."""
+    """A light, symmetric inflection key: plural off (``kidneys``/``kidney``, ``ataxias``/``ataxia``,
+    ``deficiencies``/``deficiency``) and British spellings folded (``tumours``/``tumor``,
+    ``anaemia``/``anemia``, ``oedema``/``edema``). Applied alike to names and text."""
     if len(word) <= 3 or not word.isalpha():
         return word
     if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("sses", "xes", "ches", "shes")):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
+        word = word[:-3] + "y"
+    elif word.endswith(("sses", "xes", "ches", "shes")):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    if len(word) >= 5:
+        for pattern, replacement in _BRITISH:
+            word = pattern.sub(replacement, word)
     return word
 
 
@@ -94,6 +109,8 @@ class Proposal:
     query: str
     #: the upstream entity label, when the span came from doc.ents
     label: str | None = None
+    #: for a short form, the character span of its long form (the short form borrows the long form's link)
+    anchor: tuple[int, int] | None = None
 
 
 def upstream_proposals(doc: Doc) -> list[Proposal]:
@@ -105,13 +122,20 @@ class DictionaryMatcher:
 
     MeSH-style inverted names (``"Anemia, Hemolytic"``) are also looked for in natural order.
 
-    Guards: a name made only of stop words is never matched; a one-word name shorter than
-    ``min_chars`` matches only where the text writes it in capitals (``SMA``, ``ALS``); words of one
-    name must follow each other with at most spaces, hyphens, slashes or apostrophes between them.
+    Guards: a name made only of stop words, or a one-word name in :data:`GENERIC`, is never matched; a
+    one-word name shorter than ``min_chars`` never matches unless written in capitals (``SMA``, ``HFE``);
+    with ``acronyms=False`` a word written in capitals never matches (acronyms are ambiguous, often gene
+    symbols: they are then linked only through a definition in the text, see :mod:`linker.abbreviations`;
+    on NCBI-disease train both settings score about the same F1, True with more recall); words of one name
+    must follow each other with at most spaces, hyphens, slashes or apostrophes between them.
     """
 
-    def __init__(self, names: Iterable[str], *, min_chars: int = 4, max_words: int = 12) -> None:
+    def __init__(self, names: Iterable[str], *, min_chars: int = 4, max_words: int = 12, acronyms: bool = True,
+                 generic: Iterable[str] = GENERIC, modifiers: Iterable[str] = MODIFIERS) -> None:
         self.min_chars = min_chars
+        self.acronyms = acronyms
+        self.generic = frozenset(stem(w) for w in generic)
+        self.modifiers = frozenset(stem(w) for w in modifiers)
         self.keys: dict[str, str] = {}
         self.prefixes: set[str] = set()
         self.max_words = 0
@@ -125,7 +149,7 @@ class DictionaryMatcher:
     def _add(self, name: str, stems: list[str], max_words: int) -> None:
         if not stems or len(stems) > max_words or all(w in STOP for w in stems):
             return
-        if len(stems) == 1 and (stems[0].isdigit() or len(stems[0]) < 2):
+        if len(stems) == 1 and (stems[0].isdigit() or len(stems[0]) < 2 or stems[0] in self.generic):
             return
         key = " ".join(stems)
         if key in self.keys:
@@ -144,17 +168,21 @@ class DictionaryMatcher:
         return len(self.keys)
 
     def _acceptable(self, text: str, words: Sequence[WordToken], first: int, last: int) -> bool:
-        surface = text[words[first].start:words[last].end]
-        if first == last and len(words[first].key) < self.min_chars:
-            letters = [ch for ch in surface if ch.isalpha()]
-            return len(letters) >= 2 and all(ch.isupper() for ch in letters)
-        return True
+        if first != last:
+            return True
+        surface = text[words[first].start:words[first].end]
+        letters = [ch for ch in surface if ch.isalpha()]
+        acronym = 2 <= len(letters) and all(ch.isupper() for ch in letters) and \
+            (len(letters) <= 5 or any(ch.isdigit() for ch in surface))
+        if acronym:  # ambiguous (often a gene symbol) unless the text defines it
+            return self.acronyms
+        return len(words[first].key) >= self.min_chars
 
     def find(self, text: str) -> list[Proposal]:
         """Non-overlapping name matches, left to right, the longest at each position."""
         words = word_tokens(text)
         out: list[Proposal] = []
-        i = 0
+        i = floor = 0
         while i < len(words):
             best: int | None = None
             key = ""
@@ -171,10 +199,31 @@ class DictionaryMatcher:
             if best is None:
                 i += 1
                 continue
-            start, end = words[i].start, words[best].end
-            out.append(Proposal(start, end, DICTIONARY, self.keys[" ".join(w.key for w in words[i:best + 1])]))
-            i = best + 1
+            first = self._extend_left(text, words, i, best, floor)
+            out.append(Proposal(words[first].start, words[best].end, DICTIONARY,
+                                self.keys[" ".join(w.key for w in words[i:best + 1])]))
+            i = floor = best + 1
         return out
+
+    def _extend_left(self, text: str, words: Sequence[WordToken], i: int, last: int, floor: int) -> int:
+        """First word of the mention whose name is ``words[i:last + 1]``: leading :data:`MODIFIERS`
+        (``congenital cataracts``) and a coordinated head (``breast and ovarian cancer``, when
+        ``breast cancer`` is a name too) belong to it; the link stays that of the name found."""
+        def joined(a: int) -> bool:
+            return _JOINER.fullmatch(text[words[a].end:words[a + 1].start]) is not None
+
+        first = i
+        if self.modifiers:
+            while first - 1 >= floor and words[first - 1].key in self.modifiers and joined(first - 1):
+                first -= 1
+        if first == i and i - 2 >= floor and words[i - 1].key in {"and", "or"}:
+            before = i - 2
+            if words[before].key == "and" and words[i - 1].key == "or" and before - 1 >= floor:
+                before -= 1  # "and/or"
+            rest = " ".join(w.key for w in words[i + 1:last + 1])
+            if rest and f"{words[before].key} {rest}" in self.keys and all(joined(a) for a in range(before, i)):
+                first = before
+        return first
 
 
 def _segments(doc: Doc) -> Iterator[list[int]]:

@@ -127,11 +127,17 @@ def main() -> None:
     parser.add_argument("--speed-config", default="default", help="config timed with 1 and 2 processes")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--sweep", action="store_true", help="threshold grid for dictionary+dense instead")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=JSON",
+                        help="component setting for every config, e.g. --set acronyms=true (repeatable)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("spacy").setLevel(logging.WARNING)
 
+    for override in args.overrides:
+        key, _, value = override.partition("=")
+        for config in CONFIGS.values():
+            config[key] = json.loads(value)
     docs = read_jsonl(args.docs)[:args.limit] if args.limit else read_jsonl(args.docs)
     doc_ids = {d["doc_id"] for d in docs}
     gold = [m for m in read_jsonl(args.mentions) if m["doc_id"] in doc_ids]
@@ -139,6 +145,7 @@ def main() -> None:
     gold_ann = [Annotation(m["doc_id"], m["start"], m["end"], tuple(m["ids"]), m.get("type")) for m in gold]
     result: dict[str, Any] = {"docs": str(args.docs), "mentions": str(args.mentions), "index": args.index,
                               "n_docs": len(docs), "n_gold": len(gold), "machine": platform.platform(),
+                              "overrides": args.overrides,
                               "configs": {}}
     if args.sweep:
         result["sweep"] = sweep(args.index, docs, gold_ann, id_map, args.batch_size,

@@ -88,7 +88,7 @@ def test_upstream_entities_are_linked_and_keep_their_label(mini_index_dir: Path)
 
 
 def test_dense_finds_phrasings_no_name_spells_out(mini_index_dir: Path) -> None:
-    nlp = load_pipeline(mini_index_dir, sources=["dense"])
+    nlp = load_pipeline(mini_index_dir, sources=["dense"], dense_threshold=0.85)
     doc = nlp("On ultrasound her kidneys were enlarged.")
     assert [(e.text, e.kb_id_, e._.mention_source) for e in doc.ents] == [
         ("kidneys were enlarged", "HP:0000105", "dense")]
@@ -96,7 +96,7 @@ def test_dense_finds_phrasings_no_name_spells_out(mini_index_dir: Path) -> None:
 
 
 def test_sources_combine_without_overlaps(mini_index_dir: Path) -> None:
-    nlp = load_pipeline(mini_index_dir, sources=["dictionary", "dense"])
+    nlp = load_pipeline(mini_index_dir, sources=["dictionary", "dense"], dense_threshold=0.85)
     doc = nlp("Seizures. On ultrasound her kidneys were enlarged.")
     assert [(e.text, e._.mention_source) for e in doc.ents] == [("Seizures", "dictionary"),
                                                                ("kidneys were enlarged", "dense")]
@@ -191,3 +191,13 @@ def test_bad_settings_name_the_value(mini_index_dir: Path) -> None:
         load_pipeline(mini_index_dir, sources=["ner"])
     with pytest.raises(LinkerError, match="unlinked='maybe'"):
         load_pipeline(mini_index_dir, unlinked="maybe")
+
+
+def test_the_component_pickles_without_its_index(nlp: Language) -> None:
+    import pickle
+
+    linker = nlp.get_pipe("concept_linker")
+    _ = linker.index
+    copy = pickle.loads(pickle.dumps(linker))
+    assert copy._index is None and copy.index_path == linker.index_path
+    assert annotations(copy(nlp.make_doc(TEXT))) == annotations(nlp(TEXT))

@@ -30,9 +30,13 @@ def test_longest_match_wins() -> None:
 
 def test_guards_against_stop_words_and_short_names() -> None:
     assert found("All other patients") == []
-    assert found("the sma gap") == []  # short names match only when written in capitals
-    assert found("the SMA GAP") == [("SMA", "SMA"), ("GAP", "Gap")]
+    assert found("the sma gap") == []  # one-word names shorter than min_chars
     assert found("the sma", min_chars=3) == [("sma", "SMA")]
+    assert found("the SMA GAP") == [("SMA", "SMA"), ("GAP", "Gap")]  # acronyms match as written ...
+    assert found("the SMA GAP", acronyms=False) == []  # ... or only through a definition in the text
+    assert found("SEIZURES") == [("SEIZURES", "Seizure")]  # a shouted word is no acronym
+    assert DictionaryMatcher(["Disease", "Syndrome", "Fatal disease"]).find("a disease, fatal diseases") == \
+        DictionaryMatcher(["Fatal disease"]).find("a disease, fatal diseases")  # generic one-word names
 
 
 def test_a_name_does_not_run_across_punctuation() -> None:
@@ -50,6 +54,8 @@ def test_odd_text_gives_no_match_and_no_error() -> None:
 def test_stem_and_word_tokens() -> None:
     assert [stem(w) for w in ("kidneys", "deficiencies", "ataxias", "illness", "virus", "abscesses")] == \
         ["kidney", "deficiency", "ataxia", "illness", "virus", "abscess"]
+    assert [stem(w) for w in ("tumours", "anaemia", "oedema", "haemorrhage", "hour", "toes")] == \
+        ["tumor", "anemia", "edema", "hemorrhage", "hour", "toe"]
     assert [t.key for t in word_tokens("Sjögren's")] == ["sjogren"]
 
 
@@ -84,3 +90,14 @@ def test_upstream_proposals_keep_labels() -> None:
 def test_inverted_mesh_names_are_found_in_natural_order() -> None:
     assert found("hemolytic anemia and anemia, hemolytic", ["Anemia, Hemolytic"]) == [
         ("hemolytic anemia", "Anemia, Hemolytic")]  # the comma form is not read across the comma
+
+
+def test_leading_modifiers_and_coordinated_heads_join_the_mention() -> None:
+    names = ["Ovarian cancer", "Breast cancer", "Cataract"]
+    assert found("congenital bilateral cataracts", names) == [("congenital bilateral cataracts", "Cataract")]
+    assert found("breast and ovarian cancer", names) == [("breast and ovarian cancer", "Ovarian cancer")]
+    assert found("breast and/or ovarian cancer", names) == [("breast and/or ovarian cancer", "Ovarian cancer")]
+    assert found("lung and ovarian cancer", names) == [("ovarian cancer", "Ovarian cancer")]
+    assert found("breast cancer and ovarian cancer", names) == [("breast cancer", "Breast cancer"),
+                                                               ("ovarian cancer", "Ovarian cancer")]
+    assert DictionaryMatcher(names, modifiers=()).find("congenital cataract")[0].start == 11
