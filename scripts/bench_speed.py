@@ -45,11 +45,13 @@ def peak_rss_mib() -> float:
 
 
 def medic_names(index_dir: Path) -> list[tuple[str, str, bool]]:
+    """``(concept_id, name, is_preferred)`` of every term of an index, in FAISS order."""
     from linker.termdb import TermDB
 
     db = TermDB(index_dir / "terms.sqlite")
-    return [tuple(row) for row in db._conn().execute(  # type: ignore[misc]
-        "SELECT concept_id, text, is_preferred FROM terms ORDER BY id")]
+    rows = db.terms(range(db.count("terms")))
+    preferred = db.names(concept_id for concept_id, _ in rows.values())
+    return [(c, t, t == preferred.get(c)) for _, (c, t) in sorted(rows.items())]
 
 
 def comparison_mentions(data: Path) -> list[Any]:
