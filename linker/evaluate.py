@@ -412,6 +412,9 @@ def evaluate(
         raise LinkerError("nothing to evaluate: give a mentions file and/or --pairs")
     if docs is not None and mentions is None:
         raise LinkerError("--docs needs the gold mentions file too")
+    if docs is not None and exact_only:
+        raise LinkerError("--exact ranks gold mentions only; end to end (--docs) runs the model's pipeline: "
+                          "drop one of the two")
     started = time.perf_counter()
     record: dict[str, Any] = {"linker": __version__, "conventions": CONVENTIONS}
     concept_index = None
