@@ -180,6 +180,118 @@ def get(concept_id: str, index_dir: Path | None, as_json: bool) -> None:
         click.echo(f"  alt ids: {', '.join(card['alt_ids'])}")
 
 
+@cli.command()
+@click.argument("mentions", required=False, type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("--alt-ids", "alt_ids", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="alt_id<TAB>concept_id map applied to gold and predicted ids (repeatable)")
+@click.option("--type", "types", multiple=True, help="keep only mentions of this type (repeatable), e.g. Disease")
+@click.option("--docs", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="documents of MENTIONS: also score end to end with the spaCy pipeline")
+@click.option("--pairs", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="term1<TAB>term2<TAB>score file: Spearman/Pearson of cosine similarity")
+@click.option("--model", help="model folder or hub name to search/embed with (default: the index's model)")
+@click.option("--exact", "exact_only", is_flag=True, help="rank by exact normalised string match only (baseline)")
+@click.option("-k", default=10, show_default=True, help="concepts ranked per mention (MRR cut-off)")
+@click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), help="write the record here")
+def evaluate(mentions: Path | None, index_dir: Path | None, alt_ids: tuple[Path, ...], types: tuple[str, ...],
+             docs: Path | None, pairs: Path | None, model: str | None, exact_only: bool, k: int,
+             json_out: Path | None) -> None:
+    """Score normalisation of gold MENTIONS (JSONL or PubTator): acc@1, acc@5, MRR; end to end with --docs;
+    similarity with --pairs."""
+    from linker.evaluate import evaluate as run_evaluation
+    from linker.evaluate import format_table
+
+    record = run_evaluation(mentions, index=index_dir, alt_ids=alt_ids, types=types, docs=docs, pairs=pairs,
+                            model=model, k=k, exact_only=exact_only)
+    click.echo(format_table(record))
+    if json_out is not None:
+        json_out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, exists=True))
+@click.option("-o", "--output", required=True, help="output file or folder; format from --to or the suffix "
+              "(.jsonl, .pubtator, .xml/.bioc, .sqlite/.db, a folder ending in / for BRAT)")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("--from", "input_format", type=click.Choice(["txt", "jsonl", "csv", "tsv", "pubtator", "bioc"]),
+              help="input format (default: from the name; a folder is .txt files)")
+@click.option("--to", "output_format", type=click.Choice(["jsonl", "pubtator", "bioc", "brat", "sqlite"]),
+              help="output format (default: from the suffix)")
+@click.option("--id-field", help="JSONL/CSV: field or column of the document id (default: doc_id, id, note_id…)")
+@click.option("--text-field", help="JSONL/CSV: field or column of the text (default: text, note_text, body…)")
+@click.option("-p", "--processes", type=click.IntRange(min=1), help="worker processes (default: all cores)")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="documents per batch")
+@click.option("--include-text", is_flag=True, help="JSONL: repeat each document's text in its line")
+@click.option("--candidates", default=5, show_default=True, type=click.IntRange(min=0),
+              help="ranked candidates kept per mention (JSONL, SQLite)")
+@click.option("--overwrite", is_flag=True, help="start afresh instead of resuming what OUTPUT holds")
+def annotate(input_path: Path, output: str, index_dir: Path | None, input_format: str | None,
+             output_format: str | None, id_field: str | None, text_field: str | None, processes: int | None,
+             batch_size: int, include_text: bool, candidates: int, overwrite: bool) -> None:
+    """Annotate every document of INPUT into OUTPUT; run the same command again to resume after an interruption.
+
+    Documents that cannot be read or annotated are listed in OUTPUT.errors.jsonl (SQLite: the errors table)
+    and the run goes on; the exit status is 1 when any document failed.
+    """
+    from linker.annotate import annotate as run
+
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    try:
+        stats = run(input_path, output, index=index_dir, input_format=input_format,
+                    output_format_name=output_format, id_field=id_field, text_field=text_field, processes=processes,
+                    batch_size=batch_size, include_text=include_text, candidates=candidates, progress=not quiet,
+                    overwrite=overwrite)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: what is in {output} is kept; run the same command again to resume", err=True)
+        sys.exit(130)
+    click.echo(stats.summary(), err=True)
+    if stats.failed_total:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (0.0.0.0 exposes the service)")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-body", default=1_000_000, show_default=True, help="largest request body in bytes")
+@click.option("--max-batch", default=256, show_default=True, help="most texts in one POST /lookup")
+def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch: int) -> None:
+    """Serve lookup, annotation and concept cards over HTTP (JSON; OpenAPI at /docs and /openapi.json)."""
+    from linker.server import ServerLimits, serve as run
+
+    run(index_dir, host=host, port=port, limits=ServerLimits(max_body=max_body, max_batch=max_batch))
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@click.option("--file", "files", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="a UTF-8 text file to render (repeatable)")
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=Path("linked.html"), show_default=True,
+              help="HTML file to write")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("--source", "sources", multiple=True, type=click.Choice(["upstream", "dictionary", "dense"]),
+              help="mention sources (repeatable; default: the component's)")
+@click.option("--threshold", type=float, help="score a concept needs to become the link")
+def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir: Path | None,
+           sources: tuple[str, ...], threshold: float | None) -> None:
+    """Write an HTML page (displaCy) of TEXTS or --file documents with linked spans highlighted."""
+    from linker.pipeline import load_pipeline
+    from linker.render import write_html
+
+    documents = [(None, text) for text in texts] + [(path.name, path.read_text(encoding="utf-8")) for path in files]
+    if not documents:
+        documents = [(None, sys.stdin.read())]
+    config: dict[str, object] = {}
+    if sources:
+        config["sources"] = list(sources)
+    if threshold is not None:
+        config["threshold"] = threshold
+    nlp = load_pipeline(index_dir, **config)
+    docs = list(nlp.pipe(text for _, text in documents))
+    click.echo(str(write_html(out, docs, titles=[title for title, _ in documents])))
+
+
 @cli.command("train")
 @click.argument("ontologies", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="output folder (the trained model)")

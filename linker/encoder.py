@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -122,6 +123,8 @@ class TransformerEncoder:
         self.max_length = int(max_length or folder_max or min(getattr(self.tokenizer, "model_max_length", 512), 512))
         self.batch_size = batch_size
         self.dimension = int(self.model.config.hidden_size)
+        # fast tokenizers fail when one instance is called from two threads ("Already borrowed")
+        self._lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.name, "dimension": self.dimension, "pooling": "mean", "normalized": True,
@@ -130,7 +133,9 @@ class TransformerEncoder:
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
         import torch
 
-        tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        with self._lock:
+            tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length,
+                                    return_tensors="pt")
         tokens = {key: value.to(self.device) for key, value in tokens.items()}
         with torch.inference_mode():
             hidden = self.model(**tokens).last_hidden_state

@@ -145,6 +145,10 @@ class TermDB:
         """The concept id of every term, ordered by FAISS id."""
         return [row[0] for row in self._conn().execute("SELECT concept_id FROM terms ORDER BY id")]
 
+    def term_texts(self) -> list[str]:
+        """Every distinct term text, in no particular order (what a dictionary matcher looks for)."""
+        return [row[0] for row in self._conn().execute("SELECT DISTINCT text FROM terms")]
+
     def terms(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
         """``id -> (concept_id, text)`` for the given term ids."""
         result: dict[int, tuple[str, str]] = {}

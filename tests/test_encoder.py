@@ -77,3 +77,13 @@ def test_sentence_transformers_folder_and_errors(tmp_path) -> None:
 
     with pytest.raises(ModelNotFoundError, match="cannot load model"):
         load_encoder(str(empty))
+
+
+def test_encode_from_several_threads(encoder) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"abnormality number {i} of the kidney" for i in range(48)]
+    expected = encoder.encode(texts, batch_size=4)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda i: encoder.encode(texts[i:i + 4], batch_size=2), range(0, 48, 4)))
+    assert np.allclose(np.concatenate(results), expected, atol=1e-5)

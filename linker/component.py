@@ -1,0 +1,405 @@
+"""The spaCy component ``concept_linker``: find mentions, link them in batches, write them onto the Doc.
+
+Spans linked get ``ent.kb_id_`` (the best concept when its score reaches ``threshold``), ``span._.kb_ents``
+(ranked ``(concept_id, score)``, the shape of scispaCy's linker), ``span._.concepts``
+(:class:`~linker.types.Candidate` values), ``span._.mention_source`` and the assertion flags
+``span._.negated``, ``span._.family``, ``span._.hypothetical`` and ``span._.historical``.
+
+All per-span data lives in one plain-data extension (``span._.linker_data``, stored in ``doc.user_data``)
+so that Docs survive ``doc.to_bytes()`` and ``nlp.pipe(..., n_process=2)``; the public attributes are
+getters over it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+from spacy.util import minibatch
+
+from linker.abbreviations import find_abbreviations
+from linker.assertion import FLAGS, assert_spans
+from linker.errors import IndexNotFoundError, LinkerError
+from linker.mentions import (ABBREVIATION, DENSE, DICTIONARY, SOURCES, UPSTREAM, DictionaryMatcher, Proposal,
+                             dense_spans, upstream_proposals)
+from linker.types import Candidate
+
+log = logging.getLogger(__name__)
+
+DATA_ATTR = "linker_data"
+SETTINGS_FILE = "linker.json"
+INDEX_DIR = "index"
+UNLINKED = ("keep", "drop")
+#: HPO branches that are not findings (mode of inheritance, clinical modifiers such as "Mild", frequency,
+#: past medical history, blood group, biospecimen features): excluded by default, harmless elsewhere.
+NON_PHENOTYPE_ROOTS = ("HP:0000005", "HP:0012823", "HP:0040279", "HP:0032443", "HP:0032223", "HP:0020228")
+
+
+# -- extensions ------------------------------------------------------------------------------------------------
+def _data(span: Span) -> dict[str, Any] | None:
+    return span._.get(DATA_ATTR)
+
+
+def _kb_ents(span: Span) -> list[tuple[str, float]]:
+    data = _data(span)
+    return [(row[0], float(row[3])) for row in data["c"]] if data else []
+
+
+def _concepts(span: Span) -> list[Candidate]:
+    data = _data(span)
+    return [Candidate(row[0], row[1], row[2], float(row[3]), bool(row[4])) for row in data["c"]] if data else []
+
+
+def _flag(name: str) -> Callable[[Span], bool]:
+    def getter(span: Span) -> bool:
+        data = _data(span)
+        return bool(data and data.get(name))
+    return getter
+
+
+def _source(span: Span) -> str | None:
+    data = _data(span)
+    return data["s"] if data else None
+
+
+def register_extensions() -> None:
+    """Declare the Span attributes (once; an attribute another package already declared is left alone)."""
+    if not Span.has_extension(DATA_ATTR):
+        Span.set_extension(DATA_ATTR, default=None)
+    getters: dict[str, Callable[[Span], Any]] = {"kb_ents": _kb_ents, "concepts": _concepts,
+                                                 "mention_source": _source}
+    getters.update({flag: _flag(flag) for flag in FLAGS})
+    for name, getter in getters.items():
+        if not Span.has_extension(name):
+            Span.set_extension(name, getter=getter)
+        elif Span.get_extension(name)[2] is not getter and name in {"kb_ents", "negated"}:
+            log.debug("span._.%s is already declared by another package; kept theirs", name)
+
+
+register_extensions()
+
+
+def _one_thread_after_fork() -> None:
+    """OpenMP (torch, FAISS) hangs in a forked child when the parent already used its thread pool, as
+    ``nlp.pipe(..., n_process=2)`` does on Linux: a forked child therefore runs them on one thread
+    (n processes of one thread each, which is also what keeps them from fighting over cores)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+    faiss = sys.modules.get("faiss")
+    if faiss is not None:
+        faiss.omp_set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
+# -- the component -------------------------------------------------------------------------------------------
+@Language.factory(
+    "concept_linker",
+    default_config={
+        "index": None, "k": 5, "threshold": 0.75, "sources": [UPSTREAM, DICTIONARY], "dense_threshold": 0.95,
+        "max_words": 5, "batch_size": 64, "abbreviations": True, "assertion": True, "types": [], "roots": [],
+        "overwrite": False, "unlinked": "keep", "label": "CONCEPT", "min_chars": 4, "dense_limit": 20000,
+        "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS), "acronyms": True,
+    },
+)
+def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, threshold: float,
+                        sources: list[str], dense_threshold: float, max_words: int, batch_size: int,
+                        abbreviations: bool, assertion: bool, types: list[str], roots: list[str], overwrite: bool,
+                        unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool,
+                        exclude_roots: list[str], acronyms: bool) -> ConceptLinker:
+    return ConceptLinker(nlp, name, index=index, k=k, threshold=threshold, sources=sources,
+                         dense_threshold=dense_threshold, max_words=max_words, batch_size=batch_size,
+                         abbreviations=abbreviations, assertion=assertion, types=types, roots=roots,
+                         overwrite=overwrite, unlinked=unlinked, label=label, min_chars=min_chars,
+                         dense_limit=dense_limit, copy_index=copy_index, exclude_roots=exclude_roots,
+                         acronyms=acronyms)
+
+
+class ConceptLinker:
+    """Links mentions to the concepts of one index. Cheap to construct: the index (shared per process)
+    and the dictionary matcher are opened on first use, in :meth:`initialize` or :meth:`from_disk`."""
+
+    def __init__(self, nlp: Language, name: str = "concept_linker", *, index: str | None = None, k: int = 5,
+                 threshold: float = 0.75, sources: Iterable[str] = (UPSTREAM, DICTIONARY),
+                 dense_threshold: float = 0.95, max_words: int = 5, batch_size: int = 64, abbreviations: bool = True,
+                 assertion: bool = True, types: Iterable[str] = (), roots: Iterable[str] = (),
+                 overwrite: bool = False, unlinked: str = "keep", label: str = "CONCEPT", min_chars: int = 4,
+                 dense_limit: int = 20000, copy_index: bool = False,
+                 exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS, acronyms: bool = True) -> None:
+        self.name = name
+        self.sources = list(dict.fromkeys(sources))
+        unknown = [s for s in self.sources if s not in SOURCES]
+        if unknown or not self.sources:
+            raise LinkerError(f"concept_linker sources {self.sources!r}: each must be one of {', '.join(SOURCES)}")
+        if unlinked not in UNLINKED:
+            raise LinkerError(f"concept_linker unlinked={unlinked!r}: use 'keep' or 'drop'")
+        if k < 1:
+            raise LinkerError(f"concept_linker k={k}: must be at least 1")
+        if batch_size < 1:
+            raise LinkerError(f"concept_linker batch_size={batch_size}: must be at least 1")
+        self.index_path = index
+        self.k, self.threshold, self.dense_threshold = k, threshold, dense_threshold
+        self.max_words, self.batch_size, self.min_chars, self.dense_limit = max_words, batch_size, min_chars, dense_limit
+        self.abbreviations, self.assertion, self.acronyms = abbreviations, assertion, acronyms
+        self.types, self.roots, self.exclude_roots = frozenset(types), frozenset(roots), frozenset(exclude_roots)
+        self.overwrite, self.unlinked, self.label, self.copy_index = overwrite, unlinked, label, copy_index
+        self._index: Any = None
+        self._matcher: DictionaryMatcher | None = None
+        self._ancestors: dict[str, frozenset[str]] = {}
+        self._allowed_cache: dict[str, bool] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the opened index and caches (spawned worker processes open their own)."""
+        state = dict(self.__dict__)
+        state.update(_index=None, _matcher=None, _ancestors={}, _allowed_cache={})
+        return state
+
+    # -- resources ---------------------------------------------------------------------------------------
+    @property
+    def index(self) -> Any:
+        """The :class:`~linker.index.ConceptIndex` (opened on first use, shared per process and path)."""
+        if self._index is None:
+            from linker.defaults import open_index
+
+            self._index = open_index(self.index_path)
+        return self._index
+
+    def set_index(self, index: Any) -> None:
+        """Use an already opened :class:`~linker.index.ConceptIndex` (e.g. with a custom encoder)."""
+        self._index = index
+        self._matcher = None
+        self._ancestors.clear()
+        self._allowed_cache.clear()
+
+    @property
+    def matcher(self) -> DictionaryMatcher:
+        if self._matcher is None:
+            self._matcher = DictionaryMatcher.from_termdb(self.index.termdb, min_chars=self.min_chars,
+                                                          acronyms=self.acronyms)
+            log.info("dictionary matcher: %d names of %s", len(self._matcher), self.index.path)
+        return self._matcher
+
+    def initialize(self, get_examples: Callable[[], Iterable[Any]] | None = None, *, nlp: Language | None = None
+                   ) -> None:
+        """Open the index (and the dictionary when that source is on) now rather than on the first Doc."""
+        if DICTIONARY in self.sources or DENSE in self.sources:
+            _ = self.matcher
+        else:
+            _ = self.index
+
+    # -- processing ----------------------------------------------------------------------------------------
+    def __call__(self, doc: Doc) -> Doc:
+        self._process([doc])
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int | None = None) -> Iterator[Doc]:
+        """Docs in batches of ``batch_size``: each batch's distinct strings are embedded once and searched once."""
+        for batch in minibatch(stream, size=batch_size or self.batch_size):
+            self._process(batch)
+            yield from batch
+
+    def _proposals(self, doc: Doc) -> list[Proposal]:
+        proposals: list[Proposal] = []
+        if UPSTREAM in self.sources:
+            proposals += upstream_proposals(doc)
+        finds = DICTIONARY in self.sources or DENSE in self.sources
+        if DICTIONARY in self.sources:
+            proposals += self.matcher.find(doc.text)
+        if DENSE in self.sources:
+            vocabulary = self.matcher.vocabulary
+            for start, end in dense_spans(doc, max_words=self.max_words, vocabulary=vocabulary,
+                                          limit=self.dense_limit):
+                proposals.append(Proposal(start, end, DENSE, doc.text[start:end]))
+        if self.abbreviations:
+            abbrevs = find_abbreviations(doc.text)
+            if abbrevs:
+                long_of = {a.short: a.long for a in abbrevs}
+                proposals = [Proposal(p.start, p.end, p.source, long_of[doc.text[p.start:p.end]], p.label)
+                             if doc.text[p.start:p.end] in long_of else p for p in proposals]
+                if finds:
+                    proposals += [Proposal(a.start, a.end, ABBREVIATION, a.long, anchor=(a.long_start, a.long_end))
+                                  for a in abbrevs]
+        return proposals
+
+    def _search(self, queries: list[str]) -> dict[str, list[Candidate]]:
+        if not queries:
+            return {}
+        filtered = bool(self.types or self.roots or self.exclude_roots)
+        k = self.k * 4 if filtered else self.k
+        vectors = self.index.encoder.encode(queries)
+        results = self.index.search_vectors(vectors, queries, k)
+        if filtered:
+            results = [[c for c in row if self._allowed(c.concept_id)][:self.k] for row in results]
+        return dict(zip(queries, results))
+
+    def _allowed(self, concept_id: str) -> bool:
+        allowed = self._allowed_cache.get(concept_id)
+        if allowed is None:
+            allowed = self._allowed_cache[concept_id] = self._check_allowed(concept_id)
+        return allowed
+
+    def _check_allowed(self, concept_id: str) -> bool:
+        concept = self.index.termdb.concept(concept_id)
+        if concept is None:
+            return False
+        if self.types and not self.types.intersection(concept.types):
+            return False
+        if not (self.roots or self.exclude_roots):
+            return True
+        lineage = self._lineage(concept_id) | {concept_id}
+        return (not self.roots or bool(self.roots & lineage)) and not self.exclude_roots & lineage
+
+    def _lineage(self, concept_id: str) -> frozenset[str]:
+        if concept_id not in self._ancestors:
+            self._ancestors[concept_id] = frozenset()  # cycle guard
+            concept = self.index.termdb.concept(concept_id)
+            found: set[str] = set()
+            for parent in concept.parents if concept else ():
+                found.add(parent)
+                found |= self._lineage(parent)
+            self._ancestors[concept_id] = frozenset(found)
+        return self._ancestors[concept_id]
+
+    def _process(self, docs: list[Doc]) -> None:
+        per_doc = [self._proposals(doc) if doc.text.strip() else [] for doc in docs]
+        queries = list(dict.fromkeys(p.query for props in per_doc for p in props
+                                     if p.source != ABBREVIATION and p.query.strip()))
+        found = self._search(queries)
+        for doc, props in zip(docs, per_doc):
+            self._write(doc, self._choose(props, found))
+
+    def _choose(self, props: list[Proposal], found: dict[str, list[Candidate]]
+                ) -> list[tuple[Proposal, list[Candidate]]]:
+        """Non-overlapping mentions: upstream entities first, then dictionary names (longest first), then
+        dense spans (best score first), then short forms whose long form was linked (they take the long
+        form's query), then dictionary names at short-form positions left over."""
+        def best(query: str) -> float:
+            candidates = found.get(query, [])
+            return candidates[0].score if candidates else 0.0
+
+        short_forms = [p for p in props if p.source == ABBREVIATION]
+        at_short = {(p.start, p.end) for p in short_forms}
+        upstream = [p for p in props if p.source == UPSTREAM]
+        names = sorted((p for p in props if p.source == DICTIONARY and best(p.query) >= self.threshold),
+                       key=lambda p: (-(p.end - p.start), p.start))
+        dense = sorted((p for p in props if p.source == DENSE and best(p.query) >= self.dense_threshold),
+                       key=lambda p: (-best(p.query), -(p.end - p.start), p.start))
+        chosen: list[Proposal] = []
+        taken = bytearray(max((p.end for p in props), default=0))  # characters inside a chosen span
+
+        def take(p: Proposal, force: bool = False) -> None:
+            if force or not any(taken[p.start:p.end]):
+                chosen.append(p)
+                taken[p.start:p.end] = b"\x01" * (p.end - p.start)
+
+        for p in upstream:
+            take(p, force=True)
+        for p in names + dense:
+            if (p.start, p.end) not in at_short:
+                take(p)
+        linked_by_end = {p.end: p for p in chosen if best(p.query) >= self.threshold}
+        for p in short_forms:
+            anchor = linked_by_end.get(p.anchor[1]) if p.anchor else None
+            if anchor is not None and anchor.start < p.anchor[1]:  # type: ignore[index]
+                take(Proposal(p.start, p.end, ABBREVIATION, anchor.query, anchor=p.anchor))
+        for p in names:
+            if (p.start, p.end) in at_short:
+                take(p)
+        chosen.sort(key=lambda p: p.start)
+        return [(p, found.get(p.query, [])) for p in chosen]
+
+    def _write(self, doc: Doc, linked: list[tuple[Proposal, list[Candidate]]]) -> None:
+        """Set the entities: linked spans, plus the earlier entities that do not clash with them
+        (on a clash the earlier entity stays unless ``overwrite``)."""
+        if not linked:
+            return
+        flags = assert_spans(doc.text, [(p.start, p.end) for p, _ in linked]) if self.assertion else None
+        old = {(e.start_char, e.end_char): e for e in doc.ents}
+        handled: set[tuple[int, int]] = set()
+        new: list[Span] = []
+        occupied = bytearray(len(doc))  # tokens inside a new entity
+        for i, (prop, candidates) in enumerate(linked):
+            handled.add((prop.start, prop.end))
+            ok = bool(candidates) and candidates[0].score >= self.threshold
+            if not ok and self.unlinked == "drop":
+                continue
+            span = doc.char_span(prop.start, prop.end, alignment_mode="expand")
+            if span is None or not len(span) or any(occupied[span.start:span.end]):
+                continue
+            existing = old.get((prop.start, prop.end))
+            kb_id = candidates[0].concept_id if ok else ""
+            if existing is not None and existing.kb_id_ and not self.overwrite:
+                kb_id = existing.kb_id_
+            label = existing.label_ if existing is not None else (prop.label or self.label)
+            ent = Span(doc, span.start, span.end, label=label, kb_id=kb_id)
+            data: dict[str, Any] = {"c": [[c.concept_id, c.name, c.matched_text, round(float(c.score), 6), c.exact]
+                                          for c in candidates], "s": prop.source, "q": prop.query}
+            if flags is not None:
+                data.update(flags[i].flags())
+            ent._.set(DATA_ATTR, data)
+            new.append(ent)
+            occupied[span.start:span.end] = b"\x01" * len(span)
+        earlier = [e for key, e in old.items() if key not in handled]
+        if earlier and not self.overwrite:
+            before = bytearray(len(doc))
+            for e in earlier:
+                before[e.start:e.end] = b"\x01" * len(e)
+            new = [n for n in new if not any(before[n.start:n.end])]
+        else:
+            earlier = [e for e in earlier if not any(occupied[e.start:e.end])]
+        doc.ents = sorted(new + earlier, key=lambda e: e.start)
+
+    # -- serialisation -----------------------------------------------------------------------------------
+    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
+        """Write ``linker.json``: the index is *referenced* by its absolute path (the default), or, with
+        ``copy_index=True``, copied into ``<path>/index`` so that the pipeline folder stands alone."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        settings: dict[str, Any] = {"copied": False, "index": None}
+        index_dir = Path(self.index.path)
+        if self.copy_index:
+            target = folder / INDEX_DIR
+            if target.resolve() != index_dir.resolve():
+                if target.exists():
+                    shutil.rmtree(target)
+                shutil.copytree(index_dir, target, ignore=shutil.ignore_patterns(".build", "*.tmp"))
+            settings.update(copied=True, index=INDEX_DIR)
+        elif self.index_path is not None or self._index is not None:
+            settings["index"] = str(index_dir.resolve())
+        settings["built_at"] = self.index.meta.get("built_at")
+        settings["ontology"] = self.index.meta.get("ontology")
+        (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> ConceptLinker:
+        folder = Path(path)
+        settings_file = folder / SETTINGS_FILE
+        if not settings_file.exists():
+            raise IndexNotFoundError(f"{folder}: no {SETTINGS_FILE}; save the pipeline with nlp.to_disk() again")
+        settings = json.loads(settings_file.read_text())
+        if settings.get("copied"):
+            self.index_path = str(folder / settings["index"])
+        else:
+            self.index_path = settings.get("index")
+            if self.index_path is not None and not Path(self.index_path).exists():
+                raise IndexNotFoundError(
+                    f"{folder}: the pipeline refers to the index {self.index_path}, which is not there; "
+                    "rebuild or move the index back, or save the pipeline with copy_index=True")
+        self._index, self._matcher = None, None
+        self._ancestors.clear()
+        self._allowed_cache.clear()
+        recorded = settings.get("built_at")
+        if recorded and self.index.meta.get("built_at") != recorded:
+            log.warning("index %s was rebuilt (%s) since the pipeline %s was saved (%s); links may differ",
+                        self.index.path, self.index.meta.get("built_at"), folder, recorded)
+        return self

@@ -1,0 +1,530 @@
+"""Evaluation: normalisation with gold mentions (acc@k, MRR), end-to-end (span, concept) P/R/F1, similarity.
+
+Conventions (stated once, used everywhere, printed in every JSON record under ``"conventions"``):
+
+* **Query** — the mention text exactly as annotated, composite mentions included
+  ("breast and ovarian cancer" is one query); every mention counts once, repeats included.
+* **Alt ids** — one map is applied to gold *and* predicted ids: the index's own ``alt_ids`` table
+  (merged, replaced and ``consider`` ids) plus any ``--alt-ids`` file. An id stands for itself and
+  every id the map sends it to (followed for up to :data:`MAX_HOPS` steps); a prediction matches a
+  gold id when their two sets meet.
+* **Several gold ids** (composite ``|`` or combination ``+`` mentions) — a mention is correct at *k*
+  when any of the top *k* predicted concepts matches **any** of its gold ids, the convention of
+  BioSyn/SapBERT evaluation scripts on NCBI-disease and BC5CDR. It is the only convention that gives
+  a one-concept ranker a fair chance on composites; their number is reported so the effect can be judged.
+* **Absent gold** — a mention none of whose (mapped) gold ids is a concept of the index cannot be
+  linked by any ranker over that index. It is counted under ``absent`` and left out of acc@k/MRR;
+  ``acc@1_all`` repeats acc@1 counting those mentions as misses. Mentions with no gold id at all
+  (PubTator ``-1``) are counted under ``no_gold_id`` and skipped.
+* **MRR** — mean over scored mentions of 1/rank of the first matching concept within the top
+  :data:`DEFAULT_K` (0 when none).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from linker.errors import LinkerError, SourceFormatError
+from linker.normalize import normalize
+from linker.sources._io import iter_lines
+
+log = logging.getLogger(__name__)
+
+DEFAULT_K = 10
+KS = (1, 5)
+MAX_HOPS = 3
+CONVENTIONS = {
+    "query": "mention text as annotated (composites unsplit), every mention counted",
+    "multi_id": "correct@k if any of the top-k concepts matches any gold id (BioSyn/SapBERT convention)",
+    "alt_ids": "index alt_ids table + --alt-ids file applied to gold and predicted ids",
+    "absent": "mentions with no gold id in the index are excluded from acc@k/MRR; acc@1_all counts them as misses",
+    "mrr": f"1/rank of first match within top {DEFAULT_K}, else 0",
+}
+
+#: Ranks concept ids for a batch of query texts (best first).
+Ranker = Callable[[Sequence[str]], list[list[str]]]
+
+
+class EvaluationInputError(SourceFormatError):
+    """A mentions, docs or pairs file does not have the expected shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class GoldMention:
+    """One annotated mention with its gold concept ids (several for composite mentions)."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    ids: tuple[str, ...]
+    type: str = ""
+
+    @property
+    def composite(self) -> bool:
+        return len(self.ids) > 1
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+def read_mentions(path: str | os.PathLike[str], types: Iterable[str] | None = None) -> list[GoldMention]:
+    """Gold mentions from a mentions JSONL (``doc_id, start, end, text, ids, type``) or a PubTator file.
+
+    *types* keeps only mentions of those types (e.g. ``Disease`` in BC5CDR).
+    """
+    path = Path(path)
+    wanted = set(types) if types else None
+    first = next((line for _, line in iter_lines(path) if line.strip()), "")
+    if first.lstrip().startswith("{"):
+        mentions = list(_read_mentions_jsonl(path))
+    else:
+        mentions = _read_pubtator(path)
+    kept = [m for m in mentions if wanted is None or m.type in wanted]
+    if wanted is not None and mentions and not kept:
+        found = ", ".join(sorted({m.type for m in mentions}))
+        raise LinkerError(f"{path}: no mention of type {', '.join(sorted(wanted))}; the file has types {found}")
+    return kept
+
+
+def _read_mentions_jsonl(path: Path) -> Iterable[GoldMention]:
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise EvaluationInputError(path, lineno, f"not JSON ({err.msg}); one mention object per line") from None
+        missing = [key for key in ("doc_id", "text", "ids") if key not in row]
+        if missing or not isinstance(row.get("ids"), list):
+            raise EvaluationInputError(
+                path, lineno, f"missing or bad field(s) {', '.join(missing) or 'ids'}; expected "
+                '{"doc_id", "start", "end", "text", "ids": [...], "type"}')
+        yield GoldMention(str(row["doc_id"]), int(row.get("start", -1)), int(row.get("end", -1)), str(row["text"]),
+                          tuple(str(i) for i in row["ids"]), str(row.get("type") or ""))
+
+
+_BARE_MESH = re.compile(r"^[CD]\d{6,9}$")
+
+
+def _pubtator_ids(ids: Iterable[str]) -> tuple[str, ...]:
+    """PubTator concept ids as the shared JSONL writes them: ``+`` combinations split, bare MeSH ids
+    (``D012345``, ``C123456``) prefixed ``MESH:``; ``-1`` dropped."""
+    out: list[str] = []
+    for raw in ids:
+        for part in raw.split("+"):
+            part = part.strip()
+            if part and part != "-1":
+                out.append(f"MESH:{part}" if _BARE_MESH.match(part) else part)
+    return tuple(dict.fromkeys(out))
+
+
+def read_documents(path: str | os.PathLike[str]) -> list[Any]:
+    """Documents (``doc_id``, ``text``, gold ``annotations``) of a docs JSONL or PubTator file, via
+    :mod:`linker.formats`; a block that cannot be read is an error naming its place."""
+    from linker.formats import Failure, open_reader
+
+    docs = []
+    for item in open_reader(Path(path)):
+        if isinstance(item, Failure):
+            raise LinkerError(f"{item.where}: {item.reason}")
+        docs.append(item)
+    return docs
+
+
+def _read_pubtator(path: Path) -> list[GoldMention]:
+    mentions = []
+    for doc in read_documents(path):
+        for a in doc.annotations:
+            mentions.append(GoldMention(str(doc.doc_id), a.start, a.end, a.text, _pubtator_ids(a.ids), a.label or ""))
+    return mentions
+
+
+def read_alt_ids(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """``alt_id -> [concept_id, ...]`` from an ``alt_id<TAB>concept_id[<TAB>kind]`` file (header allowed)."""
+    from linker.sources.tsv import read_alt_ids as read_rows
+
+    result: dict[str, list[str]] = {}
+    for row in read_rows(Path(path)):
+        result.setdefault(row.alt_id, []).append(row.concept_id)
+    return result
+
+
+# -- id mapping ---------------------------------------------------------------------------------------------
+class IdMapper:
+    """Expands an id to itself plus what the alt-id map sends it to; answers which ids are index concepts."""
+
+    def __init__(self, alt_map: Mapping[str, Sequence[str]] | None = None,
+                 is_concept: Callable[[Iterable[str]], set[str]] | None = None) -> None:
+        self.alt_map: dict[str, list[str]] = {key: list(value) for key, value in (alt_map or {}).items()}
+        self._is_concept = is_concept
+        self._known: dict[str, bool] = {}
+
+    def update(self, alt_map: Mapping[str, Sequence[str]]) -> None:
+        for key, values in alt_map.items():
+            targets = self.alt_map.setdefault(key, [])
+            targets.extend(v for v in values if v not in targets)
+
+    def expand(self, concept_id: str) -> frozenset[str]:
+        seen = {concept_id}
+        frontier = [concept_id]
+        for _ in range(MAX_HOPS):
+            frontier = [t for c in frontier for t in self.alt_map.get(c, ()) if t not in seen]
+            if not frontier:
+                break
+            seen.update(frontier)
+        return frozenset(seen)
+
+    def concepts(self, ids: Iterable[str]) -> set[str]:
+        """The subset of *ids* that are concepts of the index (all of them when no index is known)."""
+        ids = set(ids)
+        if self._is_concept is None:
+            return ids
+        unknown = [i for i in ids if i not in self._known]
+        if unknown:
+            present = self._is_concept(unknown)
+            self._known.update({i: i in present for i in unknown})
+        return {i for i in ids if self._known[i]}
+
+
+# -- normalisation scores -----------------------------------------------------------------------------------
+@dataclass
+class _Tally:
+    n: int = 0
+    hits: dict[int, int] = field(default_factory=lambda: {k: 0 for k in KS})
+    rr: float = 0.0
+
+    def add(self, rank: int | None) -> None:
+        self.n += 1
+        if rank is not None:
+            self.rr += 1.0 / rank
+            for k in self.hits:
+                if rank <= k:
+                    self.hits[k] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n": self.n}
+        for k, hits in self.hits.items():
+            out[f"acc@{k}"] = hits / self.n if self.n else None
+        out["mrr"] = self.rr / self.n if self.n else None
+        return out
+
+
+def first_match_rank(predicted: Sequence[str], gold: Sequence[str], mapper: IdMapper) -> int | None:
+    """1-based rank of the first predicted id matching any gold id (through the alt-id map), else None."""
+    gold_set: set[str] = set()
+    for g in gold:
+        gold_set |= mapper.expand(g)
+    for rank, concept_id in enumerate(predicted, start=1):
+        if mapper.expand(concept_id) & gold_set:
+            return rank
+    return None
+
+
+def score_normalization(mentions: Sequence[GoldMention], predictions: Sequence[Sequence[str]],
+                        mapper: IdMapper) -> dict[str, Any]:
+    """acc@1, acc@5, MRR over the mentions whose gold is in the index, with the counts around them."""
+    if len(mentions) != len(predictions):
+        raise ValueError(f"{len(mentions)} mentions but {len(predictions)} rankings")
+    overall, composite = _Tally(), _Tally()
+    per_type: dict[str, _Tally] = {}
+    counts = Counter(mentions=len(mentions))
+    absent_ids: Counter[str] = Counter()
+    for mention, predicted in zip(mentions, predictions):
+        if not mention.ids:
+            counts["no_gold_id"] += 1
+            continue
+        counts["with_gold_id"] += 1
+        expanded = set().union(*(mapper.expand(g) for g in mention.ids))
+        if not mapper.concepts(expanded):
+            counts["absent"] += 1
+            absent_ids.update(mention.ids)
+            continue
+        counts["scored"] += 1
+        if any(g not in mapper.concepts([g]) for g in mention.ids):
+            counts["mapped_or_partly_absent"] += 1
+        rank = first_match_rank(predicted, mention.ids, mapper)
+        overall.add(rank)
+        per_type.setdefault(mention.type or "-", _Tally()).add(rank)
+        if mention.composite:
+            composite.add(rank)
+    metrics = overall.as_dict()
+    hits1 = overall.hits[1]
+    metrics["acc@1_all"] = hits1 / counts["with_gold_id"] if counts["with_gold_id"] else None
+    return {
+        "counts": {key: counts.get(key, 0) for key in
+                   ("mentions", "with_gold_id", "no_gold_id", "scored", "absent", "mapped_or_partly_absent")}
+        | {"composite_scored": composite.n},
+        "metrics": metrics,
+        "composite": composite.as_dict(),
+        "per_type": {name: tally.as_dict() for name, tally in sorted(per_type.items())},
+        "absent_gold_ids": dict(absent_ids.most_common()),
+    }
+
+
+# -- rankers ------------------------------------------------------------------------------------------------
+def index_ranker(index: Any, k: int = DEFAULT_K, batch_size: int = 1024) -> Ranker:
+    """Rank with :meth:`ConceptIndex.search` (the ranking ``linker lookup`` prints)."""
+
+    def rank(texts: Sequence[str]) -> list[list[str]]:
+        unique = list(dict.fromkeys(texts))
+        found: dict[str, list[str]] = {}
+        for start in range(0, len(unique), batch_size):
+            chunk = unique[start:start + batch_size]
+            for text, candidates in zip(chunk, index.search(chunk, k)):
+                found[text] = [c.concept_id for c in candidates]
+        return [found[text] for text in texts]
+
+    return rank
+
+
+def exact_ranker(termdb: Any) -> Ranker:
+    """The exact normalised-string-match baseline: concepts with a name equal to the text after
+    :func:`~linker.normalize.normalize`, preferred-name matches first, then by concept id (as the index orders them)."""
+
+    def rank(texts: Sequence[str]) -> list[list[str]]:
+        table = termdb.exact(normalize(t) for t in texts)
+        out = []
+        for text in texts:
+            matches = sorted(table.get(normalize(text), ()), key=lambda m: (not m[2], m[0]))
+            out.append(list(dict.fromkeys(m[0] for m in matches)))
+        return out
+
+    return rank
+
+
+def index_mapper(termdb: Any, alt_ids: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None) -> IdMapper:
+    """An :class:`IdMapper` over the index's concepts, its own alt-id table and the given alt-id file(s)."""
+    mapper = IdMapper(termdb.alt_id_map(), lambda ids: set(termdb.names(ids)))
+    files = [alt_ids] if isinstance(alt_ids, (str, os.PathLike)) else list(alt_ids or [])
+    for path in files:
+        mapper.update(read_alt_ids(path))
+    return mapper
+
+
+def evaluate_normalization(mentions: Sequence[GoldMention], ranker: Ranker, mapper: IdMapper) -> dict[str, Any]:
+    """Rank every mention text with *ranker* and score it; adds ``seconds`` and ``mentions_per_second``."""
+    started = time.perf_counter()
+    predictions = ranker([m.text for m in mentions])
+    seconds = time.perf_counter() - started
+    result = score_normalization(mentions, predictions, mapper)
+    result["seconds"] = round(seconds, 3)
+    result["mentions_per_second"] = round(len(mentions) / seconds, 1) if seconds > 0 else None
+    return result
+
+
+# -- similarity ---------------------------------------------------------------------------------------------
+def average_ranks(values: Sequence[float]) -> np.ndarray:
+    """1-based ranks; tied values share the mean of the ranks they span (as ``scipy.stats.rankdata``)."""
+    x = np.asarray(values, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return ranks
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    a = np.asarray(x, dtype=np.float64)
+    b = np.asarray(y, dtype=np.float64)
+    if len(a) != len(b) or len(a) < 2:
+        raise LinkerError(f"correlation needs two equal-length series of at least 2 values, got {len(a)} and {len(b)}")
+    a = a - a.mean()
+    b = b - b.mean()
+    denominator = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / denominator if denominator else float("nan")
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rho: Pearson correlation of the average ranks (ties handled)."""
+    return pearson(average_ranks(x), average_ranks(y))
+
+
+def read_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str, float]]:
+    """``term1<TAB>term2<TAB>score`` rows; a first line whose score is not a number is a header."""
+    path = Path(path)
+    pairs = []
+    for lineno, line in iter_lines(path):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) < 3:
+            raise EvaluationInputError(path, lineno, f"expected term1<TAB>term2<TAB>score, got {len(fields)} field(s)")
+        try:
+            score = float(fields[2])
+        except ValueError:
+            if not pairs and lineno == 1:
+                continue
+            raise EvaluationInputError(path, lineno, f"score {fields[2]!r} is not a number") from None
+        pairs.append((fields[0].strip(), fields[1].strip(), score))
+    if len(pairs) < 2:
+        raise EvaluationInputError(path, None, f"{len(pairs)} scored pair(s); a correlation needs at least 2")
+    return pairs
+
+
+def evaluate_similarity(pairs: Sequence[tuple[str, str, float]], encoder: Any) -> dict[str, Any]:
+    """Spearman and Pearson between the encoder's cosine similarities and the human scores."""
+    started = time.perf_counter()
+    left = encoder.encode([p[0] for p in pairs])
+    right = encoder.encode([p[1] for p in pairs])
+    cosine = np.sum(left * right, axis=1) / (np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1)).clip(1e-12)
+    human = [p[2] for p in pairs]
+    return {"counts": {"pairs": len(pairs)},
+            "metrics": {"spearman": spearman(cosine, human), "pearson": pearson(cosine, human)},
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+# -- the whole record ---------------------------------------------------------------------------------------
+def evaluate(
+    mentions: str | os.PathLike[str] | None = None,
+    *,
+    index: str | os.PathLike[str] | None = None,
+    alt_ids: Sequence[str | os.PathLike[str]] = (),
+    types: Sequence[str] = (),
+    docs: str | os.PathLike[str] | None = None,
+    pairs: str | os.PathLike[str] | None = None,
+    model: str | None = None,
+    k: int = DEFAULT_K,
+    exact_only: bool = False,
+    pipeline_config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One JSON-ready evaluation record: normalisation of *mentions* over *index*, end to end when *docs*
+    are given, similarity when *pairs* are given."""
+    from linker import __version__
+    from linker.defaults import open_index
+
+    if mentions is None and pairs is None:
+        raise LinkerError("nothing to evaluate: give a mentions file and/or --pairs")
+    if docs is not None and mentions is None:
+        raise LinkerError("--docs needs the gold mentions file too")
+    if docs is not None and exact_only:
+        raise LinkerError("--exact ranks gold mentions only; end to end (--docs) runs the model's pipeline: "
+                          "drop one of the two")
+    started = time.perf_counter()
+    record: dict[str, Any] = {"linker": __version__, "conventions": CONVENTIONS}
+    concept_index = None
+    if mentions is not None:
+        concept_index = open_index(index, model=model) if model else open_index(index)
+        record["index"] = {"path": str(concept_index.path), "ontology": concept_index.meta["ontology"].get("name"),
+                           "release": concept_index.meta["ontology"].get("release"),
+                           "concepts": concept_index.meta["counts"].get("concepts"),
+                           "terms": concept_index.meta["counts"].get("terms")}
+        record["model"] = "exact normalised string match" if exact_only else (model or concept_index.meta["encoder"]["model"])
+        gold = read_mentions(mentions, types or None)
+        record["dataset"] = {"mentions": str(mentions), "types": list(types) or None, "alt_ids": [str(a) for a in alt_ids]}
+        log.info("normalising %d mentions of %s over %s", len(gold), mentions, concept_index.path)
+        mapper = index_mapper(concept_index.termdb, alt_ids)
+        ranker = exact_ranker(concept_index.termdb) if exact_only else index_ranker(concept_index, k)
+        record["normalization"] = evaluate_normalization(gold, ranker, mapper)
+        if docs is not None:
+            record["dataset"]["docs"] = str(docs)
+            record["end_to_end"] = evaluate_end_to_end(docs, gold, concept_index, mapper, pipeline_config or {})
+    if pairs is not None:
+        from linker.encoder import load_encoder
+
+        encoder = concept_index.encoder if concept_index is not None and not model else load_encoder(model)
+        record.setdefault("model", getattr(encoder, "name", model))
+        record["similarity"] = {"pairs": str(pairs), **evaluate_similarity(read_pairs(pairs), encoder)}
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    return record
+
+
+def evaluate_end_to_end(docs: str | os.PathLike[str], gold: Sequence[GoldMention], index: Any, mapper: IdMapper,
+                        config: Mapping[str, Any]) -> dict[str, Any]:
+    """Find and link mentions in *docs* with the spaCy pipeline (:func:`linker.pipeline.load_pipeline`);
+    P/R/F1 of (span, concept), strict and overlapping, per gold type (:mod:`linker.metrics`).
+
+    Gold mentions without any id are left out (nothing could match them); gold ids absent from the index
+    stay in (they count against recall, as they would for any system). A prediction is the mention's
+    ``concept_id`` (its best concept when it passed the linker's threshold); the predictions carry no type,
+    so per-type rows report recall only (precision and F1 are None).
+    """
+    from linker import metrics
+    from linker.pipeline import doc_mentions, load_pipeline
+
+    documents = read_documents(docs)
+    known = {d.doc_id for d in documents}
+    missing = sorted({m.doc_id for m in gold} - known)
+    if missing:
+        raise LinkerError(f"{docs}: {len(missing)} document(s) of the gold mentions are missing (e.g. {missing[0]}); "
+                          "pass the documents file that goes with the mentions")
+    started = time.perf_counter()
+    nlp = load_pipeline(index.path, **config)
+    component = nlp.get_pipe("concept_linker")
+    if hasattr(component, "set_index"):
+        component.set_index(index)  # the index (and encoder) already open here
+    predicted: list[Any] = []
+    for document, doc in zip(documents, nlp.pipe(d.text for d in documents)):
+        for m in doc_mentions(doc):
+            if m.concept_id:
+                predicted.append(metrics.annotation(document.doc_id, m.start, m.end, m.concept_id))
+    seconds = time.perf_counter() - started
+    gold_rows = [metrics.annotation(m.doc_id, m.start, m.end, m.ids, m.type or None) for m in gold if m.ids]
+    result = metrics.evaluate(predicted, gold_rows, id_map=mapper.expand, by_type=True)
+    for mode in result.values():
+        for name, prf in mode.items():
+            if name != "all" and prf["n_pred"] == 0:
+                prf["precision"] = prf["f1"] = None
+    config_shown = {key: value for key, value in config.items()}
+    return {"documents": len(documents), "gold": len(gold_rows), "predicted": len(predicted),
+            "pipeline_config": config_shown, "seconds": round(seconds, 3),
+            "docs_per_second": round(len(documents) / seconds, 2) if seconds > 0 else None, **result}
+
+
+def format_table(record: Mapping[str, Any]) -> str:
+    """The record as a small text table."""
+    lines = [f"model: {record.get('model')}"]
+    if "index" in record:
+        lines.append(f"index: {record['index']['path']} ({record['index']['concepts']} concepts, "
+                     f"{record['index']['terms']} names)")
+    norm = record.get("normalization")
+    if norm:
+        c, m = norm["counts"], norm["metrics"]
+        lines.append(f"mentions: {c['mentions']}  with gold id: {c['with_gold_id']}  scored: {c['scored']}  "
+                     f"absent from index: {c['absent']}  no gold id: {c['no_gold_id']}  composite: {c['composite_scored']}")
+        lines.append(f"{'':<18}{'n':>7}{'acc@1':>8}{'acc@5':>8}{'MRR':>8}")
+        lines.append(_row("all scored", {**m, "n": c["scored"]}))
+        lines.append(f"{'acc@1 with absent counted as misses':<40}{_fmt(m['acc@1_all'])}")
+        if norm["composite"]["n"]:
+            lines.append(_row("composite", norm["composite"]))
+        if len(norm["per_type"]) > 1:
+            for name, tally in norm["per_type"].items():
+                lines.append(_row(f"  {name}", tally))
+        lines.append(f"{norm['mentions_per_second']} mentions/s ({norm['seconds']} s)")
+    e2e = record.get("end_to_end")
+    if e2e:
+        lines.append(f"end to end: {e2e['documents']} documents, {e2e['gold']} gold mentions with ids, "
+                     f"{e2e['predicted']} linked predictions ({e2e['seconds']} s)")
+        lines.append(f"{'':<28}{'P':>7}{'R':>7}{'F1':>7}")
+        for mode in ("strict", "overlap"):
+            for name, prf in e2e.get(mode, {}).items():
+                lines.append(f"  {mode:<8}{name:<18}{_fmt(prf.get('precision'))}{_fmt(prf.get('recall'))}"
+                             f"{_fmt(prf.get('f1'))}")
+    sim = record.get("similarity")
+    if sim:
+        lines.append(f"similarity ({sim['counts']['pairs']} pairs): Spearman {_fmt(sim['metrics']['spearman'])}  "
+                     f"Pearson {_fmt(sim['metrics']['pearson'])}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:7.4f}" if isinstance(value, (int, float)) and not math.isnan(value) else f"{'-':>7}"
+
+
+def _row(label: str, tally: Mapping[str, Any]) -> str:
+    return (f"{label:<18}{tally['n']:>7}{_fmt(tally.get('acc@1'))}{_fmt(tally.get('acc@5'))}{_fmt(tally.get('mrr'))}")

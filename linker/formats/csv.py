@@ -1,0 +1,73 @@
+"""CSV and TSV with a header row: the id and text columns are named (default: doc_id/id…, text…)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from linker.formats.base import Failure, Item, Reader, check_fields, count_bytes, record_to_item
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # clinical notes are longer than csv's 128 kB default
+
+
+class CsvReader(Reader):
+    """Rows of a delimited file with a header. Bytes that are not UTF-8 fail that row only."""
+
+    format = "csv"
+
+    def __init__(self, path: Path, id_field: str | None = None, text_field: str | None = None,
+                 delimiter: str | None = None) -> None:
+        super().__init__(path)
+        self.id_field = id_field
+        self.text_field = text_field
+        self.delimiter = delimiter or ("\t" if path.suffix.lower() in {".tsv", ".tab"} else ",")
+
+    def __iter__(self) -> Iterator[Item]:
+        with self.path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+            rows = csv.reader(fh, delimiter=self.delimiter)
+            header = next(rows, None)
+            if header is None:
+                return
+            for name in (self.id_field, self.text_field):
+                if name is not None and name not in header:
+                    raise _missing_column(self.path, name, header)
+            check_fields(self.path, 1, header, self.id_field, self.text_field)
+            while True:
+                try:
+                    row = next(rows)
+                except StopIteration:
+                    return
+                except csv.Error as err:
+                    where = f"{self.path.name}:{rows.line_num}"
+                    yield Failure(where, where, f"CSV parse error: {err}")
+                    continue
+                where = f"{self.path.name}:{rows.line_num}"
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != len(header):
+                    yield Failure(row[0] if row else where, where,
+                                  f"{len(row)} fields where the header has {len(header)}; check quoting and the delimiter")
+                    continue
+                record = dict(zip(header, row))
+                item = record_to_item(record, where, self.id_field, self.text_field)
+                if isinstance(item, Failure):
+                    yield item
+                    continue
+                try:
+                    item.text.encode("utf-8")
+                except UnicodeEncodeError:
+                    doc_id = item.doc_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    yield Failure(doc_id, where, "text is not UTF-8; convert the file with iconv or re-export it as UTF-8")
+                    continue
+                yield item
+
+    def estimate_total(self) -> int | None:
+        return max(0, count_bytes(self.path, b"\n") - 1)
+
+
+def _missing_column(path: Path, name: str, header: list[str]) -> Exception:
+    from linker.errors import SourceFormatError
+
+    return SourceFormatError(path, 1, f"no column {name!r}; the header has {', '.join(header)}")

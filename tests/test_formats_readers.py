@@ -1,0 +1,121 @@
+"""Each input reader on the tiny collections of tests/data/notes: documents in order, failures named, not dropped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from linker.errors import LinkerError, SourceFormatError
+from linker.formats import Document, Failure, input_format, open_reader, output_format
+from linker.formats.base import Passage
+
+NOTES = Path(__file__).parent / "data" / "notes"
+
+
+def split(items: list) -> tuple[list[Document], list[Failure]]:
+    return [i for i in items if isinstance(i, Document)], [i for i in items if isinstance(i, Failure)]
+
+
+def test_jsonl_reader_keeps_order_and_names_every_bad_line() -> None:
+    reader = open_reader(NOTES / "notes.jsonl")
+    docs, failures = split(list(reader))
+    assert [d.doc_id for d in docs] == ["n1", "n2", "n3", "n4", "n5", "n6"]
+    assert docs[1].text.startswith("Mother reports developmental delay.\nRenal")
+    assert docs[5].text.startswith("Ünïcödé")
+    assert [(f.doc_id, f.where) for f in failures] == [
+        ("bad-json", "notes.jsonl:3"), ("bad-utf8", "notes.jsonl:5"), ("no-text", "notes.jsonl:7")]
+    assert "not valid JSON" in failures[0].reason
+    assert "not UTF-8" in failures[1].reason
+    assert "--text-field" in failures[2].reason
+    assert reader.estimate_total() == 9
+
+
+def test_jsonl_reader_with_named_fields() -> None:
+    docs, failures = split(list(open_reader(NOTES / "notes_fields.jsonl", id_field="note", text_field="body_text")))
+    assert [d.doc_id for d in docs] == ["n1", "n2", "n3"] and not failures
+    with pytest.raises(SourceFormatError, match="notes_fields.jsonl:1: no field doc_id/id.*note, body_text.*--id-field"):
+        list(open_reader(NOTES / "notes_fields.jsonl"))
+    with pytest.raises(SourceFormatError, match="no field body.*--text-field"):
+        list(open_reader(NOTES / "notes_fields.jsonl", id_field="note", text_field="body"))
+
+
+def test_csv_and_tsv_readers() -> None:
+    docs, failures = split(list(open_reader(NOTES / "notes.csv", id_field="note_id", text_field="note_text")))
+    assert [d.doc_id for d in docs] == ["n1", "n2", "n3", "n4"] and not failures
+    assert "\n" in docs[1].text  # a quoted field spanning two lines
+    assert docs[1].where == "notes.csv:4"  # the line where the row ends
+    docs, _ = split(list(open_reader(NOTES / "notes.tsv")))
+    assert [d.doc_id for d in docs] == ["n1", "n2", "n3"]
+
+
+def test_csv_reader_names_a_missing_column() -> None:
+    with pytest.raises(SourceFormatError, match="no column 'body'.*note_id, note_text, ward"):
+        list(open_reader(NOTES / "notes.csv", text_field="body"))
+
+
+def test_csv_row_with_bad_bytes_fails_alone(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"id,text\na,fine\nb,caf\xe9\nc,also fine\n")
+    docs, failures = split(list(open_reader(path)))
+    assert [d.doc_id for d in docs] == ["a", "c"]
+    assert [(f.doc_id, f.where) for f in failures] == [("b", "latin.csv:3")] and "UTF-8" in failures[0].reason
+
+
+def test_byte_order_mark_and_crlf(tmp_path: Path) -> None:
+    jsonl, csv_file = tmp_path / "bom.jsonl", tmp_path / "bom.csv"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"id": "a", "text": "one"}\r\n{"id": "b", "text": "two"}\r\n')
+    csv_file.write_bytes(b"\xef\xbb\xbfid,text\r\na,one\r\nb,two\r\n")
+    for path in (jsonl, csv_file):
+        docs, failures = split(list(open_reader(path)))
+        assert [(d.doc_id, d.text) for d in docs] == [("a", "one"), ("b", "two")] and not failures
+
+
+def test_text_folder_reader() -> None:
+    docs, failures = split(list(open_reader(NOTES / "txt")))
+    assert [d.doc_id for d in docs] == ["n1", "n2", "ward2/n4"]  # sorted, recursive, README.md ignored
+    assert [(f.doc_id, f.where) for f in failures] == [("latin1", "latin1.txt")]
+
+
+def test_pubtator_reader_offsets_and_broken_block() -> None:
+    docs, failures = split(list(open_reader(NOTES / "sample.pubtator")))
+    assert [d.doc_id for d in docs] == ["1001", "1002", "1004"]
+    first = docs[0]
+    assert first.passages == (Passage(0, "Seizures in a child with short stature.", "title"),
+                              Passage(40, first.text[40:], "abstract"))
+    for ann in first.annotations + docs[1].annotations:
+        doc = first if ann in first.annotations else docs[1]
+        assert doc.text[ann.start:ann.end] == ann.text
+    assert docs[1].annotations[0].ids == ("HP:0000105",)  # the CID relation line is skipped
+    assert docs[2].text == "Last document without abstract"
+    assert [(f.doc_id, f.where) for f in failures] == [("1003", "sample.pubtator:11")]
+
+
+def test_bioc_reader_places_passages_at_offsets() -> None:
+    docs, failures = split(list(open_reader(NOTES / "sample.bioc.xml")))
+    assert [d.doc_id for d in docs] == ["2001", "2002"]
+    assert docs[0].text == "Seizures and short stature. A girl with nephromegaly."
+    assert docs[0].annotations[0].ids == ("HP:0001250",)
+    assert [(f.doc_id, "overlaps" in f.reason) for f in failures] == [("2003", True)]
+
+
+def test_bioc_reader_reports_malformed_xml(tmp_path: Path) -> None:
+    path = tmp_path / "broken.xml"
+    text = (NOTES / "sample.bioc.xml").read_text()
+    path.write_text(text.replace("<document><id>2002</id>", "<document><id>2002</i>"))
+    docs, failures = split(list(open_reader(path)))
+    assert [d.doc_id for d in docs] == ["2001"]
+    assert len(failures) == 1 and "XML parse error at line" in failures[0].reason
+
+
+def test_formats_told_from_names(tmp_path: Path) -> None:
+    assert input_format(NOTES / "txt") == "txt"
+    assert input_format(NOTES / "sample.pubtator") == "pubtator"
+    sniffed = tmp_path / "corpus.txt"
+    sniffed.write_text((NOTES / "sample.pubtator").read_text())
+    assert input_format(sniffed) == "pubtator"
+    assert output_format("out/") == "brat"
+    assert output_format(tmp_path / "a.db") == "sqlite"
+    assert output_format(tmp_path / "a.xml") == "bioc"
+    with pytest.raises(LinkerError, match="--to"):
+        output_format(tmp_path / "a.out")

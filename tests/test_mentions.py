@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import spacy
+from spacy.tokens import Doc
+
+from linker.mentions import DICTIONARY, DictionaryMatcher, dense_spans, stem, upstream_proposals, word_tokens
+
+NAMES = ["Seizure", "Enlarged kidney", "Spinal muscular atrophy", "SMA", "All", "Other", "Sjögren syndrome",
+         "Cafe-au-lait spots", "Glucose-6-phosphate dehydrogenase deficiency", "Atrophy", "Muscular atrophy", "Gap"]
+
+
+def found(text: str, names: list[str] = NAMES, **options: int) -> list[tuple[str, str]]:
+    matcher = DictionaryMatcher(names, **options)
+    return [(text[p.start:p.end], p.query) for p in matcher.find(text)]
+
+
+def test_normalisation_case_accents_hyphens_possessives_and_plurals() -> None:
+    text = ("Enlarged kidneys, SEIZURES, café au lait spots, Sjogren's syndrome and "
+            "glucose 6-phosphate-dehydrogenase deficiencies.")
+    assert found(text) == [("Enlarged kidneys", "Enlarged kidney"), ("SEIZURES", "Seizure"),
+                           ("café au lait spots", "Cafe-au-lait spots"), ("Sjogren's syndrome", "Sjögren syndrome"),
+                           ("glucose 6-phosphate-dehydrogenase deficiencies",
+                            "Glucose-6-phosphate dehydrogenase deficiency")]
+
+
+def test_longest_match_wins() -> None:
+    assert found("signs of spinal muscular atrophy") == [("spinal muscular atrophy", "Spinal muscular atrophy")]
+    assert found("muscular atrophy and atrophy") == [("muscular atrophy", "Muscular atrophy"), ("atrophy", "Atrophy")]
+
+
+def test_guards_against_stop_words_and_short_names() -> None:
+    assert found("All other patients") == []
+    assert found("the sma gap") == []  # one-word names shorter than min_chars
+    assert found("the sma", min_chars=3) == [("sma", "SMA")]
+    assert found("the SMA GAP") == [("SMA", "SMA"), ("GAP", "Gap")]  # acronyms match as written ...
+    assert found("the SMA GAP", acronyms=False) == []  # ... or only through a definition in the text
+    assert found("SEIZURES") == [("SEIZURES", "Seizure")]  # a shouted word is no acronym
+    assert DictionaryMatcher(["Disease", "Syndrome", "Fatal disease"]).find("a disease, fatal diseases") == \
+        DictionaryMatcher(["Fatal disease"]).find("a disease, fatal diseases")  # generic one-word names
+
+
+def test_a_name_does_not_run_across_punctuation() -> None:
+    assert found("enlarged. Kidney") == []
+    assert found("enlarged, kidney") == []
+
+
+def test_odd_text_gives_no_match_and_no_error() -> None:
+    for text in ("", " ", "\u0000\ufeff", "😀 seizure 😀", "Krampfanfall und Fieber", "ｓｅｉｚｕｒｅ"):
+        matches = found(text)
+        assert all(query == "Seizure" for _, query in matches)
+    assert found("ｓｅｉｚｕｒｅ") == [("ｓｅｉｚｕｒｅ", "Seizure")]  # NFKD folds full-width letters
+
+
+def test_stem_and_word_tokens() -> None:
+    assert [stem(w) for w in ("kidneys", "deficiencies", "ataxias", "illness", "virus", "abscesses")] == \
+        ["kidney", "deficiency", "ataxia", "illness", "virus", "abscess"]
+    assert [stem(w) for w in ("tumours", "anaemia", "oedema", "haemorrhage", "hour", "toes")] == \
+        ["tumor", "anemia", "edema", "hemorrhage", "hour", "toe"]
+    assert [t.key for t in word_tokens("Sjögren's")] == ["sjogren"]
+
+
+def test_dense_spans_are_ngrams_between_punctuation_and_clause_words() -> None:
+    nlp = spacy.blank("en")
+    doc = nlp("Her kidneys were enlarged, and she had a fever.")
+    spans = {doc.text[s:e] for s, e in dense_spans(doc, max_words=4)}
+    assert "kidneys were enlarged" in spans and "Her kidneys" not in spans  # no stop word at the edges
+    assert not any("," in s or " and " in s for s in spans)
+    vocabulary = frozenset({"kidney"})
+    assert {doc.text[s:e] for s, e in dense_spans(doc, vocabulary=vocabulary)} == \
+        {"kidneys", "kidneys were enlarged"}
+    assert len(dense_spans(doc, limit=2)) == 2
+
+
+def test_dense_spans_use_noun_chunks_when_parsed() -> None:
+    nlp = spacy.blank("en")
+    doc = Doc(nlp.vocab, words=["The", "enlarged", "kidneys", "hurt"], pos=["DET", "ADJ", "NOUN", "VERB"],
+              heads=[2, 2, 3, 3], deps=["det", "amod", "nsubj", "ROOT"])
+    assert [doc.text[s:e] for s, e in dense_spans(doc)] == ["enlarged kidneys"]
+
+
+def test_upstream_proposals_keep_labels() -> None:
+    nlp = spacy.blank("en")
+    doc = nlp("fever today")
+    doc.ents = [doc.char_span(0, 5, label="DISEASE")]
+    (proposal,) = upstream_proposals(doc)
+    assert (proposal.start, proposal.end, proposal.label, proposal.query) == (0, 5, "DISEASE", "fever")
+    assert DictionaryMatcher(["fever"]).find(doc.text)[0].source == DICTIONARY
+
+
+def test_inverted_mesh_names_are_found_in_natural_order() -> None:
+    assert found("hemolytic anemia and anemia, hemolytic", ["Anemia, Hemolytic"]) == [
+        ("hemolytic anemia", "Anemia, Hemolytic")]  # the comma form is not read across the comma
+
+
+def test_leading_modifiers_and_coordinated_heads_join_the_mention() -> None:
+    names = ["Ovarian cancer", "Breast cancer", "Cataract"]
+    assert found("congenital bilateral cataracts", names) == [("congenital bilateral cataracts", "Cataract")]
+    assert found("breast and ovarian cancer", names) == [("breast and ovarian cancer", "Ovarian cancer")]
+    assert found("breast and/or ovarian cancer", names) == [("breast and/or ovarian cancer", "Ovarian cancer")]
+    assert found("lung and ovarian cancer", names) == [("ovarian cancer", "Ovarian cancer")]
+    assert found("breast cancer and ovarian cancer", names) == [("breast cancer", "Breast cancer"),
+                                                               ("ovarian cancer", "Ovarian cancer")]
+    assert DictionaryMatcher(names, modifiers=()).find("congenital cataract")[0].start == 11

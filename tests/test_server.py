@@ -1,0 +1,198 @@
+"""The HTTP service, started as a real server on a free loopback port and called over HTTP."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from fakes import KeywordAnnotator
+
+from linker.server import ServerLimits, create_app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(mini_index: Any) -> Iterator[LiveServer]:
+    limits = ServerLimits(max_body=20_000, max_batch=8, max_text=200, max_k=20)
+    with LiveServer(create_app(mini_index, annotator=KeywordAnnotator(), limits=limits)) as live:
+        yield live
+
+
+@pytest.fixture()
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def test_lookup_post_and_get(client: httpx.Client) -> None:
+    answer = client.post("/lookup", json={"texts": ["Seizures", "nephromegaly"], "k": 3})
+    assert answer.status_code == 200
+    results = answer.json()["results"]
+    assert [r["query"] for r in results] == ["Seizures", "nephromegaly"]
+    assert results[0]["candidates"][0] | {"score": 1} == {"concept_id": "HP:0001250", "name": "Seizure",
+                                                           "matched_text": "Seizures", "score": 1, "exact": True}
+    assert results[1]["candidates"][0]["concept_id"] == "HP:0000105" and len(results[1]["candidates"]) == 3
+    single = client.get("/lookup", params={"q": "short stature", "k": 2}).json()
+    assert single["candidates"][0]["concept_id"] == "HP:0004322" and len(single["candidates"]) == 2
+
+
+def test_annotate_offsets_concepts_flags(client: httpx.Client) -> None:
+    text = "No seizures; short stature."
+    mentions = client.post("/annotate", json={"text": text}).json()["mentions"]
+    assert [(m["start"], m["end"], m["concept_id"], m["negated"]) for m in mentions] == [
+        (3, 11, "HP:0001250", True), (13, 26, "HP:0004322", False)]
+    assert all(text[m["start"]:m["end"]] == m["text"] for m in mentions)
+    broken = client.post("/annotate", json={"text": "<<boom>>"})
+    assert broken.status_code == 500 and "choked on <<boom>>" in broken.json()["detail"]
+
+
+def test_concept_card_and_alt_id(client: httpx.Client) -> None:
+    card = client.get("/concept/HP:0001250").json()
+    assert card["name"] == "Seizure" and "Epileptic seizure" in [s["text"] for s in card["synonyms"]]
+    alt = client.get("/concept/HP:0001275").json()
+    assert alt["concept_id"] == "HP:0001250" and alt["resolved_from"] == "HP:0001275"
+    missing = client.get("/concept/HP:9999999")
+    assert missing.status_code == 404 and "HP:9999999" in missing.json()["detail"]
+
+
+def test_health_and_openapi(client: httpx.Client) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["counts"]["concepts"] > 5 and health["model"]
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/lookup", "/annotate", "/concept/{concept_id}", "/health"} <= set(paths)
+
+
+def test_oversized_and_malformed_requests(client: httpx.Client) -> None:
+    too_big = client.post("/annotate", json={"text": "x" * 30_000})
+    assert too_big.status_code == 413 and "20000" in too_big.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies while the body streams in
+        yield b'{"text": "'
+        for _ in range(30):
+            yield b"y" * 1000
+        yield b'"}'
+
+    streamed = client.post("/annotate", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    batch = client.post("/lookup", json={"texts": ["a"] * 9})
+    assert batch.status_code == 413 and "limit is 8" in batch.json()["detail"]
+    long_text = client.post("/lookup", json={"texts": ["z" * 201]})
+    assert long_text.status_code == 422 and "at most 200" in long_text.json()["detail"]
+    bad_json = client.post("/lookup", content=b'{"texts": ["a",', headers={"content-type": "application/json"})
+    assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["detail"]
+    wrong_shape = client.post("/lookup", json={"texts": "seizure"})
+    assert wrong_shape.status_code == 422 and "texts" in wrong_shape.json()["detail"]
+    big_k = client.get("/lookup", params={"q": "seizure", "k": 500})
+    assert big_k.status_code == 422 and "k" in big_k.json()["detail"]
+    empty = client.post("/lookup", json={"texts": []})
+    assert empty.status_code == 422
+    assert client.get("/health").status_code == 200  # still serving
+
+
+def test_concurrent_lookups_are_batched_and_correct(server: LiveServer, mini_index: Any) -> None:
+    terms = ["Seizures", "Short stature", "Nephromegaly", "Developmental delay", "Fits", "Large kidneys"] * 5
+    expected = {t: mini_index.search([t], 3)[0][0].concept_id for t in set(terms)}
+
+    def one(term: str) -> str:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            return c.get("/lookup", params={"q": term, "k": 3}).json()["candidates"][0]["concept_id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, terms))
+    assert answers == [expected[t] for t in terms]
+
+
+def test_server_binds_loopback_by_default() -> None:
+    import inspect
+
+    from linker.server import serve
+
+    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+
+
+def test_annotate_through_the_spacy_pipeline(mini_index: Any) -> None:
+    with LiveServer(create_app(mini_index)) as live, httpx.Client(base_url=live.url, timeout=60) as c:
+        text = "The boy had no seizures but short stature."
+        mentions = c.post("/annotate", json={"text": text}).json()["mentions"]
+    found = {m["concept_id"]: m for m in mentions}
+    assert found["HP:0001250"]["negated"] is True and found["HP:0004322"]["text"] == "short stature"
+    assert all(text[m["start"]:m["end"]] == m["text"] for m in mentions)
+
+
+@pytest.mark.slow  # a fresh process loads torch and the model (about 10 s)
+def test_linker_serve_command(mini_index_dir: Any, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "linker", "serve", "--index", str(mini_index_dir), "--port",
+                             str(port), "--max-body", "5000"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError((tmp_path / "serve.log").read_text()) from None
+                time.sleep(0.2)
+        assert health.json()["index"] == mini_index_dir.name
+        assert httpx.post(f"http://127.0.0.1:{port}/lookup", json={"texts": ["q" * 6000]}).status_code == 413
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+class SlowAnnotator(KeywordAnnotator):
+    def __call__(self, texts: Any) -> Any:
+        time.sleep(0.6)
+        return super().__call__(texts)
+
+
+def test_full_queue_answers_503(mini_index: Any) -> None:
+    app = create_app(mini_index, annotator=SlowAnnotator(), limits=ServerLimits(max_queue=1))
+    with LiveServer(app) as live:
+        def post(delay: float) -> int:
+            time.sleep(delay)
+            with httpx.Client(base_url=live.url, timeout=30) as c:
+                return c.post("/annotate", json={"text": "seizures"}).status_code
+
+        with ThreadPoolExecutor(3) as pool:  # one running, one waiting, one too many
+            codes = list(pool.map(post, [0.0, 0.2, 0.4]))
+    assert codes == [200, 200, 503]
