@@ -116,12 +116,13 @@ class ConceptIndex:
         """As :meth:`search`, for already embedded *texts*."""
         n_names = min(self.faiss.ntotal, max(MIN_NAMES, k * NAMES_PER_CONCEPT))
         scores, ids = self.faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), n_names)
-        exact = self.termdb.exact(normalize(text) for text in texts)
+        keys = [normalize(text) for text in texts]
+        exact = self.termdb.exact(keys)
         ranked: list[list[tuple[str, int | str, float, bool]]] = []
         wanted_terms: set[int] = set()
-        for row, text in enumerate(texts):
+        for row, key in enumerate(keys):
             seen: dict[str, tuple[str, int | str, float, bool]] = {}
-            matches = sorted(exact.get(normalize(text), ()), key=lambda m: (not m[2], m[0]))
+            matches = sorted(exact.get(key, ()), key=lambda m: (not m[2], m[0]))
             for concept_id, matched, _ in matches:
                 seen.setdefault(concept_id, (concept_id, matched, 1.0, True))
             for score, term_id in zip(scores[row], ids[row]):
