@@ -301,6 +301,8 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--corpus", "corpora", multiple=True, type=click.Path(path_type=Path, exists=True),
               help="annotated TRAIN mentions (*.mentions.jsonl) for (mention, name) pairs (repeatable)")
 @click.option("--mention-type", "mention_types", multiple=True, help="keep only corpus mentions of this type (repeatable)")
+@click.option("--kinds", default="synonym,definition,description,mention", show_default=True,
+              help="comma-separated pair kinds to train on")
 @click.option("--phases", default="contrastive,distill,soup", show_default=True, help="comma-separated phases to run")
 @click.option("--steps", type=int, help="budget: phase-1 optimiser steps")
 @click.option("--pairs", "max_pairs", type=int, help="budget: phase-1 pairs seen")
@@ -309,6 +311,10 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--lr", default=3e-5, show_default=True)
 @click.option("--epochs", default=1, show_default=True, help="passes over the pairs planned for phase 1")
+@click.option("--hard-negatives/--random-batches", default=True, show_default=True,
+              help="fill each batch with neighbouring concepts (mined with the base model) or with random ones")
+@click.option("--mention-repeat", default=1, show_default=True,
+              help="times each --corpus (mention, name) pair is planned per epoch")
 @click.option("--max-length", default=64, show_default=True, help="tokens per text")
 @click.option("--checkpoint-every", default=200, show_default=True, help="steps between checkpoints (and validations)")
 @click.option("--holdout", default=0.05, show_default=True, help="fraction of concepts held out for validation "
@@ -317,9 +323,10 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--threads", type=int, help="torch CPU threads")
 @click.option("--device", help="cpu, cuda, cuda:1… (default: cuda when present)")
 def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str | None, fmt: str | None,
-                  corpora: tuple[Path, ...], mention_types: tuple[str, ...], phases: str, steps: int | None,
+                  corpora: tuple[Path, ...], mention_types: tuple[str, ...], kinds: str, phases: str, steps: int | None,
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
-                  epochs: int, max_length: int, checkpoint_every: int, holdout: float, seed: int,
+                  epochs: int, hard_negatives: bool, mention_repeat: int, max_length: int, checkpoint_every: int,
+                  holdout: float, seed: int,
                   threads: int | None, device: str | None) -> None:
     """Adapt an embedding model to ONTOLOGIES (BioLORD recipe); OUT is a model folder for `linker build --model`.
 
@@ -331,8 +338,9 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
     config = TrainConfig(
         base_model=base_model, seed=seed, val_fraction=holdout, test_fraction=holdout,
         corpora=tuple(str(c) for c in corpora), mention_types=tuple(mention_types) or None,
+        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
         phases=tuple(p.strip() for p in phases.split(",") if p.strip()), batch_size=batch_size, max_length=max_length,
-        epochs=epochs, lr=lr, steps=steps, pairs=max_pairs, minutes=minutes, distill_steps=distill_steps,
+        epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat, lr=lr, steps=steps, pairs=max_pairs, minutes=minutes, distill_steps=distill_steps,
         checkpoint_every=checkpoint_every, threads=threads, device=device)
     click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config)))
 

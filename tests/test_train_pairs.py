@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from linker.errors import SourceFormatError
+from linker.errors import LinkerError, SourceFormatError
 from linker.normalize import normalize
 from linker.sources import Source
 from linker.train.batching import plan_batches
@@ -129,3 +129,11 @@ def test_batches_are_length_bucketed() -> None:
     plan = plan_batches(items, 8, seed=0, keys=lambda it: (it[0],), length=lambda it: len(it[1]), bucket_batches=50)
     spread = [max(len(items[i][1]) for i in b) - min(len(items[i][1]) for i in b) for b in plan]
     assert sum(spread) / len(spread) < 5  # random batches would spread about 35 characters
+
+
+def test_kinds_select_pair_kinds_and_unknown_kinds_are_refused() -> None:
+    only = _pairs(kinds=("synonym", "description")).pairs
+    assert only and {p.kind for p in only} == {"synonym", "description"}
+    assert len(only) == sum(p.kind in {"synonym", "description"} for p in _pairs().pairs)
+    with pytest.raises(LinkerError, match="unknown pair kind.*defintion"):
+        _pairs(kinds=("defintion",))

@@ -52,6 +52,28 @@ def test_all_phases_run_and_log(trained: Path) -> None:
     assert held and set(held.values()) <= {"val", "test"}
 
 
+def test_batch_plan_and_validation_task_are_kept_for_a_resumed_run(trained: Path) -> None:
+    plan = json.loads((trained / "checkpoints" / "contrastive" / "batches.json").read_text())
+    card = json.loads((trained / "training.json").read_text())
+    planned = [i for batch in plan for i in batch]
+    assert len(planned) == len(set(planned)) and len(planned) >= card["pairs"]["pairs"] - 2
+    validation = json.loads((trained / "validation.json").read_text())
+    held = dict(line.split("\t") for line in (trained / "heldout.tsv").read_text().splitlines())
+    gold = {cid for ids in validation["gold"] for cid in ids}
+    assert validation["queries"] and gold <= {cid for cid, part in held.items() if part == "val"}
+    assert gold <= set(validation["pool"])  # each query's own concept is among the ranked names
+
+
+def test_mention_pairs_are_repeated_in_the_plan(tiny_model: Path, tmp_path: Path) -> None:
+    out = train([Source.open(DATA / "mini.obo")], tmp_path / "m",
+                _config(tiny_model, phases=("contrastive",), mention_repeat=3, steps=1, hard_negatives=False))
+    card = json.loads((out / "training.json").read_text())
+    plan = json.loads((out / "checkpoints" / "contrastive" / "batches.json").read_text())
+    assert card["pairs"]["pairs_mention"] > 0
+    planned = sum(len(batch) for batch in plan)
+    assert card["pairs"]["pairs"] + 2 * card["pairs"]["pairs_mention"] - 2 <= planned
+
+
 def test_output_folder_loads_with_linker_encoder_and_embeds(trained: Path) -> None:
     from linker.encoder import TransformerEncoder
 

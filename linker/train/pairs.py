@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from linker.errors import SourceFormatError
+from linker.errors import LinkerError, SourceFormatError
 from linker.normalize import normalize
 from linker.sources import Source
 from linker.types import AltId, Concept, ConceptInfo, Term
@@ -142,14 +142,20 @@ def build_pairs(
     val_fraction: float = 0.05,
     test_fraction: float = 0.05,
     max_parents: int = 3,
+    kinds: Iterable[str] = KINDS,
 ) -> PairSet:
     """De-duplicated training pairs of the train-split concepts of *sources* (and mentions of *corpora*).
 
     Per train concept: (name, synonym) for each synonym of *scopes*; (name, definition) and (first
     synonym, definition); (first synonym or name, "name: a kind of P1 and of P2") with up to *max_parents*
     train-split parents; (mention, name) for each corpus mention whose gold id (alt ids resolved) is a
-    train concept. Pairs whose two sides normalise alike are dropped, as are duplicates (ignoring order).
+    train concept. Only pairs of *kinds* are kept. Pairs whose two sides normalise alike are dropped, as are
+    duplicates (ignoring order).
     """
+    kinds = tuple(kinds)
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise LinkerError(f"unknown pair kind(s) {', '.join(sorted(unknown))}; use some of {', '.join(KINDS)}")
     concepts, alt = read_concepts(sources)
     split = {cid: split_of(cid, seed, val_fraction, test_fraction) for cid in concepts}
     banned = {normalize(text) for cid, c in concepts.items() if split[cid] != "train" for text in c.names(scopes)}
@@ -186,6 +192,8 @@ def build_pairs(
     pairs, seen = [], set()
     dropped = {"same_text": 0, "duplicate": 0, "held_out_text": 0}
     for pair in raw:
+        if pair.kind not in kinds:
+            continue
         a, p = normalize(pair.anchor), normalize(pair.positive)
         if a == p:
             dropped["same_text"] += 1

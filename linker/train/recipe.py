@@ -6,6 +6,7 @@ Everything lives in one output folder, which is itself the final sentence-transf
           training.json   settings, pair counts, split, budgets, phase summaries, soup choice
           train_log.jsonl one line per checkpoint: phase, step, loss, lr, seconds, validation acc@1/acc@10
           heldout.tsv     concept_id<TAB>val|test: the concepts training never saw
+          validation.json the validation queries and the concepts whose names they are ranked against
           phase1/ phase2/ the model after each phase (sentence-transformers folders)
           checkpoints/    resumable state and the checkpoint weights averaged in phase 3
 
@@ -16,24 +17,28 @@ from its last checkpoint, with the same batches in the same order.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from linker.errors import LinkerError
+from linker.normalize import normalize
 from linker.sources import Source
-from linker.train.batching import plan_batches
+from linker.train.batching import plan_batches, plan_grouped_batches
 from linker.train.evaluate import RankingTask, evaluate, synonym_task
 from linker.train.loop import Budget, PhaseConfig, checkpoints, run_phase
+from linker.train.mining import cluster_rank, neighbour_pool
 from linker.train.model import LiveEncoder, embed, load_base, save_sentence_transformer, state_average
-from linker.train.pairs import DEFAULT_SCOPES, PairSet, build_pairs
+from linker.train.pairs import DEFAULT_SCOPES, KINDS, Pair, PairSet, build_pairs
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +56,18 @@ class TrainConfig:
     val_fraction: float = 0.05
     test_fraction: float = 0.05
     scopes: tuple[str, ...] = DEFAULT_SCOPES
+    #: pair kinds trained on (see :data:`linker.train.pairs.KINDS`)
+    kinds: tuple[str, ...] = KINDS
     corpora: tuple[str, ...] = ()
     mention_types: tuple[str, ...] | None = None
     phases: tuple[str, ...] = PHASES
     batch_size: int = 32
     max_length: int = 64
     epochs: int = 1
+    #: batches of neighbouring concepts (hard in-batch negatives mined with the base model) instead of random ones
+    hard_negatives: bool = True
+    #: times each (mention, name) pair of a corpus is planned per epoch (corpus pairs are few next to ontology pairs)
+    mention_repeat: int = 1
     lr: float = 3e-5
     scale: float = 20.0
     #: phase-1 budget; None = no limit (the pair plan is the last limit)
@@ -72,6 +83,8 @@ class TrainConfig:
     keep: int = 4
     val_pool: int = 1000
     val_queries: int = 500
+    #: each validation query also ranks against the concepts of its *val_neighbours* nearest names (base model)
+    val_neighbours: int = 10
     interpolations: tuple[float, ...] = (0.75, 0.5)
     amp: str = "auto"
     device: str | None = None
@@ -86,19 +99,37 @@ def _device(config: TrainConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _validation_task(pairset: PairSet, config: TrainConfig) -> RankingTask:
-    """Up to *val_queries* sampled synonyms of val concepts, against the names of their concepts plus
-    *val_pool* other concepts' names (seeded): cheap enough to run at every checkpoint on a CPU."""
-    full = synonym_task(pairset.concepts, pairset.split, "val", scopes=config.scopes, seed=config.seed,
-                        name="val_synonyms")
+#: the base model's embedding of every concept's name: ``(concept ids, vectors)``, computed once on first use
+BaseNames = Callable[[], tuple[list[str], np.ndarray]]
+
+
+def _validation_task(pairset: PairSet, config: TrainConfig, base: LiveEncoder, base_names: BaseNames,
+                     path: Path) -> RankingTask:
+    """Up to *val_queries* sampled synonyms of val concepts, ranked against the names of their concepts, of
+    the concepts whose names are the base model's *val_neighbours* nearest to each query (the distractors
+    that make the full-index task hard) and of *val_pool* other concepts (seeded).
+
+    Cheap enough to run at every checkpoint on a CPU. The task is kept in *path*, so a resumed run
+    validates on exactly the same task.
+    """
+    concepts = pairset.concepts
+    if path.exists():
+        saved = json.loads(path.read_text())
+        return RankingTask("val_synonyms", [concepts[c].name for c in saved["pool"]], saved["pool"], saved["queries"],
+                           [frozenset(g) for g in saved["gold"]])
+    full = synonym_task(concepts, pairset.split, "val", scopes=config.scopes, seed=config.seed, name="val_synonyms")
     rng = random.Random(config.seed)
     keep = sorted(rng.sample(range(len(full.queries)), min(config.val_queries, len(full.queries))))
     queries, gold = [full.queries[i] for i in keep], [full.gold[i] for i in keep]
-    wanted = sorted({cid for g in gold for cid in g})
-    others = sorted(set(pairset.concepts) - set(wanted))
+    wanted = dict.fromkeys(cid for g in gold for cid in g)
+    if config.val_neighbours and queries:
+        ids, names = base_names()
+        wanted.update(dict.fromkeys(neighbour_pool(ids, names, base.encode(queries), config.val_neighbours)))
+    others = sorted(set(concepts) - set(wanted))
     rng.shuffle(others)
-    index_ids = wanted + others[:config.val_pool]
-    return RankingTask("val_synonyms", [pairset.concepts[c].name for c in index_ids], index_ids, queries, gold)
+    pool = list(wanted) + others[:config.val_pool]
+    path.write_text(json.dumps({"queries": queries, "gold": [sorted(g) for g in gold], "pool": pool}))
+    return RankingTask("val_synonyms", [concepts[c].name for c in pool], pool, queries, gold)
 
 
 def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None = None) -> Path:
@@ -129,7 +160,8 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
         card = {"settings": settings, "phases": {}}
 
     pairset = build_pairs(sources, corpora=config.corpora, mention_types=config.mention_types, scopes=config.scopes,
-                          seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction)
+                          seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                          kinds=config.kinds)
     if len(pairset.pairs) < 2:
         raise LinkerError(f"only {len(pairset.pairs)} training pair(s) from {', '.join(str(s.path) for s in sources)}; "
                           "an ontology needs synonyms, definitions or parents to train on")
@@ -142,8 +174,15 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     net.to(device)
     base_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     max_length = config.max_length
-    task = _validation_task(pairset, config)
     encoder = LiveEncoder(net, tokenizer, max_length, device)
+
+    @functools.cache
+    def base_names() -> tuple[list[str], np.ndarray]:  # used before any trained weights are loaded into *net*
+        ids = list(pairset.concepts)
+        log.info("embedding the names of %d concepts with the base model", len(ids))
+        return ids, encoder.encode([pairset.concepts[c].name for c in ids])
+
+    task = _validation_task(pairset, config, encoder, base_names, out / "validation.json")
 
     def validate() -> dict[str, float]:
         return evaluate(encoder, task)
@@ -163,7 +202,7 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
         if (folder / "modules.json").exists():
             net.load_state_dict(_load_weights(folder, net))
         else:
-            summary = contrastive_phase(net, tokenizer, pairset, config, out, device, max_length, validate,
+            summary = contrastive_phase(net, tokenizer, pairset, config, out, device, max_length, validate, base_names,
                                         minutes=config.minutes * (1 - share) if config.minutes else None)
             save_sentence_transformer(net, tokenizer, folder, max_length=max_length)
             card["phases"]["contrastive"] = _summary(summary)
@@ -213,16 +252,11 @@ def _load_weights(folder: Path, net: Any) -> dict[str, torch.Tensor]:
 
 # -- phase 1 --------------------------------------------------------------------------------------------------
 def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainConfig, out: Path, device: str,
-                      max_length: int, validate: Any, minutes: float | None) -> dict[str, Any]:
+                      max_length: int, validate: Any, base_names: BaseNames, minutes: float | None) -> dict[str, Any]:
     """Symmetric InfoNCE (multiple-negatives ranking both ways) over (anchor, positive) pairs, in-batch negatives."""
-    from linker.normalize import normalize
-
-    pairs = pairset.pairs
-    batches: list[list[int]] = []
-    for epoch in range(config.epochs):
-        batches += plan_batches(pairs, config.batch_size, seed=config.seed * 1000 + epoch,
-                                keys=lambda p: (p.concept_id, normalize(p.anchor), normalize(p.positive)),
-                                length=lambda p: len(p.anchor) + len(p.positive))
+    pairs = pairset.pairs + [p for p in pairset.pairs if p.kind == "mention"] * max(0, config.mention_repeat - 1)
+    folder = out / "checkpoints" / "contrastive"
+    batches = _contrastive_plan(pairs, config, base_names, folder / "batches.json")
     labels_cache: dict[int, torch.Tensor] = {}
 
     def loss_fn(batch: list[int]) -> torch.Tensor:
@@ -236,8 +270,43 @@ def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainC
     phase = PhaseConfig("contrastive", lr=config.lr, checkpoint_every=config.checkpoint_every, keep=config.keep,
                         amp=config.amp, budget=Budget(config.steps, config.pairs, minutes),
                         progress_bar=config.progress)
-    return run_phase(net, batches, loss_fn, config=phase, folder=out / "checkpoints" / "contrastive",
-                     log_path=out / "train_log.jsonl", device=device, validate=validate)
+    return run_phase(net, batches, loss_fn, config=phase, folder=folder, log_path=out / "train_log.jsonl",
+                     device=device, validate=validate)
+
+
+def _contrastive_plan(pairs: list[Pair], config: TrainConfig, base_names: BaseNames, path: Path) -> list[list[int]]:
+    """Phase-1 batches over *pairs* for ``config.epochs`` epochs, kept in *path* so a resumed run replays them.
+
+    With ``hard_negatives``, batches hold neighbouring concepts (k-means over the base model's embedding
+    of each concept's name); otherwise random, length-bucketed batches.
+    """
+    if path.exists():
+        return json.loads(path.read_text())
+
+    def keys(p: Pair) -> tuple[str, ...]:
+        return (p.concept_id, normalize(p.anchor), normalize(p.positive))
+
+    rank: dict[str, int] = {}
+    if config.hard_negatives:
+        ids, vectors = base_names()
+        trained = {p.concept_id for p in pairs}
+        rows = [row for row, cid in enumerate(ids) if cid in trained]
+        log.info("clustering %d concepts on base-model embeddings for hard in-batch negatives", len(rows))
+        rank = dict(zip((ids[r] for r in rows), cluster_rank(vectors[rows], config.batch_size, config.seed)))
+    batches: list[list[int]] = []
+    for epoch in range(config.epochs):
+        seed = config.seed * 1000 + epoch
+        if config.hard_negatives:
+            batches += plan_grouped_batches(pairs, config.batch_size, seed=seed, keys=keys, group=lambda p: p.kind,
+                                            rank=lambda p: rank[p.concept_id])
+        else:
+            batches += plan_batches(pairs, config.batch_size, seed=seed, keys=keys,
+                                    length=lambda p: len(p.anchor) + len(p.positive))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(batches))
+    tmp.replace(path)
+    return batches
 
 
 # -- phase 2 --------------------------------------------------------------------------------------------------
