@@ -341,7 +341,8 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         corpora=tuple(str(c) for c in corpora), mention_types=tuple(mention_types) or None,
         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
         phases=tuple(p.strip() for p in phases.split(",") if p.strip()), batch_size=batch_size, max_length=max_length,
-        epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat, lr=lr, steps=steps, pairs=max_pairs, minutes=minutes, distill_steps=distill_steps,
+        epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat, lr=lr, steps=steps,
+        pairs=max_pairs, minutes=minutes, distill_steps=distill_steps,
         checkpoint_every=checkpoint_every, threads=threads, device=device)
     click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config)))
 

@@ -43,7 +43,8 @@ def plan_grouped_batches(items: Sequence[T], batch_size: int, *, seed: int, keys
     group, into rounds: round r holds the r-th item (in seeded random order) of each concept, where an
     item's concept is its first key. A round is laid out by *rank* (concepts adjacent in rank are
     neighbours, see :func:`linker.train.mining.cluster_rank`) and cut into batches; an item that
-    conflicts (shares a key) with every open batch waits for the next round. Batch order is shuffled.
+    conflicts (shares a key) with every open batch is held back for up to four batches' worth of items
+    (see :func:`_pack`). Batch order is shuffled.
     """
     if batch_size < 2:
         raise ValueError(f"batch_size must be at least 2 for in-batch negatives, got {batch_size}")
