@@ -316,18 +316,23 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
               help="fill each batch with neighbouring concepts (mined with the base model) or with random ones")
 @click.option("--mention-repeat", default=1, show_default=True,
               help="times each --corpus (mention, name) pair is planned per epoch")
+@click.option("--mention-negatives", default=2, show_default=True,
+              help="dictionary names of other concepts, nearest to each --corpus mention under the base model, "
+                   "added as its negatives (0: in-batch negatives only)")
 @click.option("--max-length", default=64, show_default=True, help="tokens per text")
 @click.option("--checkpoint-every", default=200, show_default=True, help="steps between checkpoints (and validations)")
 @click.option("--holdout", default=0.05, show_default=True, help="fraction of concepts held out for validation "
               "(and the same again for test)")
+@click.option("--mention-holdout", default=0.1, show_default=True,
+              help="fraction of distinct --corpus mention texts held out (never trained on) to validate on")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", type=int, help="torch CPU threads")
 @click.option("--device", help="cpu, cuda, cuda:1… (default: cuda when present)")
 def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str | None, fmt: str | None,
                   corpora: tuple[Path, ...], mention_types: tuple[str, ...], kinds: str, phases: str, steps: int | None,
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
-                  epochs: int, hard_negatives: bool, mention_repeat: int, max_length: int, checkpoint_every: int,
-                  holdout: float, seed: int,
+                  epochs: int, hard_negatives: bool, mention_repeat: int, mention_negatives: int, max_length: int, checkpoint_every: int,
+                  holdout: float, mention_holdout: float, seed: int,
                   threads: int | None, device: str | None) -> None:
     """Adapt an embedding model to ONTOLOGIES (BioLORD recipe); OUT is a model folder for `linker build --model`.
 
@@ -341,8 +346,8 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         corpora=tuple(str(c) for c in corpora), mention_types=tuple(mention_types) or None,
         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
         phases=tuple(p.strip() for p in phases.split(",") if p.strip()), batch_size=batch_size, max_length=max_length,
-        epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat, lr=lr, steps=steps,
-        pairs=max_pairs, minutes=minutes, distill_steps=distill_steps,
+        epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat, mention_negatives=mention_negatives, lr=lr, steps=steps,
+        pairs=max_pairs, minutes=minutes, distill_steps=distill_steps, mention_val_fraction=mention_holdout,
         checkpoint_every=checkpoint_every, threads=threads, device=device)
     click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config)))
 

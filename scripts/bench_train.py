@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["hpo", "medic"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", dest="json_out", type=Path, help="also write the results here")
+    parser.add_argument("--errors", type=Path, help="write each query's gold and first ten concepts here "
+                        "(JSONL: model, task, query, gold, ranked), for error analysis")
     args = parser.parse_args()
 
     import logging
@@ -67,6 +69,7 @@ def main() -> None:
             tasks.append((RankingTask(name, texts, ids, queries, gold), True))
 
     results: dict[str, dict] = {}
+    error_rows: list[dict] = []
     for model in args.models:
         started = time.perf_counter()
         encoder = TransformerEncoder(None if model == "base" else model, device="cpu", batch_size=128,
@@ -77,8 +80,10 @@ def main() -> None:
             key = id(task.index_texts)
             if key not in cached:
                 cached[key] = encoder.encode(task.index_texts, batch_size=128)
-            scores = evaluate(encoder, task, name_vectors=cached[key])  # type: ignore[arg-type]
+            record: list[dict] | None = [] if args.errors else None
+            scores = evaluate(encoder, task, name_vectors=cached[key], record=record)  # type: ignore[arg-type]
             row[task.name] = scores
+            error_rows.extend({"model": model, "task": task.name, **entry} for entry in record or ())
             if with_exact:
                 row[task.name + "+exact"] = evaluate(encoder, task, ks=(1,), exact_first=True,
                                                      name_vectors=cached[key])  # type: ignore[arg-type]
@@ -86,6 +91,8 @@ def main() -> None:
         results[model] = row
         print(f"done {model} in {row['eval_seconds']} s", file=sys.stderr, flush=True)
 
+    if args.errors:
+        args.errors.write_text("".join(json.dumps(row) + "\n" for row in error_rows), encoding="utf-8")
     columns = [(t.name, "acc@1") for t, _ in tasks] + [(t.name, "acc@10") for t, ex in tasks if not ex] + \
               [(t.name + "+exact", "acc@1") for t, ex in tasks if ex]
     header = ["model"] + [f"{n} {m}" for n, m in columns] + ["eval s"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from linker.train.batching import plan_grouped_batches
-from linker.train.mining import cluster_rank, nearest, neighbour_pool
+from linker.train.mining import cluster_rank, dictionary_negatives, nearest
 
 
 def _blobs(per: int = 40, centres: int = 5, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, list[int]]:
@@ -52,10 +52,22 @@ def test_grouped_batches_hold_neighbours_of_one_group_and_never_repeat_a_key() -
     assert pure >= 0.8 * len(plan)  # batches of neighbours: random batches of 8 from 4 blobs are almost never pure
 
 
-def test_nearest_and_neighbour_pool() -> None:
+def test_nearest_rows_are_the_query_and_its_own_blob() -> None:
     vectors, truth = _blobs(per=10, centres=3)
-    ids = [f"C{i}" for i in range(len(vectors))]
     assert nearest(vectors, vectors[:2], 1) == [[0], [1]]
-    pool = neighbour_pool(ids, vectors, vectors[[0]], 10)
-    assert pool[0] == "C0" and len(pool) == 10
-    assert {truth[int(c[1:])] for c in pool} == {truth[0]}
+    row = nearest(vectors, vectors[[0]], 10)[0]
+    assert row[0] == 0 and len(row) == 10
+    assert {truth[i] for i in row} == {truth[0]}
+
+
+def test_dictionary_negatives_are_the_nearest_names_of_other_concepts() -> None:
+    names = ["kidney disease", "Kidney Disease", "nephrotic syndrome", "renal failure", "nephrotoxicity", "migraine"]
+    owners = ["KD", "KD", "NS", "RF", "TOX", "MIG"]
+    angle = np.array([0.0, 0.01, 0.1, 0.2, 0.05, 1.5])  # names as points on a circle; the query sits at 0.04
+    vectors = np.stack([np.cos(angle), np.sin(angle)], 1).astype(np.float32)
+    query = np.array([[np.cos(0.04), np.sin(0.04)]], dtype=np.float32)
+    mined = dictionary_negatives(query, ["nephrotoxicity"], ["KD"], vectors, names, owners, 2, str.lower)
+    # the gold concept's own names and the text equal to the mention are skipped; nearest others come first
+    assert mined == [[("nephrotic syndrome", "NS"), ("renal failure", "RF")]]
+    assert dictionary_negatives(query, ["nephrotoxicity"], ["KD"], vectors, names, owners, 9, str.lower)[0][-1] == \
+        ("migraine", "MIG")

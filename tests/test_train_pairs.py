@@ -64,13 +64,25 @@ def test_ctd_source_pairs_name_definition_and_parents() -> None:
 
 
 def test_mentions_resolve_alt_ids_and_drop_duplicates_composites_and_unknown_ids() -> None:
-    pairset = _pairs(corpora=[DATA / "mini.mentions.jsonl"])
+    pairset = _pairs(corpora=[DATA / "mini.mentions.jsonl"], mention_val_fraction=0.0)
     mentions = {(p.anchor, p.positive) for p in pairset.pairs if p.kind == "mention"}
     # "Seizures" repeats the (Seizure, Seizures) synonym pair; "seizure" is the name itself; the composite
     # and the chemical (unknown id) are skipped; HP:0001275 is an alt id of Seizure
     assert mentions == {("a fit", "Seizure"), ("high temperature", "Fever")}
     assert pairset.counts["dropped_duplicate"] == 1
     assert pairset.counts["dropped_same_text"] == 1
+
+
+def test_held_out_mention_texts_are_validation_only() -> None:
+    pairset = _pairs(corpora=[DATA / "mini.mentions.jsonl"], mention_val_fraction=1.0)
+    # every single-concept mention is held out, once per (normalised text, concept); none is a training pair
+    assert sorted(pairset.val_mentions) == [("Seizures", "HP:0001250"), ("a fit", "HP:0001250"),
+                                           ("high temperature", "HP:0001945"), ("seizure", "HP:0001250")]
+    assert not [p for p in pairset.pairs if p.kind == "mention"]
+    # and their texts leave the ontology pairs too: (Seizure, Seizures) would teach the held-out "Seizures"
+    texts = {normalize(t) for p in pairset.pairs for t in (p.anchor, p.positive)}
+    assert not texts & {normalize(t) for t, _ in pairset.val_mentions}
+    assert pairset.counts["mentions_val"] == 4
 
 
 def test_pairs_are_unique_ignoring_order() -> None:

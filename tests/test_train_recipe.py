@@ -27,7 +27,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _config(tiny_model: Path, **changes) -> TrainConfig:
     options = dict(base_model=str(tiny_model), batch_size=4, steps=4, distill_steps=2, checkpoint_every=2,
                    max_length=32, val_fraction=0.2, test_fraction=0.1, seed=1, progress=False,
-                   interpolations=(0.5,), corpora=(str(DATA / "mini.mentions.jsonl"),))
+                   interpolations=(0.5,), corpora=(str(DATA / "mini.mentions.jsonl"),), mention_val_fraction=0.5)
     options.update(changes)
     return TrainConfig(**options)  # type: ignore[arg-type]
 
@@ -57,11 +57,26 @@ def test_batch_plan_and_validation_task_are_kept_for_a_resumed_run(trained: Path
     card = json.loads((trained / "training.json").read_text())
     planned = [i for batch in plan for i in batch]
     assert len(planned) == len(set(planned)) and len(planned) >= card["pairs"]["pairs"] - 2
-    validation = json.loads((trained / "validation.json").read_text())
+    tasks = {t["name"]: t for t in json.loads((trained / "validation.json").read_text())["tasks"]}
     held = dict(line.split("\t") for line in (trained / "heldout.tsv").read_text().splitlines())
-    gold = {cid for ids in validation["gold"] for cid in ids}
-    assert validation["queries"] and gold <= {cid for cid, part in held.items() if part == "val"}
-    assert gold <= set(validation["pool"])  # each query's own concept is among the ranked names
+    gold = {cid for ids in tasks["val_synonyms"]["gold"] for cid in ids}
+    assert tasks["val_synonyms"]["queries"] and gold <= {cid for cid, part in held.items() if part == "val"}
+    for task in tasks.values():  # each query's own concept is among the ranked names
+        assert {cid for ids in task["gold"] for cid in ids} <= {cid for _, cid in task["index"]}
+    # mentions rank against every name of their concept (as an index holds them), synonyms against preferred names
+    assert {text for text, cid in tasks["val_mentions"]["index"] if cid == "HP:0001250"} >= {"Seizure", "Seizures"}
+    assert len({cid for _, cid in tasks["val_synonyms"]["index"]}) == len(tasks["val_synonyms"]["index"])
+    # "a fit" is the one mention text the seeded split holds out at this fraction: validated on, never trained on
+    assert tasks["val_mentions"]["queries"] == ["a fit"]
+    # the one mention pair trained on, "high temperature" (Fever), gets its mined negatives: names of other
+    # training concepts, never its own
+    mined = json.loads((trained / "checkpoints" / "contrastive" / "negatives.json").read_text())
+    assert [(anchor, cid) for anchor, cid, _ in mined] == [("high temperature", "HP:0001945")]
+    assert mined[0][2] and all(owner != "HP:0001945" and held.get(owner) is None for _, owner in mined[0][2])
+    log = [json.loads(line) for line in (trained / "train_log.jsonl").read_text().splitlines()]
+    scores = log[-1]["validation"]
+    assert scores["acc@1"] == pytest.approx((scores["val_synonyms"]["acc@1"] + scores["val_mentions"]["acc@1"]) / 2,
+                                            abs=1e-4)
 
 
 def test_mention_pairs_are_repeated_in_the_plan(tiny_model: Path, tmp_path: Path) -> None:
@@ -72,6 +87,27 @@ def test_mention_pairs_are_repeated_in_the_plan(tiny_model: Path, tmp_path: Path
     assert card["pairs"]["pairs_mention"] > 0
     planned = sum(len(batch) for batch in plan)
     assert card["pairs"]["pairs"] + 2 * card["pairs"]["pairs_mention"] - 2 <= planned
+
+
+def test_mined_negatives_are_embedded_with_every_planned_mention_pair(tiny_model: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import linker.train.recipe as recipe
+
+    embedded: list[list[str]] = []
+    real = recipe.embed
+
+    def spy(net, tokenizer, texts, *args, **kwargs):  # type: ignore[no-untyped-def]
+        embedded.append(list(texts))
+        return real(net, tokenizer, texts, *args, **kwargs)
+
+    monkeypatch.setattr(recipe, "embed", spy)
+    out = train([Source.open(DATA / "mini.obo")], tmp_path / "m",
+                _config(tiny_model, phases=("contrastive",), mention_repeat=3, steps=None, mention_val_fraction=0.5))
+    mined = json.loads((out / "checkpoints" / "contrastive" / "negatives.json").read_text())
+    (anchor, _, negatives), = mined
+    texts = [text for text, _ in negatives]
+    assert len(texts) == 2  # the default mention_negatives
+    assert embedded.count(texts) == 3  # once per planned copy of the mention pair
 
 
 def test_output_folder_loads_with_linker_encoder_and_embeds(trained: Path) -> None:

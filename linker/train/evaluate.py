@@ -36,12 +36,14 @@ class RankingTask:
 
 def evaluate(encoder: Encoder, task: RankingTask, ks: Sequence[int] = (1, 10), batch_size: int = 128,
              exact_first: bool = False, progress: bool = False,
-             name_vectors: np.ndarray | None = None) -> dict[str, float]:
+             name_vectors: np.ndarray | None = None, record: list[dict] | None = None) -> dict[str, float]:
     """``{"acc@1": …, "acc@10": …, "queries": n}`` of *task* embedded with *encoder*.
 
     With *exact_first*, concepts having a name equal to the query after normalisation rank first
     (as :meth:`linker.index.ConceptIndex.search` does); otherwise the ranking is the model's alone.
-    *name_vectors* are the index texts already embedded (tasks sharing one index embed it once).
+    *name_vectors* are the index texts already embedded (tasks sharing one index embed it once). With
+    *record*, each query's ``{"query", "gold", "ranked"}`` (the first ``max(ks)`` concepts) is appended to it,
+    for error analysis.
     """
     import faiss
 
@@ -72,6 +74,8 @@ def evaluate(encoder: Encoder, task: RankingTask, ks: Sequence[int] = (1, 10), b
         for k in ks:
             if gold & set(ranked[:k]):
                 hits[k] += 1
+        if record is not None:
+            record.append({"query": query, "gold": sorted(gold), "ranked": ranked[:max(ks)]})
     n = len(task.queries)
     return {**{f"acc@{k}": round(hits[k] / n, 4) for k in ks}, "queries": n}
 

@@ -94,7 +94,7 @@ def run_phase(
     log_path: Path,
     device: str,
     batch_items: Callable[[Any], int] = len,
-    validate: Callable[[], dict[str, float]] | None = None,
+    validate: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Optimise *net* over *batches* (in order; one pass) until the budget; resume from ``folder/last.pt``.
 

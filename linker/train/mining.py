@@ -11,7 +11,7 @@ so its score moves with what the full-index task measures rather than saturating
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -68,10 +68,23 @@ def nearest(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[int]]
     return [[int(i) for i in row if i >= 0] for row in ids]
 
 
-def neighbour_pool(concept_ids: Sequence[str], name_vectors: np.ndarray, query_vectors: np.ndarray, k: int) -> list[str]:
-    """Concepts (of *concept_ids*, one name vector each) among the *k* nearest of any query, first-seen order."""
-    pool: dict[str, None] = {}
-    for row in nearest(name_vectors, query_vectors, k):
+def dictionary_negatives(anchor_vectors: np.ndarray, anchors: Sequence[str], gold: Sequence[str],
+                         name_vectors: np.ndarray, names: Sequence[str], owners: Sequence[str], k: int,
+                         normalise: Callable[[str], str]) -> list[list[tuple[str, str]]]:
+    """For each anchor, the *k* names nearest to it that belong to another concept: ``(text, owner)`` pairs.
+
+    These are the names a linker index would rank above the gold concept (the dictionary's confusers,
+    as BioSyn mines them), which in-batch negatives rarely contain. A name that normalises like the
+    anchor is skipped: the model cannot be taught to push a text away from itself.
+    """
+    out: list[list[tuple[str, str]]] = []
+    for row, anchor, cid in zip(nearest(name_vectors, anchor_vectors, k * 4 + 8), anchors, gold):
+        key = normalise(anchor)
+        chosen: list[tuple[str, str]] = []
         for i in row:
-            pool.setdefault(concept_ids[i], None)
-    return list(pool)
+            if owners[i] != cid and normalise(names[i]) != key and all(owners[i] != o for _, o in chosen):
+                chosen.append((names[i], owners[i]))
+                if len(chosen) == k:
+                    break
+        out.append(chosen)
+    return out

@@ -127,6 +127,10 @@ class PairSet:
     concepts: dict[str, OntologyConcept]
     split: dict[str, str]  # concept_id -> train | val | test
     counts: dict[str, int]
+    #: corpus mentions held out for validation (no training pair holds their text): (text, gold concept id)
+    val_mentions: list[tuple[str, str]] = field(default_factory=list)
+    #: normalised texts no training pair may hold (names of held-out concepts, held-out mention texts)
+    banned: frozenset[str] = frozenset()
 
     def held_out(self, part: str) -> list[str]:
         return [cid for cid, s in self.split.items() if s == part]
@@ -143,6 +147,7 @@ def build_pairs(
     test_fraction: float = 0.05,
     max_parents: int = 3,
     kinds: Iterable[str] = KINDS,
+    mention_val_fraction: float = 0.1,
 ) -> PairSet:
     """De-duplicated training pairs of the train-split concepts of *sources* (and mentions of *corpora*).
 
@@ -151,6 +156,11 @@ def build_pairs(
     train-split parents; (mention, name) for each corpus mention whose gold id (alt ids resolved) is a
     train concept. Only pairs of *kinds* are kept. Pairs whose two sides normalise alike are dropped, as are
     duplicates (ignoring order).
+
+    Corpus mentions are split by their normalised *text* (seeded hash): *mention_val_fraction* of the
+    distinct texts become ``val_mentions`` and, like held-out concepts' names, appear in no training pair.
+    Splitting texts rather than occurrences keeps a frequent mention from sitting on both sides, so the
+    validation measures mentions the model has not seen, which is what a new document brings.
     """
     kinds = tuple(kinds)
     unknown = set(kinds) - set(KINDS)
@@ -178,6 +188,7 @@ def build_pairs(
             anchor = synonyms[0] if synonyms else c.name
             text = describe(c.name, parent_names) if synonyms else "a kind of " + " and of ".join(parent_names)
             raw.append(Pair(cid, anchor, text or "", "description"))
+    val_mentions: dict[tuple[str, str], str] = {}  # (normalised text, concept) -> first text seen
     for corpus in corpora:
         n = 0
         for text, ids in read_mentions(corpus, mention_types):
@@ -185,7 +196,11 @@ def build_pairs(
             if len(resolved) != 1 or resolved[0] not in concepts:  # composite or unknown ids teach nothing clean
                 continue
             cid = resolved[0]
-            if split[cid] == "train":
+            key = normalize(text)
+            if split_of("mention:" + key, seed, mention_val_fraction, 0.0) == "val":
+                val_mentions.setdefault((key, cid), text)
+                banned.add(key)
+            elif split[cid] == "train":
                 raw.append(Pair(cid, text, concepts[cid].name, "mention"))
                 n += 1
         log.info("%s: %d mention pairs", corpus, n)
@@ -210,6 +225,7 @@ def build_pairs(
     counts = {f"pairs_{kind}": sum(p.kind == kind for p in pairs) for kind in KINDS}
     counts.update(pairs=len(pairs), concepts=len(concepts), **{f"concepts_{s}": sum(v == s for v in split.values())
                                                                  for s in ("train", "val", "test")},
-                  **{f"dropped_{k}": v for k, v in dropped.items()})
+                  **{f"dropped_{k}": v for k, v in dropped.items()}, mentions_val=len(val_mentions))
     log.info("pairs: %s", counts)
-    return PairSet(pairs, concepts, split, counts)
+    return PairSet(pairs, concepts, split, counts, [(text, cid) for (_, cid), text in val_mentions.items()],
+                   frozenset(banned))

@@ -36,7 +36,7 @@ from linker.sources import Source
 from linker.train.batching import plan_batches, plan_grouped_batches
 from linker.train.evaluate import RankingTask, evaluate, synonym_task
 from linker.train.loop import Budget, PhaseConfig, checkpoints, run_phase
-from linker.train.mining import cluster_rank, neighbour_pool
+from linker.train.mining import cluster_rank, dictionary_negatives, nearest
 from linker.train.model import LiveEncoder, embed, load_base, save_sentence_transformer, state_average
 from linker.train.pairs import DEFAULT_SCOPES, KINDS, Pair, PairSet, build_pairs
 
@@ -68,6 +68,11 @@ class TrainConfig:
     hard_negatives: bool = True
     #: times each (mention, name) pair of a corpus is planned per epoch (corpus pairs are few next to ontology pairs)
     mention_repeat: int = 1
+    #: names of other concepts mined per (mention, name) pair as extra negatives: the base model's nearest
+    #: dictionary names to the mention (0 = in-batch negatives only)
+    mention_negatives: int = 2
+    #: fraction of distinct corpus mention texts held out (never trained on) for the ``val_mentions`` validation
+    mention_val_fraction: float = 0.1
     #: peak phase-1 learning rate: 1e-4 suits the packaged MiniLM (2e-4 measured best at 8 minutes, see
     #: docs/training.md); 768-dim base models usually want 2e-5 to 5e-5
     lr: float = 1e-4
@@ -101,37 +106,68 @@ def _device(config: TrainConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-#: the base model's embedding of every concept's name: ``(concept ids, vectors)``, computed once on first use
-BaseNames = Callable[[], tuple[list[str], np.ndarray]]
+#: the base model's embedding of the concepts' names, computed once per argument on first use:
+#: ``base_names(all_names)`` → ``(texts, concept ids, vectors)``, one row per preferred name, or with
+#: *all_names* one per name of the configured scopes (as a linker index holds them)
+BaseNames = Callable[[bool], tuple[list[str], list[str], np.ndarray]]
 
 
-def _validation_task(pairset: PairSet, config: TrainConfig, base: LiveEncoder, base_names: BaseNames,
-                     path: Path) -> RankingTask:
-    """Up to *val_queries* sampled synonyms of val concepts, ranked against the names of their concepts, of
-    the concepts whose names are the base model's *val_neighbours* nearest to each query (the distractors
-    that make the full-index task hard) and of *val_pool* other concepts (seeded).
+def _validation_tasks(pairset: PairSet, config: TrainConfig, base: LiveEncoder, base_names: BaseNames,
+                      path: Path) -> list[RankingTask]:
+    """The validation tasks: held-out synonyms (``val_synonyms``) and, with corpora, held-out mentions.
 
-    Cheap enough to run at every checkpoint on a CPU. The task is kept in *path*, so a resumed run
-    validates on exactly the same task.
+    ``val_synonyms``: up to *val_queries* sampled synonyms of val concepts, ranked against the preferred
+    names of their concepts, of the concepts whose preferred names are the base model's *val_neighbours*
+    nearest to each query (the distractors that make the full-index task hard) and of *val_pool* other
+    concepts (seeded). ``val_mentions``: up to *val_queries* held-out corpus mentions (see
+    :func:`~linker.train.pairs.build_pairs`), ranked against every name of their concepts, the
+    *val_neighbours* names (any scope, as a linker index holds them) nearest to each query, and the
+    preferred names of *val_pool* other concepts.
+
+    Cheap enough to run at every checkpoint on a CPU (a few thousand names per task). The tasks are kept
+    in *path*, so a resumed run validates on exactly the same tasks.
     """
     concepts = pairset.concepts
+
+    def task(saved: dict[str, Any]) -> RankingTask:
+        return RankingTask(saved["name"], [t for t, _ in saved["index"]], [c for _, c in saved["index"]],
+                           saved["queries"], [frozenset(g) for g in saved["gold"]])
+
     if path.exists():
-        saved = json.loads(path.read_text())
-        return RankingTask("val_synonyms", [concepts[c].name for c in saved["pool"]], saved["pool"], saved["queries"],
-                           [frozenset(g) for g in saved["gold"]])
-    full = synonym_task(concepts, pairset.split, "val", scopes=config.scopes, seed=config.seed, name="val_synonyms")
+        return [task(t) for t in json.loads(path.read_text())["tasks"]]
     rng = random.Random(config.seed)
-    keep = sorted(rng.sample(range(len(full.queries)), min(config.val_queries, len(full.queries))))
-    queries, gold = [full.queries[i] for i in keep], [full.gold[i] for i in keep]
-    wanted = dict.fromkeys(cid for g in gold for cid in g)
-    if config.val_neighbours and queries:
-        ids, names = base_names()
-        wanted.update(dict.fromkeys(neighbour_pool(ids, names, base.encode(queries), config.val_neighbours)))
-    others = sorted(set(concepts) - set(wanted))
-    rng.shuffle(others)
-    pool = list(wanted) + others[:config.val_pool]
-    _write_json(path, {"queries": queries, "gold": [sorted(g) for g in gold], "pool": pool}, indent=None)
-    return RankingTask("val_synonyms", [concepts[c].name for c in pool], pool, queries, gold)
+    full = synonym_task(concepts, pairset.split, "val", scopes=config.scopes, seed=config.seed, name="val_synonyms")
+    wanted_tasks = [("val_synonyms", full.queries, [sorted(g) for g in full.gold], False),
+                    ("val_mentions", [t for t, _ in pairset.val_mentions], [[c] for _, c in pairset.val_mentions], True)]
+    saved = []
+    for name, all_queries, all_gold, all_names in wanted_tasks:
+        if not all_queries:
+            continue
+        keep = sorted(rng.sample(range(len(all_queries)), min(config.val_queries, len(all_queries))))
+        queries, gold = [all_queries[i] for i in keep], [all_gold[i] for i in keep]
+        index = {(text, cid): None for g in gold for cid in g
+                 for text in (concepts[cid].names(config.scopes) if all_names else [concepts[cid].name])}
+        if config.val_neighbours:
+            texts, owners, vectors = base_names(all_names)
+            for row in nearest(vectors, base.encode(queries), config.val_neighbours):
+                index.update(dict.fromkeys((texts[i], owners[i]) for i in row))
+        present = {cid for _, cid in index}
+        others = sorted(set(concepts) - present)
+        rng.shuffle(others)
+        index.update(dict.fromkeys((concepts[cid].name, cid) for cid in others[:config.val_pool]))
+        saved.append({"name": name, "queries": queries, "gold": gold, "index": [list(key) for key in index]})
+    _write_json(path, {"tasks": saved}, indent=None)
+    return [task(t) for t in saved]
+
+
+def validation_score(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """One validation figure from per-task *scores*: acc@1 and acc@10 averaged over the tasks (each task
+    weighs the same, so a corpus's mentions steer checkpoints and phase 3 as much as the ontology's
+    synonyms), plus each task's own scores under its name."""
+    if not scores:
+        return {}
+    mean = {m: round(sum(s[m] for s in scores.values()) / len(scores), 4) for m in ("acc@1", "acc@10")}
+    return {**mean, **scores}
 
 
 def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None = None) -> Path:
@@ -163,7 +199,7 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
 
     pairset = build_pairs(sources, corpora=config.corpora, mention_types=config.mention_types, scopes=config.scopes,
                           seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                          kinds=config.kinds)
+                          kinds=config.kinds, mention_val_fraction=config.mention_val_fraction)
     if len(pairset.pairs) < 2:
         raise LinkerError(f"only {len(pairset.pairs)} training pair(s) from {', '.join(str(s.path) for s in sources)}; "
                           "an ontology needs synonyms, definitions or parents to train on")
@@ -179,15 +215,17 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     encoder = LiveEncoder(net, tokenizer, max_length, device)
 
     @functools.cache
-    def base_names() -> tuple[list[str], np.ndarray]:  # used before any trained weights are loaded into *net*
-        ids = list(pairset.concepts)
-        log.info("embedding the names of %d concepts with the base model", len(ids))
-        return ids, encoder.encode([pairset.concepts[c].name for c in ids])
+    def base_names(all_names: bool = False) -> tuple[list[str], list[str], np.ndarray]:
+        # used before any trained weights are loaded into *net*
+        rows = [(text, cid) for cid, c in pairset.concepts.items()
+                for text in (c.names(config.scopes) if all_names else [c.name])]
+        log.info("embedding %d names of %d concepts with the base model", len(rows), len(pairset.concepts))
+        return [t for t, _ in rows], [c for _, c in rows], encoder.encode([t for t, _ in rows])
 
-    task = _validation_task(pairset, config, encoder, base_names, out / "validation.json")
+    tasks = _validation_tasks(pairset, config, encoder, base_names, out / "validation.json")
 
-    def validate() -> dict[str, float]:
-        return evaluate(encoder, task)
+    def validate() -> dict[str, Any]:
+        return validation_score({task.name: evaluate(encoder, task) for task in tasks})
 
     log_path = out / "train_log.jsonl"
     if "base_validation" not in card:
@@ -205,7 +243,7 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
             net.load_state_dict(_load_weights(folder, net))
         else:
             summary = contrastive_phase(net, tokenizer, pairset, config, out, device, max_length, validate, base_names,
-                                        minutes=config.minutes * (1 - share) if config.minutes else None)
+                                        encoder, minutes=config.minutes * (1 - share) if config.minutes else None)
             save_sentence_transformer(net, tokenizer, folder, max_length=max_length)
             card["phases"]["contrastive"] = _summary(summary)
             _write_json(card_path, card)
@@ -256,11 +294,18 @@ def _load_weights(folder: Path, net: Any) -> dict[str, torch.Tensor]:
 
 # -- phase 1 --------------------------------------------------------------------------------------------------
 def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainConfig, out: Path, device: str,
-                      max_length: int, validate: Any, base_names: BaseNames, minutes: float | None) -> dict[str, Any]:
-    """Symmetric InfoNCE (multiple-negatives ranking both ways) over (anchor, positive) pairs, in-batch negatives."""
+                      max_length: int, validate: Any, base_names: BaseNames, base: LiveEncoder,
+                      minutes: float | None) -> dict[str, Any]:
+    """Symmetric InfoNCE (multiple-negatives ranking both ways) over (anchor, positive) pairs, in-batch negatives.
+
+    A mention pair's anchor is also ranked against its mined dictionary negatives (see
+    :func:`_mention_negatives`); a negative that is a name of another pair's concept in the batch is
+    masked for that pair's anchor.
+    """
     pairs = pairset.pairs + [p for p in pairset.pairs if p.kind == "mention"] * max(0, config.mention_repeat - 1)
     folder = out / "checkpoints" / "contrastive"
     batches = _contrastive_plan(pairs, config, base_names, folder / "batches.json")
+    negatives = _mention_negatives(pairset, config, base, base_names, folder / "negatives.json")
     labels_cache: dict[int, torch.Tensor] = {}
 
     def loss_fn(batch: list[int]) -> torch.Tensor:
@@ -268,7 +313,14 @@ def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainC
         positives = embed(net, tokenizer, [pairs[i].positive for i in batch], max_length, device)
         logits = config.scale * anchors @ positives.T
         labels = labels_cache.setdefault(len(batch), torch.arange(len(batch), device=device))
-        return (torch.nn.functional.cross_entropy(logits, labels)
+        forward = logits
+        extra = [neg for i in batch for neg in negatives.get((pairs[i].anchor, pairs[i].concept_id), ())]
+        if extra:
+            mined = config.scale * anchors @ embed(net, tokenizer, [t for t, _ in extra], max_length, device).T
+            owner_of_row = [pairs[i].concept_id for i in batch]
+            mask = torch.tensor([[owner == cid for _, owner in extra] for cid in owner_of_row], device=device)
+            forward = torch.cat([logits, mined.masked_fill(mask, float("-inf"))], dim=1)
+        return (torch.nn.functional.cross_entropy(forward, labels)
                 + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
 
     phase = PhaseConfig("contrastive", lr=config.lr, checkpoint_every=config.checkpoint_every, keep=config.keep,
@@ -292,7 +344,7 @@ def _contrastive_plan(pairs: list[Pair], config: TrainConfig, base_names: BaseNa
 
     rank: dict[str, int] = {}
     if config.hard_negatives:
-        ids, vectors = base_names()
+        _, ids, vectors = base_names(False)
         trained = {p.concept_id for p in pairs}
         rows = [row for row, cid in enumerate(ids) if cid in trained]
         log.info("clustering %d concepts on base-model embeddings for hard in-batch negatives", len(rows))
@@ -308,6 +360,33 @@ def _contrastive_plan(pairs: list[Pair], config: TrainConfig, base_names: BaseNa
                                     length=lambda p: len(p.anchor) + len(p.positive))
     _write_json(path, batches, indent=None)
     return batches
+
+
+def _mention_negatives(pairset: PairSet, config: TrainConfig, base: LiveEncoder, base_names: BaseNames,
+                       path: Path) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """``(anchor, concept) -> [(name, owner concept), …]``: for each mention pair, the *mention_negatives*
+    names of other training concepts (every name of *scopes*, as a linker index holds them) that the base
+    model puts nearest to the mention. Kept in *path*, so a resumed run trains on the same negatives.
+
+    In-batch negatives of a mention pair are other mentions' concepts, rarely the names that actually
+    outrank the gold concept in a full index ("nephrotoxicity" → "Nephrotic Syndrome" rather than
+    "Kidney Diseases"); these are.
+    """
+    mentions = [p for p in pairset.pairs if p.kind == "mention"]
+    if path.exists():
+        return {(a, c): [(t, o) for t, o in negs] for a, c, negs in json.loads(path.read_text())}
+    if not mentions or config.mention_negatives <= 0:
+        return {}
+    texts, owners, vectors = base_names(True)
+    rows = [i for i, (text, cid) in enumerate(zip(texts, owners))
+            if pairset.split[cid] == "train" and normalize(text) not in pairset.banned]
+    log.info("mining %d dictionary negatives for each of %d mention pairs among %d names",
+             config.mention_negatives, len(mentions), len(rows))
+    mined = dictionary_negatives(base.encode([p.anchor for p in mentions]), [p.anchor for p in mentions],
+                                 [p.concept_id for p in mentions], vectors[rows], [texts[i] for i in rows],
+                                 [owners[i] for i in rows], config.mention_negatives, normalize)
+    _write_json(path, [[p.anchor, p.concept_id, negs] for p, negs in zip(mentions, mined)], indent=None)
+    return {(p.anchor, p.concept_id): negs for p, negs in zip(mentions, mined)}
 
 
 # -- phase 2 --------------------------------------------------------------------------------------------------
