@@ -61,13 +61,16 @@ def test_nearest_rows_are_the_query_and_its_own_blob() -> None:
 
 
 def test_dictionary_negatives_are_the_nearest_names_of_other_concepts() -> None:
-    names = ["kidney disease", "Kidney Disease", "nephrotic syndrome", "renal failure", "nephrotoxicity", "migraine"]
-    owners = ["KD", "KD", "NS", "RF", "TOX", "MIG"]
-    angle = np.array([0.0, 0.01, 0.1, 0.2, 0.05, 1.5])  # names as points on a circle; the query sits at 0.04
+    names = ["kidney disease", "Kidney Disease", "nephrotic syndrome", "renal failure", "nephrotoxicity",
+             "Kidney Diseases", "nephropathy", "migraine"]
+    owners = ["KD", "KD", "NS", "RF", "TOX", "OTHER", "NS", "MIG"]
+    angle = np.array([0.0, 0.01, 0.1, 0.2, 0.05, 0.03, 0.12, 1.5])  # names as points on a circle
     vectors = np.stack([np.cos(angle), np.sin(angle)], 1).astype(np.float32)
     query = np.array([[np.cos(0.04), np.sin(0.04)]], dtype=np.float32)
-    mined = dictionary_negatives(query, ["nephrotoxicity"], ["KD"], vectors, names, owners, 2, str.lower)
-    # the gold concept's own names and the text equal to the mention are skipped; nearest others come first
+    forbidden = [{"nephrotoxicity", "kidney disease", "kidney diseases"}]  # the mention and its gold's names
+    mined = dictionary_negatives(query, ["KD"], forbidden, vectors, names, owners, 2, str.lower)
+    # skipped: the gold concept's own names, the text equal to the mention, another concept's name equal to
+    # a gold name ("Kidney Diseases"), and a second name of a concept already chosen ("nephropathy")
     assert mined == [[("nephrotic syndrome", "NS"), ("renal failure", "RF")]]
-    assert dictionary_negatives(query, ["nephrotoxicity"], ["KD"], vectors, names, owners, 9, str.lower)[0][-1] == \
-        ("migraine", "MIG")
+    everything = dictionary_negatives(query, ["KD"], forbidden, vectors, names, owners, 9, str.lower)[0]
+    assert everything == [("nephrotic syndrome", "NS"), ("renal failure", "RF"), ("migraine", "MIG")]

@@ -11,7 +11,7 @@ so its score moves with what the full-index task measures rather than saturating
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -68,21 +68,21 @@ def nearest(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[int]]
     return [[int(i) for i in row if i >= 0] for row in ids]
 
 
-def dictionary_negatives(anchor_vectors: np.ndarray, anchors: Sequence[str], gold: Sequence[str],
+def dictionary_negatives(anchor_vectors: np.ndarray, gold: Sequence[str], forbidden: Sequence[Collection[str]],
                          name_vectors: np.ndarray, names: Sequence[str], owners: Sequence[str], k: int,
                          normalise: Callable[[str], str]) -> list[list[tuple[str, str]]]:
-    """For each anchor, the *k* names nearest to it that belong to another concept: ``(text, owner)`` pairs.
+    """For each anchor, the *k* names nearest to it that belong to other concepts: ``(text, owner)`` pairs.
 
     These are the names a linker index would rank above the gold concept (the dictionary's confusers,
-    as BioSyn mines them), which in-batch negatives rarely contain. A name that normalises like the
-    anchor is skipped: the model cannot be taught to push a text away from itself.
+    as BioSyn mines them), which in-batch negatives rarely contain. At most one name per concept; a name
+    whose normalised text is in the anchor's *forbidden* texts (the anchor itself, its gold concept's
+    names) is skipped, as the model cannot be taught to push a text away from itself.
     """
     out: list[list[tuple[str, str]]] = []
-    for row, anchor, cid in zip(nearest(name_vectors, anchor_vectors, k * 4 + 8), anchors, gold):
-        key = normalise(anchor)
+    for row, cid, banned in zip(nearest(name_vectors, anchor_vectors, k * 4 + 8), gold, forbidden):
         chosen: list[tuple[str, str]] = []
         for i in row:
-            if owners[i] != cid and normalise(names[i]) != key and all(owners[i] != o for _, o in chosen):
+            if owners[i] != cid and normalise(names[i]) not in banned and all(owners[i] != o for _, o in chosen):
                 chosen.append((names[i], owners[i]))
                 if len(chosen) == k:
                     break

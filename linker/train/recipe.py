@@ -372,9 +372,9 @@ def _mention_negatives(pairset: PairSet, config: TrainConfig, base: LiveEncoder,
     outrank the gold concept in a full index ("nephrotoxicity" → "Nephrotic Syndrome" rather than
     "Kidney Diseases"); these are.
     """
-    mentions = [p for p in pairset.pairs if p.kind == "mention"]
     if path.exists():
         return {(a, c): [(t, o) for t, o in negs] for a, c, negs in json.loads(path.read_text())}
+    mentions = [p for p in pairset.pairs if p.kind == "mention"]
     if not mentions or config.mention_negatives <= 0:
         return {}
     texts, owners, vectors = base_names(True)
@@ -382,9 +382,11 @@ def _mention_negatives(pairset: PairSet, config: TrainConfig, base: LiveEncoder,
             if pairset.split[cid] == "train" and normalize(text) not in pairset.banned]
     log.info("mining %d dictionary negatives for each of %d mention pairs among %d names",
              config.mention_negatives, len(mentions), len(rows))
-    mined = dictionary_negatives(base.encode([p.anchor for p in mentions]), [p.anchor for p in mentions],
-                                 [p.concept_id for p in mentions], vectors[rows], [texts[i] for i in rows],
-                                 [owners[i] for i in rows], config.mention_negatives, normalize)
+    forbidden = [{normalize(t) for t in (p.anchor, *pairset.concepts[p.concept_id].names(config.scopes))}
+                 for p in mentions]
+    mined = dictionary_negatives(base.encode([p.anchor for p in mentions]), [p.concept_id for p in mentions],
+                                 forbidden, vectors[rows], [texts[i] for i in rows], [owners[i] for i in rows],
+                                 config.mention_negatives, normalize)
     _write_json(path, [[p.anchor, p.concept_id, negs] for p, negs in zip(mentions, mined)], indent=None)
     return {(p.anchor, p.concept_id): negs for p, negs in zip(mentions, mined)}
 
