@@ -331,8 +331,8 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str | None, fmt: str | None,
                   corpora: tuple[Path, ...], mention_types: tuple[str, ...], kinds: str, phases: str, steps: int | None,
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
-                  epochs: int, hard_negatives: bool, mention_repeat: int, mention_negatives: int, max_length: int, checkpoint_every: int,
-                  holdout: float, mention_holdout: float, seed: int,
+                  epochs: int, hard_negatives: bool, mention_repeat: int, mention_negatives: int, max_length: int,
+                  checkpoint_every: int, holdout: float, mention_holdout: float, seed: int,
                   threads: int | None, device: str | None) -> None:
     """Adapt an embedding model to ONTOLOGIES (BioLORD recipe); OUT is a model folder for `linker build --model`.
 
@@ -346,9 +346,9 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         corpora=tuple(str(c) for c in corpora), mention_types=tuple(mention_types) or None,
         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
         phases=tuple(p.strip() for p in phases.split(",") if p.strip()), batch_size=batch_size, max_length=max_length,
-        epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat, mention_negatives=mention_negatives, lr=lr, steps=steps,
-        pairs=max_pairs, minutes=minutes, distill_steps=distill_steps, mention_val_fraction=mention_holdout,
-        checkpoint_every=checkpoint_every, threads=threads, device=device)
+        epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat,
+        mention_negatives=mention_negatives, mention_val_fraction=mention_holdout, lr=lr, steps=steps, pairs=max_pairs,
+        minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, threads=threads, device=device)
     click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config)))
 
 

@@ -138,7 +138,8 @@ def _validation_tasks(pairset: PairSet, config: TrainConfig, base: LiveEncoder, 
     rng = random.Random(config.seed)
     full = synonym_task(concepts, pairset.split, "val", scopes=config.scopes, seed=config.seed, name="val_synonyms")
     wanted_tasks = [("val_synonyms", full.queries, [sorted(g) for g in full.gold], False),
-                    ("val_mentions", [t for t, _ in pairset.val_mentions], [[c] for _, c in pairset.val_mentions], True)]
+                    ("val_mentions", [t for t, _ in pairset.val_mentions], [[c] for _, c in pairset.val_mentions],
+                     True)]
     saved = []
     for name, all_queries, all_gold, all_names in wanted_tasks:
         if not all_queries:
