@@ -325,6 +325,9 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
               "(and the same again for test)")
 @click.option("--mention-holdout", default=0.1, show_default=True,
               help="fraction of distinct --corpus mention texts held out (never trained on) to validate on")
+@click.option("--soup-margin", default=1.0, show_default=True,
+              help="phase 3 keeps a weight average only if its validation gain over the last model reaches this "
+                   "many paired standard errors (0: the best validation score wins)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", type=int, help="torch CPU threads")
 @click.option("--device", help="cpu, cuda, cuda:1… (default: cuda when present)")
@@ -332,7 +335,7 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
                   corpora: tuple[Path, ...], mention_types: tuple[str, ...], kinds: str, phases: str, steps: int | None,
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
                   epochs: int, hard_negatives: bool, mention_repeat: int, mention_negatives: int, max_length: int,
-                  checkpoint_every: int, holdout: float, mention_holdout: float, seed: int,
+                  checkpoint_every: int, holdout: float, mention_holdout: float, soup_margin: float, seed: int,
                   threads: int | None, device: str | None) -> None:
     """Adapt an embedding model to ONTOLOGIES (BioLORD recipe); OUT is a model folder for `linker build --model`.
 
@@ -348,7 +351,8 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         phases=tuple(p.strip() for p in phases.split(",") if p.strip()), batch_size=batch_size, max_length=max_length,
         epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat,
         mention_negatives=mention_negatives, mention_val_fraction=mention_holdout, lr=lr, steps=steps, pairs=max_pairs,
-        minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, threads=threads, device=device)
+        minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, soup_margin=soup_margin,
+        threads=threads, device=device)
     click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config)))
 
 

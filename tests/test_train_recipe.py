@@ -52,6 +52,27 @@ def test_all_phases_run_and_log(trained: Path) -> None:
     assert held and set(held.values()) <= {"val", "test"}
 
 
+def test_phase_3_keeps_an_average_only_beyond_the_margin(trained: Path) -> None:
+    soup = json.loads((trained / "training.json").read_text())["phases"]["soup"]
+    last, *others = soup["candidates"]
+    assert last["candidate"] == "last" and "z" not in last and all("z" in c and "gain" in c for c in others)
+    chosen = next(c for c in soup["candidates"] if c["candidate"] == soup["chosen"])
+    assert chosen is last or chosen["z"] >= soup["soup_margin"] == 1.0
+
+
+def test_pick_candidate_needs_the_margin_and_then_the_best_score() -> None:
+    from linker.train.recipe import pick_candidate
+
+    def entry(name: str, acc: float, z: float | None = None) -> dict:
+        return {"candidate": name, "validation": {"acc@1": acc}, **({} if z is None else {"z": z})}
+
+    entries = [entry("last", 0.60), entry("noisy", 0.64, 0.8), entry("clear", 0.62, 1.5), entry("clearer", 0.63, 2.5)]
+    assert pick_candidate(entries, 1.0) == "clearer"
+    assert pick_candidate(entries, 3.0) == "last"
+    assert pick_candidate(entries, 0.0) == "noisy"  # margin 0: the best validation score wins
+    assert pick_candidate([entry("last", 0.6), entry("same", 0.6, 0.0)], 0.0) == "last"  # ties keep the earlier
+
+
 def test_batch_plan_and_validation_task_are_kept_for_a_resumed_run(trained: Path) -> None:
     plan = json.loads((trained / "checkpoints" / "contrastive" / "batches.json").read_text())
     card = json.loads((trained / "training.json").read_text())
@@ -209,6 +230,36 @@ def test_state_average_is_a_weighted_mean() -> None:
     assert torch.equal(state_average([a, b])["w"], torch.tensor([2.0, 4.0]))
     assert torch.equal(state_average([a, b], [0.75, 0.25])["w"], torch.tensor([1.5, 3.5]))
     assert torch.equal(state_average([a, b])["n"], torch.tensor([5]))
+
+
+class _CountingEncoder:
+    """Embeds a text as a one-hot of its first letter and counts the texts it was asked to embed."""
+
+    def __init__(self) -> None:
+        self.embedded: list[str] = []
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.embedded.extend(texts)
+        return np.array([[float(ord(t[0]) == c) for c in range(128)] for t in texts], dtype=np.float32)
+
+
+def test_base_names_take_preferred_rows_from_the_all_names_embedding() -> None:
+    from linker.train.pairs import OntologyConcept
+    from linker.train.recipe import BaseNames
+
+    concepts = {"C1": OntologyConcept("C1", "alpha", synonyms={"EXACT": ["apex", "arc"]}),
+                "C2": OntologyConcept("C2", "beta"),
+                "C3": OntologyConcept("C3", "gamma", synonyms={"EXACT": ["gem"], "RELATED": ["giant"]})}
+    shared = _CountingEncoder()
+    names = BaseNames(concepts, ("EXACT",), shared, all_names_needed=True)  # type: ignore[arg-type]
+    texts, ids, vectors = names(False)
+    assert (texts, ids) == (["alpha", "beta", "gamma"], ["C1", "C2", "C3"])
+    assert sorted(shared.embedded) == sorted(["alpha", "apex", "arc", "beta", "gamma", "gem"])  # each name once
+    assert names(True)[0] == ["alpha", "apex", "arc", "beta", "gamma", "gem"]
+    assert len(shared.embedded) == 6  # cached
+    alone = _CountingEncoder()
+    assert np.array_equal(BaseNames(concepts, ("EXACT",), alone, all_names_needed=False)(False)[2], vectors)
+    assert alone.embedded == ["alpha", "beta", "gamma"]  # without a corpus only the preferred names are embedded
 
 
 def test_cli_train_verb(tiny_model: Path, tmp_path: Path) -> None:

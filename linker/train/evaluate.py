@@ -80,6 +80,24 @@ def evaluate(encoder: Encoder, task: RankingTask, ks: Sequence[int] = (1, 10), b
     return {**{f"acc@{k}": round(hits[k] / n, 4) for k in ks}, "queries": n}
 
 
+def right_at_1(record: Sequence[dict]) -> list[bool]:
+    """Per query of an :func:`evaluate` *record*: is a gold concept ranked first?"""
+    return [bool(set(r["gold"]) & set(r["ranked"][:1])) for r in record]
+
+
+def paired_gain(candidate: Sequence[float], reference: Sequence[float]) -> tuple[float, float]:
+    """``(gain, z)`` of *candidate* over *reference*: per-query scores of the same queries (a query's weight
+    when right, 0 when wrong). ``gain = Σ(c − r)``; ``z = gain / √Σ(c − r)²`` is the sign-test (McNemar)
+    statistic: only the queries the two disagree on count, so z ≥ 1 means the gain exceeds one standard
+    error of a zero-mean difference. ``z = 0`` when the two agree on every query."""
+    if len(candidate) != len(reference):
+        raise ValueError(f"paired scores need the same queries ({len(candidate)} vs {len(reference)})")
+    diff = np.asarray(candidate, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
+    spread = float(np.sqrt(np.sum(diff ** 2)))
+    gain = float(diff.sum())
+    return gain, (gain / spread if spread else 0.0)
+
+
 def synonym_task(concepts: dict, split: dict[str, str], part: str, *, scopes: Sequence[str] = ("EXACT",),
                  pool: int | None = None, seed: int = 0, name: str = "synonym") -> RankingTask:
     """Synonyms of the *part* (val/test) concepts as queries against preferred names.

@@ -17,12 +17,11 @@ from its last checkpoint, with the same batches in the same order.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from linker.errors import LinkerError
 from linker.normalize import normalize
 from linker.sources import Source
 from linker.train.batching import plan_batches, plan_grouped_batches
-from linker.train.evaluate import RankingTask, evaluate, synonym_task
+from linker.train.evaluate import RankingTask, evaluate, paired_gain, right_at_1, synonym_task
 from linker.train.loop import Budget, PhaseConfig, checkpoints, run_phase
 from linker.train.mining import cluster_rank, dictionary_negatives, nearest
 from linker.train.model import LiveEncoder, embed, load_base, save_sentence_transformer, state_average
@@ -93,6 +92,9 @@ class TrainConfig:
     #: each validation query also ranks against the concepts of its *val_neighbours* nearest names (base model)
     val_neighbours: int = 10
     interpolations: tuple[float, ...] = (0.75, 0.5)
+    #: phase 3 replaces the last model by an average only when the average's validation gain is at least
+    #: this many paired standard errors (see :func:`~linker.train.evaluate.paired_gain`); 0: the best score wins
+    soup_margin: float = 1.0
     amp: str = "auto"
     device: str | None = None
     threads: int | None = None
@@ -106,10 +108,36 @@ def _device(config: TrainConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-#: the base model's embedding of the concepts' names, computed once per argument on first use:
-#: ``base_names(all_names)`` → ``(texts, concept ids, vectors)``, one row per preferred name, or with
-#: *all_names* one per name of the configured scopes (as a linker index holds them)
-BaseNames = Callable[[bool], tuple[list[str], list[str], np.ndarray]]
+class BaseNames:
+    """The base model's embedding of the concepts' names, computed once per kind on first use.
+
+    ``base_names(all_names)`` → ``(texts, concept ids, vectors)``: one row per preferred name, or with
+    *all_names* one per name of *scopes* (as a linker index holds them). With *all_names_needed* (a corpus's
+    mentions are mined and validated against every name), the preferred-name rows are taken from the
+    all-names embedding instead of embedding those names a second time.
+    """
+
+    def __init__(self, concepts: dict[str, Any], scopes: Sequence[str], encoder: LiveEncoder,
+                 all_names_needed: bool) -> None:
+        self.concepts, self.scopes, self.encoder = concepts, scopes, encoder
+        self.all_names_needed = all_names_needed
+        self._cache: dict[bool, tuple[list[str], list[str], np.ndarray]] = {}
+
+    def __call__(self, all_names: bool = False) -> tuple[list[str], list[str], np.ndarray]:
+        if all_names not in self._cache:
+            self._cache[all_names] = self._compute(all_names)
+        return self._cache[all_names]
+
+    def _compute(self, all_names: bool) -> tuple[list[str], list[str], np.ndarray]:
+        if not all_names and self.all_names_needed:
+            texts, ids, vectors = self(True)
+            # each concept's rows are consecutive and its preferred name comes first (OntologyConcept.names)
+            first = [i for i, cid in enumerate(ids) if i == 0 or ids[i - 1] != cid]
+            return [texts[i] for i in first], [ids[i] for i in first], vectors[first]
+        rows = [(text, cid) for cid, c in self.concepts.items()
+                for text in (c.names(self.scopes) if all_names else [c.name])]
+        log.info("embedding %d names of %d concepts with the base model", len(rows), len(self.concepts))
+        return [t for t, _ in rows], [c for _, c in rows], self.encoder.encode([t for t, _ in rows])
 
 
 def _validation_tasks(pairset: PairSet, config: TrainConfig, base: LiveEncoder, base_names: BaseNames,
@@ -215,18 +243,21 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     max_length = config.max_length
     encoder = LiveEncoder(net, tokenizer, max_length, device)
 
-    @functools.cache
-    def base_names(all_names: bool = False) -> tuple[list[str], list[str], np.ndarray]:
-        # used before any trained weights are loaded into *net*
-        rows = [(text, cid) for cid, c in pairset.concepts.items()
-                for text in (c.names(config.scopes) if all_names else [c.name])]
-        log.info("embedding %d names of %d concepts with the base model", len(rows), len(pairset.concepts))
-        return [t for t, _ in rows], [c for _, c in rows], encoder.encode([t for t, _ in rows])
-
+    # the base model's name embeddings; used before any trained weights are loaded into *net*
+    base_names = BaseNames(pairset.concepts, config.scopes, encoder,
+                           all_names_needed=bool(pairset.val_mentions)
+                           or any(p.kind == "mention" for p in pairset.pairs))
     tasks = _validation_tasks(pairset, config, encoder, base_names, out / "validation.json")
 
-    def validate() -> dict[str, Any]:
-        return validation_score({task.name: evaluate(encoder, task) for task in tasks})
+    def validate(hits: list[float] | None = None) -> dict[str, Any]:
+        """The validation scores; with *hits*, each query's share of the mean acc@1 (0 when wrong) is appended."""
+        scores = {}
+        for task in tasks:
+            record: list[dict] | None = [] if hits is not None else None
+            scores[task.name] = evaluate(encoder, task, record=record)
+            if hits is not None and record:
+                hits.extend(right / (len(tasks) * len(record)) for right in right_at_1(record))
+        return validation_score(scores)
 
     log_path = out / "train_log.jsonl"
     if "base_validation" not in card:
@@ -459,10 +490,16 @@ def soup_phase(net: Any, base_state: dict[str, torch.Tensor], out: Path, config:
                log_path: Path) -> dict[str, Any]:
     """Weight averaging over the saved checkpoints of phases 1 and 2, chosen on the validation split.
 
-    Candidates: the last model (no averaging), the uniform soup of all checkpoints, the greedy soup
-    (checkpoints by validation acc@1, each kept only if the average does not get worse), and the greedy
-    soup interpolated with the base model (``a * soup + (1 - a) * base`` for each *interpolations* a).
-    The best validation acc@1 wins (ties: the earlier candidate). *net* ends holding the winner.
+    Candidates: the last model (no averaging), the best checkpoint alone, the uniform soup of all
+    checkpoints, the greedy soup (checkpoints by their training-time validation, each kept only if the
+    average does not get worse), and the greedy soup interpolated with the base model
+    (``a * soup + (1 - a) * base`` for each *interpolations* a).
+
+    A candidate replaces the last model only when its paired validation gain over it reaches
+    *soup_margin* standard errors (:func:`~linker.train.evaluate.paired_gain`); among those, the best
+    validation acc@1 wins (ties: the earlier candidate). Validation sets of a few hundred queries
+    cannot tell a 1-point difference from noise, and picking the best of ten noisy candidates
+    otherwise favours averages that test worse. *net* ends holding the winner.
     """
     scores: dict[Path, float] = {}
     for phase in ("contrastive", "distill"):
@@ -477,40 +514,65 @@ def soup_phase(net: Any, base_state: dict[str, torch.Tensor], out: Path, config:
         for path in checkpoints(folder):
             scores[path] = by_step.get(int(path.stem.split("-")[1]), 0.0)
     results: list[dict[str, Any]] = []
+    reference: list[float] = []  # the last model's per-query hits
 
-    def score(name: str, state: dict[str, torch.Tensor]) -> float:
-        net.load_state_dict(state)
-        value = validate()
-        results.append({"candidate": name, "validation": value})
+    def log_entry(entry: dict[str, Any]) -> None:
+        results.append(entry)
         with open(log_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"phase": "soup", "candidate": name, "validation": value}) + "\n")
-        log.info("soup candidate %s: %s", name, value)
-        return float(value.get("acc@1", 0.0))
+            handle.write(json.dumps({"phase": "soup", **entry}) + "\n")
+        log.info("soup candidate %s", entry)
+
+    def score(name: str, state: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Validate *state*: its log entry, with its paired gain over the last model (z in standard errors)."""
+        net.load_state_dict(state)
+        hits: list[float] = []
+        entry: dict[str, Any] = {"candidate": name, "validation": validate(hits)}
+        if reference:
+            gain, z = paired_gain(hits, reference)
+            entry.update(gain=round(gain, 4), z=round(z, 2))
+        else:
+            reference.extend(hits)
+        log_entry(entry)
+        return entry
 
     last_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-    candidates: list[tuple[str, float, dict[str, torch.Tensor]]] = [("last", score("last", last_state), last_state)]
+    candidates: list[tuple[dict[str, Any], dict[str, torch.Tensor]]] = [(score("last", last_state), last_state)]
     ranked = sorted(scores, key=lambda p: -scores[p])
+    greedy_state = last_state
     if len(ranked) >= 2:
         loaded = {p: torch.load(p, map_location="cpu", weights_only=True) for p in ranked}
         uniform = state_average(list(loaded.values()))
-        candidates.append(("uniform_soup", score("uniform_soup", uniform), uniform))
-        greedy = [ranked[0]]
-        best = scores[ranked[0]]
+        candidates.append((score("uniform_soup", uniform), uniform))
+        greedy, greedy_state = [ranked[0]], loaded[ranked[0]]
+        greedy_entry = score(f"best_checkpoint:{ranked[0].parent.name}/{ranked[0].stem}", greedy_state)
+        candidates.append((greedy_entry, greedy_state))
         for path in ranked[1:]:
             trial = state_average([loaded[p] for p in greedy + [path]])
-            value = score(f"greedy_trial+{path.parent.name}/{path.stem}", trial)
-            if value >= best:
+            trial_entry = score(f"greedy_trial+{path.parent.name}/{path.stem}", trial)
+            if trial_entry["validation"].get("acc@1", 0.0) >= greedy_entry["validation"].get("acc@1", 0.0):
                 greedy.append(path)
-                best = value
-        greedy_state = state_average([loaded[p] for p in greedy])
-        candidates.append(("greedy_soup", best, greedy_state))
+                greedy_state, greedy_entry = trial, trial_entry
+        if len(greedy) > 1:  # the last accepted trial, logged again under its own name
+            entry = {**greedy_entry, "candidate": "greedy_soup",
+                     "members": [f"{p.parent.name}/{p.stem}" for p in greedy]}
+            log_entry(entry)
+            candidates.append((entry, greedy_state))
         del loaded
-    else:
-        greedy_state = last_state
     for alpha in config.interpolations:
         mixed = state_average([greedy_state, base_state], [alpha, 1 - alpha])
-        candidates.append((f"interpolate_{alpha}", score(f"interpolate_{alpha}", mixed), mixed))
-    name, value, state = max(candidates, key=lambda c: c[1])  # max keeps the first of equal scores
+        candidates.append((score(f"interpolate_{alpha}", mixed), mixed))
+    chosen = pick_candidate([entry for entry, _ in candidates], config.soup_margin)
+    entry, state = next(c for c in candidates if c[0]["candidate"] == chosen)
     net.load_state_dict(state)
-    log.info("phase 3 keeps %s (validation acc@1 %.4f)", name, value)
-    return {"chosen": name, "validation_acc@1": value, "candidates": results}
+    value = entry["validation"].get("acc@1", 0.0)
+    log.info("phase 3 keeps %s (validation acc@1 %.4f; margin %.1f standard errors over the last model)",
+             chosen, value, config.soup_margin)
+    return {"chosen": chosen, "validation_acc@1": value, "soup_margin": config.soup_margin, "candidates": results}
+
+
+def pick_candidate(entries: Sequence[dict[str, Any]], margin: float) -> str:
+    """The phase-3 choice among candidate *entries* (the first is the last model, the others carry ``z``, their
+    paired gain over it in standard errors): the best validation acc@1 among the last model and the
+    candidates with ``z >= margin``; the earlier entry wins a tie."""
+    eligible = [e for i, e in enumerate(entries) if i == 0 or e.get("z", 0.0) >= margin]
+    return max(eligible, key=lambda e: e["validation"].get("acc@1", 0.0))["candidate"]
