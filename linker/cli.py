@@ -314,8 +314,11 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--epochs", default=1, show_default=True, help="passes over the pairs planned for phase 1")
 @click.option("--hard-negatives/--random-batches", default=True, show_default=True,
               help="fill each batch with neighbouring concepts (mined with the base model) or with random ones")
-@click.option("--mention-repeat", default=1, show_default=True,
-              help="times each --corpus (mention, name) pair is planned per epoch")
+@click.option("--mention-repeat", type=int,
+              help="times each --corpus (mention, name) pair is planned per epoch (default: from --mention-share)")
+@click.option("--mention-share", default=0.3, show_default=True,
+              help="without --mention-repeat, plan each mention pair as often as makes mention pairs this share "
+                   "of an epoch")
 @click.option("--mention-negatives", default=2, show_default=True,
               help="dictionary names of other concepts, nearest to each --corpus mention under the base model, "
                    "added as its negatives (0: in-batch negatives only)")
@@ -334,7 +337,8 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str | None, fmt: str | None,
                   corpora: tuple[Path, ...], mention_types: tuple[str, ...], kinds: str, phases: str, steps: int | None,
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
-                  epochs: int, hard_negatives: bool, mention_repeat: int, mention_negatives: int, max_length: int,
+                  epochs: int, hard_negatives: bool, mention_repeat: int | None, mention_share: float,
+                  mention_negatives: int, max_length: int,
                   checkpoint_every: int, holdout: float, mention_holdout: float, soup_margin: float, seed: int,
                   threads: int | None, device: str | None) -> None:
     """Adapt an embedding model to ONTOLOGIES (BioLORD recipe); OUT is a model folder for `linker build --model`.
@@ -349,7 +353,7 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         corpora=tuple(str(c) for c in corpora), mention_types=tuple(mention_types) or None,
         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
         phases=tuple(p.strip() for p in phases.split(",") if p.strip()), batch_size=batch_size, max_length=max_length,
-        epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat,
+        epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat, mention_share=mention_share,
         mention_negatives=mention_negatives, mention_val_fraction=mention_holdout, lr=lr, steps=steps, pairs=max_pairs,
         minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, soup_margin=soup_margin,
         threads=threads, device=device)

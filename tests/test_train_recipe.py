@@ -60,6 +60,19 @@ def test_phase_3_keeps_an_average_only_beyond_the_margin(trained: Path) -> None:
     assert chosen is last or chosen["z"] >= soup["soup_margin"] == 1.0
 
 
+def test_mention_repeat_is_given_or_derived_from_the_mention_share(tiny_model: Path) -> None:
+    from linker.train.pairs import Pair
+    from linker.train.recipe import mention_repeat
+
+    pairs = [Pair(f"C{i}", f"a{i}", f"b{i}", "synonym") for i in range(70)] + [Pair("C0", "m", "a0", "mention")] * 3
+    assert mention_repeat(_config(tiny_model), pairs) == 10  # 0.3 * 70 / (0.7 * 3)
+    assert mention_repeat(_config(tiny_model, mention_share=0.0), pairs) == 1
+    assert mention_repeat(_config(tiny_model, mention_repeat=4), pairs) == 4
+    assert mention_repeat(_config(tiny_model), pairs[:70]) == 1  # no corpus
+    with pytest.raises(LinkerError, match="mention share 1.0"):
+        mention_repeat(_config(tiny_model, mention_share=1.0), pairs)
+
+
 def test_pick_candidate_needs_the_margin_and_then_the_best_score() -> None:
     from linker.train.recipe import pick_candidate
 

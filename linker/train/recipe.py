@@ -65,8 +65,10 @@ class TrainConfig:
     epochs: int = 1
     #: batches of neighbouring concepts (hard in-batch negatives mined with the base model) instead of random ones
     hard_negatives: bool = True
-    #: times each (mention, name) pair of a corpus is planned per epoch (corpus pairs are few next to ontology pairs)
-    mention_repeat: int = 1
+    #: times each (mention, name) pair of a corpus is planned per epoch; None: as many as make the mention pairs
+    #: about *mention_share* of the plan (a corpus gives ~1.5k pairs next to tens of thousands from an ontology)
+    mention_repeat: int | None = None
+    mention_share: float = 0.3
     #: names of other concepts mined per (mention, name) pair as extra negatives: the base model's nearest
     #: dictionary names to the mention (0 = in-batch negatives only)
     mention_negatives: int = 2
@@ -334,7 +336,8 @@ def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainC
     :func:`_mention_negatives`); a negative that is a name of another pair's concept in the batch is
     masked for that pair's anchor.
     """
-    pairs = pairset.pairs + [p for p in pairset.pairs if p.kind == "mention"] * max(0, config.mention_repeat - 1)
+    repeat = mention_repeat(config, pairset.pairs)
+    pairs = pairset.pairs + [p for p in pairset.pairs if p.kind == "mention"] * (repeat - 1)
     folder = out / "checkpoints" / "contrastive"
     batches = _contrastive_plan(pairs, config, base_names, folder / "batches.json")
     negatives = _mention_negatives(pairset, config, base, base_names, folder / "negatives.json")
@@ -360,6 +363,22 @@ def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainC
                         progress_bar=config.progress)
     return run_phase(net, batches, loss_fn, config=phase, folder=folder, log_path=out / "train_log.jsonl",
                      device=device, validate=validate)
+
+
+def mention_repeat(config: TrainConfig, pairs: Sequence[Pair]) -> int:
+    """Times each mention pair is planned per epoch: *mention_repeat* when given, otherwise the number of copies
+    that makes mention pairs about *mention_share* of the plan (at least 1)."""
+    if config.mention_repeat is not None:
+        return max(1, config.mention_repeat)
+    share = config.mention_share
+    if not 0 <= share < 1:
+        raise LinkerError(f"mention share {share} is out of range; give a fraction from 0 (no extra copies) to below 1")
+    mentions = sum(p.kind == "mention" for p in pairs)
+    if not mentions or not share:
+        return 1
+    repeat = max(1, round(share * (len(pairs) - mentions) / ((1 - share) * mentions)))
+    log.info("each of %d mention pairs is planned %d times per epoch (mention share %.2f)", mentions, repeat, share)
+    return repeat
 
 
 def _contrastive_plan(pairs: list[Pair], config: TrainConfig, base_names: BaseNames, path: Path) -> list[list[int]]:
