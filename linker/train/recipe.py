@@ -546,11 +546,11 @@ def soup_phase(net: Any, base_state: dict[str, torch.Tensor], out: Path, config:
         net.load_state_dict(state)
         hits: list[float] = []
         entry: dict[str, Any] = {"candidate": name, "validation": validate(hits)}
-        if reference:
+        if not results:  # the last model is scored first: the reference of the paired gains
+            reference.extend(hits)
+        else:
             gain, z = paired_gain(hits, reference)
             entry.update(gain=round(gain, 4), z=round(z, 2))
-        else:
-            reference.extend(hits)
         log_entry(entry)
         return entry
 
