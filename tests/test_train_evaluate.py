@@ -32,7 +32,8 @@ def test_lengths_must_agree() -> None:
 
 
 def test_right_at_1_reads_the_first_ranked_concept() -> None:
-    record = [{"gold": ["S"], "ranked": ["S", "F"]}, {"gold": ["S"], "ranked": ["F", "S"]}, {"gold": ["A"], "ranked": []}]
+    record = [{"gold": ["S"], "ranked": ["S", "F"]}, {"gold": ["S"], "ranked": ["F", "S"]},
+              {"gold": ["A"], "ranked": []}]
     assert right_at_1(record) == [True, False, False]
 
 

@@ -73,6 +73,12 @@ def test_mention_repeat_is_given_or_derived_from_the_mention_share(tiny_model: P
         mention_repeat(_config(tiny_model, mention_share=1.0), pairs)
 
 
+def test_a_bad_mention_share_fails_before_the_base_model_is_used(tiny_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(LinkerError, match="mention share -0.5"):
+        train([Source.open(DATA / "mini.obo")], tmp_path / "m", _config(tiny_model, mention_share=-0.5))
+    assert not (tmp_path / "m" / "validation.json").exists()
+
+
 def test_pick_candidate_needs_the_margin_and_then_the_best_score() -> None:
     from linker.train.recipe import pick_candidate
 

@@ -235,6 +235,8 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
         raise LinkerError(f"only {len(pairset.pairs)} training pair(s) from {', '.join(str(s.path) for s in sources)}; "
                           "an ontology needs synonyms, definitions or parents to train on")
     card["pairs"] = pairset.counts
+    repeat = mention_repeat(config, pairset.pairs)  # before the slow set-up, so a bad share fails at once
+    card["mention_repeat"] = repeat
     (out / "heldout.tsv").write_text("".join(f"{cid}\t{part}\n" for cid, part in sorted(pairset.split.items())
                                              if part != "train"))
     _write_json(card_path, card)
@@ -246,9 +248,9 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     encoder = LiveEncoder(net, tokenizer, max_length, device)
 
     # the base model's name embeddings; used before any trained weights are loaded into *net*
+    mines = config.mention_negatives > 0 and any(p.kind == "mention" for p in pairset.pairs)
     base_names = BaseNames(pairset.concepts, config.scopes, encoder,
-                           all_names_needed=bool(pairset.val_mentions)
-                           or any(p.kind == "mention" for p in pairset.pairs))
+                           all_names_needed=mines or bool(pairset.val_mentions and config.val_neighbours))
     tasks = _validation_tasks(pairset, config, encoder, base_names, out / "validation.json")
 
     def validate(hits: list[float] | None = None) -> dict[str, Any]:
@@ -277,7 +279,8 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
             net.load_state_dict(_load_weights(folder, net))
         else:
             summary = contrastive_phase(net, tokenizer, pairset, config, out, device, max_length, validate, base_names,
-                                        encoder, minutes=config.minutes * (1 - share) if config.minutes else None)
+                                        encoder, repeat,
+                                        minutes=config.minutes * (1 - share) if config.minutes else None)
             save_sentence_transformer(net, tokenizer, folder, max_length=max_length)
             card["phases"]["contrastive"] = _summary(summary)
             _write_json(card_path, card)
@@ -328,15 +331,14 @@ def _load_weights(folder: Path, net: Any) -> dict[str, torch.Tensor]:
 
 # -- phase 1 --------------------------------------------------------------------------------------------------
 def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainConfig, out: Path, device: str,
-                      max_length: int, validate: Any, base_names: BaseNames, base: LiveEncoder,
+                      max_length: int, validate: Any, base_names: BaseNames, base: LiveEncoder, repeat: int,
                       minutes: float | None) -> dict[str, Any]:
     """Symmetric InfoNCE (multiple-negatives ranking both ways) over (anchor, positive) pairs, in-batch negatives.
 
     A mention pair's anchor is also ranked against its mined dictionary negatives (see
     :func:`_mention_negatives`); a negative that is a name of another pair's concept in the batch is
-    masked for that pair's anchor.
+    masked for that pair's anchor. Each mention pair is planned *repeat* times per epoch (:func:`mention_repeat`).
     """
-    repeat = mention_repeat(config, pairset.pairs)
     pairs = pairset.pairs + [p for p in pairset.pairs if p.kind == "mention"] * (repeat - 1)
     folder = out / "checkpoints" / "contrastive"
     batches = _contrastive_plan(pairs, config, base_names, folder / "batches.json")
