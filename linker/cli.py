@@ -334,13 +334,16 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", type=int, help="torch CPU threads")
 @click.option("--device", help="cpu, cuda, cuda:1… (default: cuda when present)")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
+              help="mixed precision; auto: bf16/fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16, AMX), "
+                   "else off")
 def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str | None, fmt: str | None,
                   corpora: tuple[Path, ...], mention_types: tuple[str, ...], kinds: str, phases: str, steps: int | None,
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
                   epochs: int, hard_negatives: bool, mention_repeat: int | None, mention_share: float,
                   mention_negatives: int, max_length: int,
                   checkpoint_every: int, holdout: float, mention_holdout: float, soup_margin: float, seed: int,
-                  threads: int | None, device: str | None) -> None:
+                  threads: int | None, device: str | None, amp: str) -> None:
     """Adapt an embedding model to ONTOLOGIES (BioLORD recipe); OUT is a model folder for `linker build --model`.
 
     Run the same command again to resume an interrupted run.
@@ -356,7 +359,7 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat, mention_share=mention_share,
         mention_negatives=mention_negatives, mention_val_fraction=mention_holdout, lr=lr, steps=steps, pairs=max_pairs,
         minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, soup_margin=soup_margin,
-        threads=threads, device=device)
+        threads=threads, device=device, amp=amp)
     click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config)))
 
 

@@ -291,3 +291,37 @@ def test_cli_train_verb(tiny_model: Path, tmp_path: Path) -> None:
                                       "--batch-size", "4", "--holdout", "0.2"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m" / "modules.json").exists() and (tmp_path / "m" / "phase1").is_dir()
+
+
+def test_auto_precision_is_bf16_only_on_cuda_or_a_cpu_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    from linker.train import loop
+
+    monkeypatch.setattr(loop, "native_bf16_cpu", lambda: True)
+    assert loop.resolve_amp("cpu", "auto") == "bf16"
+    monkeypatch.setattr(loop, "native_bf16_cpu", lambda: False)
+    assert loop.resolve_amp("cpu", "auto") == "off"
+    assert loop.resolve_amp("cpu", "bf16") == "bf16" and loop.resolve_amp("cuda", "off") == "off"
+    with pytest.raises(ValueError, match="'half'"):
+        loop.resolve_amp("cpu", "half")
+
+
+def test_similarities_stay_float32_under_autocast() -> None:
+    from linker.train.model import similarities
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(8, 64, generator=generator), dim=1)
+    b = torch.nn.functional.normalize(torch.randn(8, 64, generator=generator), dim=1)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        plain = a @ b.T
+        scores = similarities(a, b, 20.0)
+    assert plain.dtype == torch.bfloat16  # what the loss would get without the guard
+    assert scores.dtype == torch.float32
+    assert torch.allclose(scores, 20.0 * (a @ b.T), atol=1e-5)
+
+
+def test_phase_summary_records_the_precision_used(trained: Path) -> None:
+    from linker.train.loop import resolve_amp
+
+    card = json.loads((trained / "training.json").read_text())
+    assert card["phases"]["contrastive"]["amp"] == resolve_amp("cpu", "auto")
+    assert card["phases"]["distill"]["amp"] == resolve_amp("cpu", "auto")

@@ -48,10 +48,17 @@ def embed(net: Any, tokenizer: Any, texts: Sequence[str], max_length: int, devic
     """Mean-pooled, L2-normalised embeddings with gradients (the same pooling as :class:`linker.encoder.TransformerEncoder`)."""
     tokens = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     tokens = {key: value.to(device) for key, value in tokens.items()}
-    hidden = net(**tokens).last_hidden_state
+    hidden = net(**tokens).last_hidden_state.float()  # pool in float32 under autocast too
     mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
+def similarities(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale * a @ b.T`` in float32 even under autocast: a bf16 product of unit vectors is off by up to about
+    0.004, which a scale of 20 turns into logit noise of the size of the margins being learnt."""
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        return scale * (a.float() @ b.float().T)
 
 
 class LiveEncoder:

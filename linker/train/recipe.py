@@ -36,7 +36,7 @@ from linker.train.batching import plan_batches, plan_grouped_batches
 from linker.train.evaluate import RankingTask, evaluate, paired_gain, right_at_1, synonym_task
 from linker.train.loop import Budget, PhaseConfig, checkpoints, run_phase
 from linker.train.mining import cluster_rank, dictionary_negatives, nearest
-from linker.train.model import LiveEncoder, embed, load_base, save_sentence_transformer, state_average
+from linker.train.model import LiveEncoder, embed, load_base, save_sentence_transformer, similarities, state_average
 from linker.train.pairs import DEFAULT_SCOPES, KINDS, Pair, PairSet, build_pairs
 
 log = logging.getLogger(__name__)
@@ -320,7 +320,7 @@ def _write_json(path: Path, value: Any, indent: int | None = 2) -> None:
 
 def _summary(state: dict[str, Any]) -> dict[str, Any]:
     return {"steps": state["step"], "items": state["items"], "seconds": round(state["seconds"], 1),
-            "validations": state["validations"]}
+            "amp": state.get("amp"), "validations": state["validations"]}
 
 
 def _load_weights(folder: Path, net: Any) -> dict[str, torch.Tensor]:
@@ -348,12 +348,13 @@ def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainC
     def loss_fn(batch: list[int]) -> torch.Tensor:
         anchors = embed(net, tokenizer, [pairs[i].anchor for i in batch], max_length, device)
         positives = embed(net, tokenizer, [pairs[i].positive for i in batch], max_length, device)
-        logits = config.scale * anchors @ positives.T
+        logits = similarities(anchors, positives, config.scale)
         labels = labels_cache.setdefault(len(batch), torch.arange(len(batch), device=device))
         forward = logits
         extra = [neg for i in batch for neg in negatives.get((pairs[i].anchor, pairs[i].concept_id), ())]
         if extra:
-            mined = config.scale * anchors @ embed(net, tokenizer, [t for t, _ in extra], max_length, device).T
+            mined = similarities(anchors, embed(net, tokenizer, [t for t, _ in extra], max_length, device),
+                                 config.scale)
             owner_of_row = [pairs[i].concept_id for i in batch]
             mask = torch.tensor([[owner == cid for _, owner in extra] for cid in owner_of_row], device=device)
             forward = torch.cat([logits, mined.masked_fill(mask, float("-inf"))], dim=1)
