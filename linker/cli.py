@@ -327,7 +327,8 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--holdout", default=0.05, show_default=True, help="fraction of concepts held out for validation "
               "(and the same again for test)")
 @click.option("--mention-holdout", default=0.1, show_default=True,
-              help="fraction of distinct --corpus mention texts held out (never trained on) to validate on")
+              help="fraction of the --corpus mention texts seen once that are held out (not trained on as "
+                   "mentions) to validate on")
 @click.option("--soup-margin", default=1.0, show_default=True,
               help="phase 3 keeps a weight average only if its validation gain over the last model reaches this "
                    "many paired standard errors (0: the best validation score wins)")
