@@ -335,6 +335,8 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--soup-margin", default=1.0, show_default=True,
               help="phase 3 keeps a weight average only if its validation gain over the last model reaches this "
                    "many paired standard errors (0: the best validation score wins)")
+@click.option("--interpolations", default="0.75,0.5", show_default=True,
+              help="phase-3 weights a of the candidates a * soup + (1 - a) * base, comma-separated ('' for none)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", type=int, help="torch CPU threads")
 @click.option("--device", help="cpu, cuda, cuda:1… (default: cuda when present)")
@@ -346,7 +348,8 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
                   epochs: int, hard_negatives: bool, mention_repeat: int | None, mention_share: float,
                   mention_negatives: int, max_length: int,
-                  checkpoint_every: int, holdout: float, mention_holdout: float, soup_margin: float, seed: int,
+                  checkpoint_every: int, holdout: float, mention_holdout: float, soup_margin: float,
+                  interpolations: str, seed: int,
                   threads: int | None, device: str | None, amp: str) -> None:
     """Adapt an embedding model to ONTOLOGIES (BioLORD recipe); OUT is a model folder for `linker build --model`.
 
@@ -363,8 +366,20 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat, mention_share=mention_share,
         mention_negatives=mention_negatives, mention_val_fraction=mention_holdout, lr=lr, steps=steps, pairs=max_pairs,
         minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, soup_margin=soup_margin,
-        threads=threads, device=device, amp=amp)
+        interpolations=_interpolation_weights(interpolations), threads=threads, device=device, amp=amp)
     click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config)))
+
+
+def _interpolation_weights(text: str) -> tuple[float, ...]:
+    try:
+        weights = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give weights between 0 and 1, comma-separated (e.g. 0.75,0.5)",
+                                 param_hint="--interpolations") from None
+    if any(not 0.0 < w < 1.0 for w in weights):
+        raise click.BadParameter(f"{text!r}: each weight must lie strictly between 0 and 1",
+                                 param_hint="--interpolations")
+    return weights
 
 
 def main() -> None:

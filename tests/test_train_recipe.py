@@ -291,6 +291,20 @@ def test_cli_train_verb(tiny_model: Path, tmp_path: Path) -> None:
                                       "--batch-size", "4", "--holdout", "0.2"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m" / "modules.json").exists() and (tmp_path / "m" / "phase1").is_dir()
+    settings = json.loads((tmp_path / "m" / "training.json").read_text())["settings"]
+    assert settings["interpolations"] == [0.75, 0.5]
+
+
+@pytest.mark.parametrize("weights", ["0.5,x", "1.0", "0"])
+def test_cli_train_refuses_bad_interpolation_weights(weights: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from linker.cli import cli
+
+    result = CliRunner().invoke(cli, ["-q", "train", str(DATA / "mini.obo"), "--out", str(tmp_path / "m"),
+                                      "--interpolations", weights])
+    assert result.exit_code == 2 and "--interpolations" in result.output and repr(weights) in result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_auto_precision_is_bf16_only_on_cuda_or_a_cpu_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
