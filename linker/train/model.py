@@ -61,6 +61,15 @@ def similarities(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor
         return scale * (a.float() @ b.float().T)
 
 
+def symmetric_infonce(logits: torch.Tensor, forward: torch.Tensor | None = None) -> torch.Tensor:
+    """Multiple-negatives ranking both ways: row i of *logits* (anchors × positives) should pick column i, and
+    so should column i. *forward*, if given, replaces *logits* for the anchor → positive direction (the same
+    columns first, then extra negatives)."""
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    return (torch.nn.functional.cross_entropy(logits if forward is None else forward, labels)
+            + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
+
+
 class LiveEncoder:
     """An :class:`~linker.encoder.Encoder` over a model being trained (validation without saving a folder)."""
 

@@ -36,7 +36,8 @@ from linker.train.batching import plan_batches, plan_grouped_batches
 from linker.train.evaluate import RankingTask, evaluate, paired_gain, right_at_1, synonym_task
 from linker.train.loop import Budget, PhaseConfig, checkpoints, run_phase
 from linker.train.mining import cluster_rank, dictionary_negatives, nearest
-from linker.train.model import LiveEncoder, embed, load_base, save_sentence_transformer, similarities, state_average
+from linker.train.model import (LiveEncoder, embed, load_base, save_sentence_transformer, similarities,
+                                state_average, symmetric_infonce)
 from linker.train.pairs import DEFAULT_SCOPES, KINDS, Pair, PairSet, build_pairs
 
 log = logging.getLogger(__name__)
@@ -343,13 +344,11 @@ def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainC
     folder = out / "checkpoints" / "contrastive"
     batches = _contrastive_plan(pairs, config, base_names, folder / "batches.json")
     negatives = _mention_negatives(pairset, config, base, base_names, folder / "negatives.json")
-    labels_cache: dict[int, torch.Tensor] = {}
 
     def loss_fn(batch: list[int]) -> torch.Tensor:
         anchors = embed(net, tokenizer, [pairs[i].anchor for i in batch], max_length, device)
         positives = embed(net, tokenizer, [pairs[i].positive for i in batch], max_length, device)
         logits = similarities(anchors, positives, config.scale)
-        labels = labels_cache.setdefault(len(batch), torch.arange(len(batch), device=device))
         forward = logits
         extra = [neg for i in batch for neg in negatives.get((pairs[i].anchor, pairs[i].concept_id), ())]
         if extra:
@@ -358,8 +357,7 @@ def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainC
             owner_of_row = [pairs[i].concept_id for i in batch]
             mask = torch.tensor([[owner == cid for _, owner in extra] for cid in owner_of_row], device=device)
             forward = torch.cat([logits, mined.masked_fill(mask, float("-inf"))], dim=1)
-        return (torch.nn.functional.cross_entropy(forward, labels)
-                + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
+        return symmetric_infonce(logits, forward)
 
     phase = PhaseConfig("contrastive", lr=config.lr, checkpoint_every=config.checkpoint_every, keep=config.keep,
                         amp=config.amp, budget=Budget(config.steps, config.pairs, minutes),
