@@ -300,7 +300,10 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="output folder (the trained model)")
 @click.option("--base-model", help="model folder or hub name to start from (default: the packaged all-MiniLM-L6-v2)")
 @click.option("--format", "fmt", type=click.Choice(["obo", "umls", "tsv", "jsonl", "ctd"]),
-              help="ontology format of every ONTOLOGY (default: from each name)")
+              help="ontology format of every ONTOLOGY and --extra-ontology (default: from each name)")
+@click.option("--extra-ontology", "extra_ontologies", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="ontology trained on whole, none of its concepts held out: extra synonyms and definitions "
+                   "(e.g. MEDIC beside HPO); texts of held-out ONTOLOGIES concepts stay out (repeatable)")
 @click.option("--corpus", "corpora", multiple=True, type=click.Path(path_type=Path, exists=True),
               help="annotated TRAIN mentions (*.mentions.jsonl) for (mention, name) pairs (repeatable)")
 @click.option("--mention-type", "mention_types", multiple=True, help="keep only corpus mentions of this type (repeatable)")
@@ -344,7 +347,7 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
               help="mixed precision; auto: bf16/fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16, AMX), "
                    "else off")
 def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str | None, fmt: str | None,
-                  corpora: tuple[Path, ...], mention_types: tuple[str, ...], kinds: str, phases: str, steps: int | None,
+                  extra_ontologies: tuple[Path, ...], corpora: tuple[Path, ...], mention_types: tuple[str, ...], kinds: str, phases: str, steps: int | None,
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
                   epochs: int, hard_negatives: bool, mention_repeat: int | None, mention_share: float,
                   mention_negatives: int, max_length: int,
@@ -367,7 +370,8 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         mention_negatives=mention_negatives, mention_val_fraction=mention_holdout, lr=lr, steps=steps, pairs=max_pairs,
         minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, soup_margin=soup_margin,
         interpolations=_interpolation_weights(interpolations), threads=threads, device=device, amp=amp)
-    click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config)))
+    click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config,
+                         extra_sources=[Source.open(path, fmt) for path in extra_ontologies])))
 
 
 def _interpolation_weights(text: str) -> tuple[float, ...]:

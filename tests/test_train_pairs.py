@@ -122,6 +122,24 @@ def test_held_out_concepts_never_reach_training_pairs() -> None:
             assert not set(parents) & held_names
 
 
+def test_extra_sources_are_trained_whole_but_keep_out_held_out_texts() -> None:
+    # a seed that holds out HPO "Colon cancer", which MEDIC's Colonic Neoplasms has as a synonym
+    seed = next(s for s in range(100) if split_of("HP:0003003", s, 0.25, 0.25) != "train")
+    pairset = build_pairs([Source.open(DATA / "mini.obo")], extra_sources=[Source.open(DATA / "mini_ctd.tsv", "ctd")],
+                          seed=seed, val_fraction=0.25, test_fraction=0.25)
+    medic = {cid for cid in pairset.concepts if cid.startswith("MESH:")}
+    assert medic and all(pairset.split[cid] == "train" for cid in medic)
+    assert pairset.counts["concepts_extra"] == len(medic)
+    assert any(p.concept_id.startswith("HP:") for p in pairset.pairs)
+    skin = {(p.anchor, p.positive) for p in pairset.pairs if p.concept_id == "MESH:D012878"}
+    assert ("Skin Neoplasms", "Skin Tumors") in skin
+    colon = {(p.anchor, p.positive) for p in pairset.pairs if p.concept_id == "MESH:D003110"}
+    assert ("Colonic Neoplasms", "Colonic Tumors") in colon
+    assert not any("colon cancer" in (normalize(a), normalize(b)) for a, b in colon)
+    alone = build_pairs([Source.open(DATA / "mini_ctd.tsv", "ctd")], val_fraction=0.0, test_fraction=0.0)
+    assert ("Colonic Neoplasms", "Colon Cancer") in {(p.anchor, p.positive) for p in alone.pairs}
+
+
 def test_describe() -> None:
     assert describe("X", ["Y", "Z"]) == "X: a kind of Y and of Z"
     assert describe("X", []) is None

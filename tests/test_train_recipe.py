@@ -295,6 +295,24 @@ def test_cli_train_verb(tiny_model: Path, tmp_path: Path) -> None:
     assert settings["interpolations"] == [0.75, 0.5]
 
 
+def test_cli_train_extra_ontology_is_recorded_and_held_out_nowhere(tiny_model: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from linker.cli import cli
+
+    medic = tmp_path / "CTD_diseases.tsv"  # the name tells the format, as for the real file
+    medic.write_bytes((DATA / "mini_ctd.tsv").read_bytes())
+    result = CliRunner().invoke(cli, ["-q", "train", str(DATA / "mini.obo"), "--extra-ontology", str(medic),
+                                      "--out", str(tmp_path / "m"), "--base-model", str(tiny_model),
+                                      "--phases", "contrastive", "--steps", "2", "--batch-size", "4", "--holdout", "0.2"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert [(s["path"], s["format"]) for s in card["settings"]["extra_sources"]] == [(str(medic), "ctd")]
+    assert card["pairs"]["concepts_extra"] == 4
+    held = (tmp_path / "m" / "heldout.tsv").read_text()
+    assert held.startswith("HP:") and "MESH:" not in held
+
+
 @pytest.mark.parametrize("weights", ["0.5,x", "1.0", "0"])
 def test_cli_train_refuses_bad_interpolation_weights(weights: str, tmp_path: Path) -> None:
     from click.testing import CliRunner

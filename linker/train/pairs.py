@@ -140,6 +140,7 @@ class PairSet:
 def build_pairs(
     sources: Sequence[Source],
     *,
+    extra_sources: Sequence[Source] = (),
     corpora: Sequence[str | Path] = (),
     mention_types: Iterable[str] | None = None,
     scopes: Sequence[str] = DEFAULT_SCOPES,
@@ -151,6 +152,10 @@ def build_pairs(
     mention_val_fraction: float = 0.1,
 ) -> PairSet:
     """De-duplicated training pairs of the train-split concepts of *sources* (and mentions of *corpora*).
+
+    *extra_sources* add knowledge only: all their concepts are train concepts (none is held out), though
+    pairs holding a text of a held-out concept of *sources* are still dropped. So HPO can be adapted with
+    MEDIC's disease synonyms beside it and still be tested on unseen HPO concepts.
 
     Per train concept: (name, synonym) for each synonym of *scopes*; (name, definition) and (first
     synonym, definition); (first synonym or name, "name: a kind of P1 and of P2") with up to *max_parents*
@@ -173,6 +178,15 @@ def build_pairs(
         raise LinkerError(f"unknown pair kind(s) {', '.join(sorted(unknown))}; use some of {', '.join(KINDS)}")
     concepts, alt = read_concepts(sources)
     split = {cid: split_of(cid, seed, val_fraction, test_fraction) for cid in concepts}
+    extra_ids = set()
+    if extra_sources:
+        extra, extra_alt = read_concepts(extra_sources)
+        extra_ids = set(extra) - set(concepts)
+        for cid in extra_ids:
+            concepts[cid] = extra[cid]
+            split[cid] = "train"
+        for key, cid in extra_alt.items():
+            alt.setdefault(key, cid)
     banned = {normalize(text) for cid, c in concepts.items() if split[cid] != "train" for text in c.names(scopes)}
     # every synonym scope of held-out concepts is banned, not only the scopes trained on
     banned |= {normalize(t) for cid, c in concepts.items() if split[cid] != "train"
@@ -232,7 +246,8 @@ def build_pairs(
     counts = {f"pairs_{kind}": sum(p.kind == kind for p in pairs) for kind in KINDS}
     counts.update(pairs=len(pairs), concepts=len(concepts), **{f"concepts_{s}": sum(v == s for v in split.values())
                                                                  for s in ("train", "val", "test")},
-                  **{f"dropped_{k}": v for k, v in dropped.items()}, mentions_val=len(val_mentions))
+                  concepts_extra=len(extra_ids), **{f"dropped_{k}": v for k, v in dropped.items()},
+                  mentions_val=len(val_mentions))
     log.info("pairs: %s", counts)
     return PairSet(pairs, concepts, split, counts, [(text, cid) for (_, cid), text in val_mentions.items()],
                    frozenset(banned))

@@ -202,8 +202,13 @@ def validation_score(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
     return {**mean, **scores}
 
 
-def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None = None) -> Path:
-    """Adapt ``config.base_model`` to the ontologies *sources*; returns *out*, a sentence-transformers folder."""
+def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None = None,
+          extra_sources: Sequence[Source] = ()) -> Path:
+    """Adapt ``config.base_model`` to the ontologies *sources*; returns *out*, a sentence-transformers folder.
+
+    *extra_sources* are trained on whole, none of their concepts held out (see
+    :func:`~linker.train.pairs.build_pairs`).
+    """
     config = config or TrainConfig()
     unknown = set(config.phases) - set(PHASES)
     if unknown or not config.phases:
@@ -219,6 +224,8 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     started = time.perf_counter()
     settings = {**{k: v for k, v in asdict(config).items() if k not in RUNTIME_ONLY},
                 "sources": [s.describe() for s in sources]}
+    if extra_sources:  # absent when none, so runs recorded before the option still resume
+        settings["extra_sources"] = [s.describe() for s in extra_sources]
     card_path = out / "training.json"
     if card_path.exists():
         previous = json.loads(card_path.read_text())
@@ -229,7 +236,7 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     else:
         card = {"settings": settings, "phases": {}}
 
-    pairset = build_pairs(sources, corpora=config.corpora, mention_types=config.mention_types, scopes=config.scopes,
+    pairset = build_pairs(sources, extra_sources=extra_sources, corpora=config.corpora, mention_types=config.mention_types, scopes=config.scopes,
                           seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
                           kinds=config.kinds, mention_val_fraction=config.mention_val_fraction)
     if len(pairset.pairs) < 2:
