@@ -338,7 +338,7 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--soup-margin", default=1.0, show_default=True,
               help="phase 3 keeps a weight average only if its validation gain over the last model reaches this "
                    "many paired standard errors (0: the best validation score wins)")
-@click.option("--interpolations", default="0.75,0.5", show_default=True,
+@click.option("--interpolations", default="0.75", show_default=True,
               help="phase-3 weights a of the candidates a * soup + (1 - a) * base, comma-separated ('' for none)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", type=int, help="torch CPU threads")

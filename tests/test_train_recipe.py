@@ -60,6 +60,18 @@ def test_phase_3_keeps_an_average_only_beyond_the_margin(trained: Path) -> None:
     assert chosen is last or chosen["z"] >= soup["soup_margin"] == 1.0
 
 
+def test_greedy_soup_grows_from_the_last_model(trained: Path) -> None:
+    soup = json.loads((trained / "training.json").read_text())["phases"]["soup"]
+    names = [c["candidate"] for c in soup["candidates"]]
+    trials = [n for n in names if n.startswith("greedy_trial+")]
+    # phase 2 ended on its step-2 checkpoint: that is the last model itself, so it is not tried again
+    assert (trained / "checkpoints" / "distill" / "step-000002.pt").exists()
+    assert trials and "greedy_trial+distill/step-000002" not in trials
+    assert set(trials) <= {"greedy_trial+contrastive/step-000002", "greedy_trial+contrastive/step-000004"}
+    greedy = [c for c in soup["candidates"] if c["candidate"] == "greedy_soup"]
+    assert all(c["members"][0] == "last" and len(c["members"]) >= 2 for c in greedy)
+
+
 def test_mention_repeat_is_given_or_derived_from_the_mention_share(tiny_model: Path) -> None:
     from linker.train.pairs import Pair
     from linker.train.recipe import mention_repeat
@@ -292,7 +304,7 @@ def test_cli_train_verb(tiny_model: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m" / "modules.json").exists() and (tmp_path / "m" / "phase1").is_dir()
     settings = json.loads((tmp_path / "m" / "training.json").read_text())["settings"]
-    assert settings["interpolations"] == [0.75, 0.5]
+    assert settings["interpolations"] == [0.75]
 
 
 def test_cli_train_extra_ontology_is_recorded_and_held_out_nowhere(tiny_model: Path, tmp_path: Path) -> None:
