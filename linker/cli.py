@@ -314,7 +314,8 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--pairs", "max_pairs", type=int, help="budget: phase-1 pairs seen")
 @click.option("--minutes", type=float, help="budget: minutes of phases 1+2 (validation included)")
 @click.option("--distill-steps", type=int, help="budget: phase-2 steps (default: a share of --steps)")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2),
+              help="pairs per step (each pair's in-batch negatives are the others)")
 @click.option("--lr", default=1e-4, show_default=True,
               help="peak phase-1 learning rate (MiniLM; use 2e-5 to 5e-5 for 768-dim base models)")
 @click.option("--epochs", default=1, show_default=True, help="passes over the pairs planned for phase 1")

@@ -113,6 +113,20 @@ def _load(location: str, device: str) -> tuple[Any, Any]:
     return tokenizer, model
 
 
+def mean_pool(hidden: Any, attention_mask: Any) -> Any:
+    """Mean of the token vectors under *attention_mask*, L2-normalised: the pooling of the BioLORD model cards.
+
+    Pooled in float32 whatever *hidden*'s precision (a bf16 mean of unit-scale vectors loses digits that
+    the cosine needs). Shared by the encoder and by training, so both embed a text alike.
+    """
+    import torch
+
+    hidden = hidden.float()
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
 class TransformerEncoder:
     """Mean pooling over the attention mask, then L2 normalisation (the BioLORD model-card recipe).
 
@@ -165,11 +179,8 @@ class TransformerEncoder:
         autocast = torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu",
                                   dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode(), autocast:
-            hidden = self.model(**tokens).last_hidden_state.float()  # pooled in float32
-            mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return pooled.float().cpu().numpy()
+            pooled = mean_pool(self.model(**tokens).last_hidden_state, tokens["attention_mask"])
+        return pooled.cpu().numpy()
 
     def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Rows of unit length, one per text, in the order given."""

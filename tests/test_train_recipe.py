@@ -345,7 +345,7 @@ def test_auto_precision_is_bf16_only_on_cuda_or_a_cpu_with_native_bf16(monkeypat
     monkeypatch.setattr(loop, "native_bf16_cpu", lambda: False)
     assert loop.resolve_amp("cpu", "auto") == "off"
     assert loop.resolve_amp("cpu", "bf16") == "bf16" and loop.resolve_amp("cuda", "off") == "off"
-    with pytest.raises(ValueError, match="'half'"):
+    with pytest.raises(LinkerError, match="'half'"):
         loop.resolve_amp("cpu", "half")
 
 

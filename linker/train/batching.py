@@ -11,6 +11,8 @@ import random
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TypeVar
 
+from linker.errors import LinkerError
+
 T = TypeVar("T")
 
 
@@ -23,7 +25,7 @@ def plan_batches(items: Sequence[T], batch_size: int, *, seed: int, keys: Callab
     *keys*; an item that fits none of the few open batches waits for the next bucket. Batch order is shuffled at the end.
     """
     if batch_size < 2:
-        raise ValueError(f"batch_size must be at least 2 for in-batch negatives, got {batch_size}")
+        raise LinkerError(f"batch size must be at least 2 for in-batch negatives, got {batch_size}")
     rng = random.Random(seed)
     order = list(range(len(items)))
     rng.shuffle(order)
@@ -47,7 +49,7 @@ def plan_grouped_batches(items: Sequence[T], batch_size: int, *, seed: int, keys
     (see :func:`_pack`). Batch order is shuffled.
     """
     if batch_size < 2:
-        raise ValueError(f"batch_size must be at least 2 for in-batch negatives, got {batch_size}")
+        raise LinkerError(f"batch size must be at least 2 for in-batch negatives, got {batch_size}")
     rng = random.Random(seed)
     order = list(range(len(items)))
     rng.shuffle(order)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from linker.encoder import native_bf16_cpu
+from linker.errors import LinkerError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def resolve_amp(device: str, amp: str) -> str:
     if amp in ("off", "bf16", "fp16"):
         return amp
     if amp != "auto":
-        raise ValueError(f"unknown mixed-precision setting {amp!r}; use auto, bf16, fp16 or off")
+        raise LinkerError(f"unknown mixed-precision setting {amp!r}; use auto, bf16, fp16 or off")
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if device == "cpu" and native_bf16_cpu() else "off"

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from linker.encoder import resolve_model
+from linker.encoder import mean_pool, resolve_model
 from linker.errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,10 @@ def load_base(model: str | os.PathLike[str] | None) -> tuple[Any, Any, int | Non
 
 
 def embed(net: Any, tokenizer: Any, texts: Sequence[str], max_length: int, device: str) -> torch.Tensor:
-    """Mean-pooled, L2-normalised embeddings with gradients (the same pooling as :class:`linker.encoder.TransformerEncoder`)."""
+    """Mean-pooled, L2-normalised embeddings with gradients (:func:`linker.encoder.mean_pool`, as the encoder)."""
     tokens = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     tokens = {key: value.to(device) for key, value in tokens.items()}
-    hidden = net(**tokens).last_hidden_state.float()  # pool in float32 under autocast too
-    mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, p=2, dim=1)
+    return mean_pool(net(**tokens).last_hidden_state, tokens["attention_mask"])
 
 
 def similarities(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
