@@ -72,6 +72,37 @@ def test_greedy_soup_grows_from_the_last_model(trained: Path) -> None:
     assert all(c["members"][0] == "last" and len(c["members"]) >= 2 for c in greedy)
 
 
+def test_two_ontologies_never_share_a_batch_a_mined_negative_or_a_validation_pool(tiny_model: Path,
+                                                                                   tmp_path: Path) -> None:
+    from linker.train.pairs import build_pairs
+
+    corpus = tmp_path / "train.mentions.jsonl"
+    corpus.write_text("".join(json.dumps({"text": text, "ids": [cid]}) + "\n" for text, cid in [
+        ("skin cancers", "MESH:D012878"), ("tumours of the colon", "MESH:D003110"), ("fits", "HP:0001250"),
+        ("epileptic fits", "HP:0001250"), ("high temperature", "HP:0001945")]))
+    hpo, medic = Source.open(DATA / "mini.obo"), Source.open(DATA / "mini_ctd.tsv", "ctd")
+    config = _config(tiny_model, corpora=(str(corpus),), mention_val_fraction=0.0, phases=("contrastive",),
+                     mention_negatives=2, epochs=2)
+    out = train([hpo], tmp_path / "m", config, extra_sources=[medic])
+    pairset = build_pairs([hpo], extra_sources=[medic], corpora=[corpus], seed=config.seed,
+                          val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                          mention_val_fraction=0.0)
+    source = {cid: c.source for cid, c in pairset.concepts.items()}
+    repeat = json.loads((out / "training.json").read_text())["mention_repeat"]
+    pairs = pairset.pairs + [p for p in pairset.pairs if p.kind == "mention"] * (repeat - 1)
+    folder = out / "checkpoints" / "contrastive"
+    batches = json.loads((folder / "batches.json").read_text())
+    assert all(0 <= i < len(pairs) for batch in batches for i in batch)
+    per_batch = [{source[pairs[i].concept_id] for i in batch} for batch in batches]
+    assert all(len(s) == 1 for s in per_batch) and set().union(*per_batch) == set(source.values())
+    negatives = json.loads((folder / "negatives.json").read_text())
+    assert {cid.split(":")[0] for _, cid, _ in negatives} == {"HP", "MESH"}
+    for _, cid, negs in negatives:
+        assert negs and all(source[owner] == source[cid] for _, owner in negs)
+    tasks = json.loads((out / "validation.json").read_text())["tasks"]
+    assert tasks and all(cid.startswith("HP:") for t in tasks for _, cid in t["index"])
+
+
 def test_mention_repeat_is_given_or_derived_from_the_mention_share(tiny_model: Path) -> None:
     from linker.train.pairs import Pair
     from linker.train.recipe import mention_repeat

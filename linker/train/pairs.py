@@ -48,6 +48,9 @@ class OntologyConcept:
     definition: str | None = None
     parents: tuple[str, ...] = ()
     synonyms: dict[str, list[str]] = field(default_factory=dict)  # scope -> texts
+    #: the ontology file it came from: batches, mined negatives and validation distractors stay within one
+    #: ontology, whose concepts are distinct by construction (HPO "Seizure" and MEDIC "Seizures" are not)
+    source: str = ""
 
     def names(self, scopes: Iterable[str] = DEFAULT_SCOPES) -> list[str]:
         out = [self.name]
@@ -90,6 +93,7 @@ def read_concepts(sources: Sequence[Source]) -> tuple[dict[str, OntologyConcept]
                 elif record.field == "parent":
                     c.parents = (*c.parents, record.value)
         for cid, c in local.items():
+            c.source = str(source.path)
             concepts.setdefault(cid, c)
         log.info("%s: %d concepts", source.path, len(local))
     return concepts, alt

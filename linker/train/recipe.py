@@ -181,12 +181,15 @@ def _validation_tasks(pairset: PairSet, config: TrainConfig, base: LiveEncoder, 
         queries, gold = [all_queries[i] for i in keep], [all_gold[i] for i in keep]
         index = {(text, cid): None for g in gold for cid in g
                  for text in (concepts[cid].names(config.scopes) if all_names else [concepts[cid].name])}
+        # distractors from the gold concepts' own ontologies: another ontology's equivalent is no error
+        sources = {concepts[cid].source for g in gold for cid in g}
         if config.val_neighbours:
             texts, owners, vectors = base_names(all_names)
-            for row in nearest(vectors, base.encode(queries), config.val_neighbours):
-                index.update(dict.fromkeys((texts[i], owners[i]) for i in row))
+            rows = [i for i, cid in enumerate(owners) if concepts[cid].source in sources]
+            for row in nearest(vectors[rows], base.encode(queries), config.val_neighbours):
+                index.update(dict.fromkeys((texts[rows[i]], owners[rows[i]]) for i in row))
         present = {cid for _, cid in index}
-        others = sorted(set(concepts) - present)
+        others = sorted(cid for cid in set(concepts) - present if concepts[cid].source in sources)
         rng.shuffle(others)
         index.update(dict.fromkeys((concepts[cid].name, cid) for cid in others[:config.val_pool]))
         saved.append({"name": name, "queries": queries, "gold": gold, "index": [list(key) for key in index]})
@@ -395,7 +398,9 @@ def _contrastive_plan(pairs: list[Pair], config: TrainConfig, base_names: BaseNa
     """Phase-1 batches over *pairs* for ``config.epochs`` epochs, kept in *path* so a resumed run replays them.
 
     With ``hard_negatives``, batches hold neighbouring concepts (k-means over the base model's embedding
-    of each concept's name); otherwise random, length-bucketed batches.
+    of each concept's name); otherwise random, length-bucketed batches. A batch holds the pairs of one
+    ontology: with ``--extra-ontology`` the neighbours of HPO "Seizure" would otherwise include MEDIC
+    "Seizures", a false negative.
     """
     if path.exists():
         return json.loads(path.read_text())
@@ -403,24 +408,45 @@ def _contrastive_plan(pairs: list[Pair], config: TrainConfig, base_names: BaseNa
     def keys(p: Pair) -> tuple[str, ...]:
         return (p.concept_id, normalize(p.anchor), normalize(p.positive))
 
-    rank: dict[str, int] = {}
-    if config.hard_negatives:
-        _, ids, vectors = base_names(False)
-        trained = {p.concept_id for p in pairs}
-        rows = [row for row, cid in enumerate(ids) if cid in trained]
-        log.info("clustering %d concepts on base-model embeddings for hard in-batch negatives", len(rows))
-        rank = dict(zip((ids[r] for r in rows), cluster_rank(vectors[rows], config.batch_size, config.seed)))
+    # each ontology is planned alone: equivalent concepts of two ontologies would be false negatives
+    groups = [(rows, [pairs[r] for r in rows])
+              for rows in _by_source([p.concept_id for p in pairs], base_names.concepts).values()]
+    ranks = [_neighbour_rank(members, config, base_names) if config.hard_negatives else {}
+             for _, members in groups]
     batches: list[list[int]] = []
     for epoch in range(config.epochs):
         seed = config.seed * 1000 + epoch
-        if config.hard_negatives:
-            batches += plan_grouped_batches(pairs, config.batch_size, seed=seed, keys=keys, group=lambda p: p.kind,
-                                            rank=lambda p: rank[p.concept_id])
-        else:
-            batches += plan_batches(pairs, config.batch_size, seed=seed, keys=keys,
+        planned: list[list[int]] = []
+        for (rows, members), rank in zip(groups, ranks):
+            if config.hard_negatives:
+                part = plan_grouped_batches(members, config.batch_size, seed=seed, keys=keys,
+                                            group=lambda p: p.kind, rank=lambda p, r=rank: r[p.concept_id])
+            else:
+                part = plan_batches(members, config.batch_size, seed=seed, keys=keys,
                                     length=lambda p: len(p.anchor) + len(p.positive))
+            planned += [[rows[i] for i in batch] for batch in part]
+        if len(groups) > 1:
+            random.Random(seed).shuffle(planned)
+        batches += planned
     _write_json(path, batches, indent=None)
     return batches
+
+
+def _by_source(concept_ids: Sequence[str], concepts: dict[str, Any]) -> dict[str, list[int]]:
+    """Positions of *concept_ids* grouped by the ontology their concept comes from."""
+    groups: dict[str, list[int]] = {}
+    for i, cid in enumerate(concept_ids):
+        groups.setdefault(concepts[cid].source, []).append(i)
+    return groups
+
+
+def _neighbour_rank(pairs: Sequence[Pair], config: TrainConfig, base_names: BaseNames) -> dict[str, int]:
+    """Concept id -> position in an order where neighbours (k-means on base-model name embeddings) are adjacent."""
+    _, ids, vectors = base_names(False)
+    trained = {p.concept_id for p in pairs}
+    rows = [row for row, cid in enumerate(ids) if cid in trained]
+    log.info("clustering %d concepts on base-model embeddings for hard in-batch negatives", len(rows))
+    return dict(zip((ids[r] for r in rows), cluster_rank(vectors[rows], config.batch_size, config.seed)))
 
 
 def _mention_negatives(pairset: PairSet, config: TrainConfig, base: LiveEncoder, base_names: BaseNames,
@@ -439,15 +465,20 @@ def _mention_negatives(pairset: PairSet, config: TrainConfig, base: LiveEncoder,
     if not mentions or config.mention_negatives <= 0:
         return {}
     texts, owners, vectors = base_names(True)
-    rows = [i for i, (text, cid) in enumerate(zip(texts, owners))
-            if pairset.split[cid] == "train" and normalize(text) not in pairset.banned]
-    log.info("mining %d dictionary negatives for each of %d mention pairs among %d names",
-             config.mention_negatives, len(mentions), len(rows))
-    forbidden = [{normalize(t) for t in (p.anchor, *pairset.concepts[p.concept_id].names(config.scopes))}
-                 for p in mentions]
-    mined = dictionary_negatives(base.encode([p.anchor for p in mentions]), [p.concept_id for p in mentions],
-                                 forbidden, vectors[rows], [texts[i] for i in rows], [owners[i] for i in rows],
-                                 config.mention_negatives, normalize)
+    concepts = pairset.concepts
+    mined: list[list[tuple[str, str]]] = [[] for _ in mentions]
+    for source, positions in _by_source([p.concept_id for p in mentions], concepts).items():
+        rows = [i for i, (text, cid) in enumerate(zip(texts, owners)) if concepts[cid].source == source
+                and pairset.split[cid] == "train" and normalize(text) not in pairset.banned]
+        group = [mentions[i] for i in positions]
+        log.info("mining %d dictionary negatives for each of %d mention pairs among %d names of %s",
+                 config.mention_negatives, len(group), len(rows), source)
+        forbidden = [{normalize(t) for t in (p.anchor, *concepts[p.concept_id].names(config.scopes))} for p in group]
+        found = dictionary_negatives(base.encode([p.anchor for p in group]), [p.concept_id for p in group],
+                                     forbidden, vectors[rows], [texts[i] for i in rows], [owners[i] for i in rows],
+                                     config.mention_negatives, normalize)
+        for i, negs in zip(positions, found):
+            mined[i] = negs
     _write_json(path, [[p.anchor, p.concept_id, negs] for p, negs in zip(mentions, mined)], indent=None)
     return {(p.anchor, p.concept_id): negs for p, negs in zip(mentions, mined)}
 
