@@ -348,7 +348,8 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
               help="mixed precision; auto: bf16/fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16, AMX), "
                    "else off")
 def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str | None, fmt: str | None,
-                  extra_ontologies: tuple[Path, ...], corpora: tuple[Path, ...], mention_types: tuple[str, ...], kinds: str, phases: str, steps: int | None,
+                  extra_ontologies: tuple[Path, ...], corpora: tuple[Path, ...], mention_types: tuple[str, ...],
+                  kinds: str, phases: str, steps: int | None,
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
                   epochs: int, hard_negatives: bool, mention_repeat: int | None, mention_share: float,
                   mention_negatives: int, max_length: int,

@@ -347,7 +347,8 @@ def test_cli_train_extra_ontology_is_recorded_and_held_out_nowhere(tiny_model: P
     medic.write_bytes((DATA / "mini_ctd.tsv").read_bytes())
     result = CliRunner().invoke(cli, ["-q", "train", str(DATA / "mini.obo"), "--extra-ontology", str(medic),
                                       "--out", str(tmp_path / "m"), "--base-model", str(tiny_model),
-                                      "--phases", "contrastive", "--steps", "2", "--batch-size", "4", "--holdout", "0.2"])
+                                      "--phases", "contrastive", "--steps", "2", "--batch-size", "4",
+                                      "--holdout", "0.2"])
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "m" / "training.json").read_text())
     assert [(s["path"], s["format"]) for s in card["settings"]["extra_sources"]] == [(str(medic), "ctd")]

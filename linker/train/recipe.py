@@ -241,8 +241,9 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     else:
         card = {"settings": settings, "phases": {}}
 
-    pairset = build_pairs(sources, extra_sources=extra_sources, corpora=config.corpora, mention_types=config.mention_types, scopes=config.scopes,
-                          seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+    pairset = build_pairs(sources, extra_sources=extra_sources, corpora=config.corpora,
+                          mention_types=config.mention_types, scopes=config.scopes, seed=config.seed,
+                          val_fraction=config.val_fraction, test_fraction=config.test_fraction,
                           kinds=config.kinds, mention_val_fraction=config.mention_val_fraction)
     if len(pairset.pairs) < 2:
         raise LinkerError(f"only {len(pairset.pairs)} training pair(s) from {', '.join(str(s.path) for s in sources)}; "
