@@ -95,7 +95,7 @@ class TrainConfig:
     #: each validation query also ranks against the concepts of its *val_neighbours* nearest names (base model)
     val_neighbours: int = 10
     #: phase-3 weights a of a * soup + (1 - a) * base; 0.5 is left out: in the 4 MEDIC runs where it won the
-    #: validation, it lost NCBI-disease dev 0.9 to 2.3 points (docs/training.md)
+    #: validation, it tested 0.9 to 2.3 NCBI-disease dev points below a phase-1 or phase-2 model of its run
     interpolations: tuple[float, ...] = (0.75,)
     #: phase 3 replaces the last model by an average only when the average's validation gain is at least
     #: this many paired standard errors (see :func:`~linker.train.evaluate.paired_gain`); 0: the best score wins
