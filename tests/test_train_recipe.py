@@ -395,6 +395,24 @@ def test_similarities_stay_float32_under_autocast() -> None:
     assert torch.allclose(scores, 20.0 * (a @ b.T), atol=1e-5)
 
 
+def test_live_encoder_embeds_under_the_runs_autocast_in_float32(tiny_model: Path) -> None:
+    from linker.train.model import LiveEncoder, load_base
+
+    tokenizer, net, _ = load_base(str(tiny_model))
+    texts = ["Seizure", "Abnormality of the kidney", "Short stature"]
+    plain = LiveEncoder(net, tokenizer, 32, "cpu").encode(texts)
+    entered: list[bool] = []
+
+    def bf16():
+        entered.append(True)
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    mixed = LiveEncoder(net, tokenizer, 32, "cpu", autocast=bf16).encode(texts)
+    assert entered and mixed.dtype == np.float32
+    assert np.allclose(np.linalg.norm(mixed, axis=1), 1.0, atol=1e-5)
+    assert not np.array_equal(mixed, plain) and (mixed * plain).sum(axis=1).min() > 0.99
+
+
 def test_phase_summary_records_the_precision_used(trained: Path) -> None:
     from linker.train.loop import resolve_amp
 

@@ -11,7 +11,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,12 @@ def symmetric_infonce(logits: torch.Tensor, forward: torch.Tensor | None = None)
 class LiveEncoder:
     """An :class:`~linker.encoder.Encoder` over a model being trained (validation without saving a folder)."""
 
-    def __init__(self, net: Any, tokenizer: Any, max_length: int, device: str, name: str = "training") -> None:
+    def __init__(self, net: Any, tokenizer: Any, max_length: int, device: str, name: str = "training",
+                 autocast: Callable[[], Any] = nullcontext) -> None:
+        """*autocast*: the context factory of the run's mixed precision (:func:`linker.train.loop.amp_context`);
+        bf16 embeds the base model's names about 3x faster on a CPU with native bf16, pooling stays float32."""
         self.net, self.tokenizer, self.max_length, self.device, self.name = net, tokenizer, max_length, device, name
+        self.autocast = autocast
         self.dimension = int(net.config.hidden_size)
 
     def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
@@ -80,7 +85,7 @@ class LiveEncoder:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         was_training = self.net.training
         self.net.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             for start in range(0, len(order), size):
                 idx = order[start:start + size]
                 out[idx] = embed(self.net, self.tokenizer, [texts[i] for i in idx], self.max_length,

@@ -34,7 +34,7 @@ from linker.normalize import normalize
 from linker.sources import Source
 from linker.train.batching import plan_batches, plan_grouped_batches
 from linker.train.evaluate import RankingTask, evaluate, paired_gain, right_at_1, synonym_task
-from linker.train.loop import Budget, PhaseConfig, checkpoints, run_phase
+from linker.train.loop import Budget, PhaseConfig, amp_context, checkpoints, run_phase
 from linker.train.mining import cluster_rank, dictionary_negatives, nearest
 from linker.train.model import (LiveEncoder, embed, load_base, save_sentence_transformer, similarities,
                                 state_average, symmetric_infonce)
@@ -259,7 +259,7 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     net.to(device)
     base_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     max_length = config.max_length
-    encoder = LiveEncoder(net, tokenizer, max_length, device)
+    encoder = LiveEncoder(net, tokenizer, max_length, device, autocast=amp_context(device, config.amp)[0])
 
     # the base model's name embeddings; used before any trained weights are loaded into *net*
     mines = config.mention_negatives > 0 and any(p.kind == "mention" for p in pairset.pairs)
