@@ -321,6 +321,9 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--epochs", default=1, show_default=True, help="passes over the pairs planned for phase 1")
 @click.option("--hard-negatives/--random-batches", default=True, show_default=True,
               help="fill each batch with neighbouring concepts (mined with the base model) or with random ones")
+@click.option("--freeze-embeddings/--train-embeddings", default=False, show_default=True,
+              help="keep the base model's token embeddings (words no training pair holds then stay in the same "
+                   "input space as trained ones)")
 @click.option("--mention-repeat", type=int,
               help="times each --corpus (mention, name) pair is planned per epoch (default: from --mention-share)")
 @click.option("--mention-share", default=0.3, show_default=True,
@@ -329,6 +332,9 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--mention-negatives", default=2, show_default=True,
               help="dictionary names of other concepts, nearest to each --corpus mention under the base model, "
                    "added as its negatives (0: in-batch negatives only)")
+@click.option("--synonym-negatives", default=2, show_default=True,
+              help="dictionary names of other concepts, nearest to each (name, synonym) pair's synonym under the "
+                   "base model, added as its negatives")
 @click.option("--max-length", default=64, show_default=True, help="tokens per text")
 @click.option("--checkpoint-every", default=200, show_default=True, help="steps between checkpoints (and validations)")
 @click.option("--holdout", default=0.05, show_default=True, help="fraction of concepts held out for validation "
@@ -351,8 +357,9 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
                   extra_ontologies: tuple[Path, ...], corpora: tuple[Path, ...], mention_types: tuple[str, ...],
                   kinds: str, phases: str, steps: int | None,
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
-                  epochs: int, hard_negatives: bool, mention_repeat: int | None, mention_share: float,
-                  mention_negatives: int, max_length: int,
+                  epochs: int, hard_negatives: bool, freeze_embeddings: bool,
+                  mention_repeat: int | None, mention_share: float,
+                  mention_negatives: int, synonym_negatives: int, max_length: int,
                   checkpoint_every: int, holdout: float, mention_holdout: float, soup_margin: float,
                   interpolations: str, seed: int,
                   threads: int | None, device: str | None, amp: str) -> None:
@@ -368,8 +375,8 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         corpora=tuple(str(c) for c in corpora), mention_types=tuple(mention_types) or None,
         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
         phases=tuple(p.strip() for p in phases.split(",") if p.strip()), batch_size=batch_size, max_length=max_length,
-        epochs=epochs, hard_negatives=hard_negatives, mention_repeat=mention_repeat, mention_share=mention_share,
-        mention_negatives=mention_negatives, mention_val_fraction=mention_holdout, lr=lr, steps=steps, pairs=max_pairs,
+        epochs=epochs, hard_negatives=hard_negatives, freeze_embeddings=freeze_embeddings, mention_repeat=mention_repeat, mention_share=mention_share,
+        mention_negatives=mention_negatives, synonym_negatives=synonym_negatives, mention_val_fraction=mention_holdout, lr=lr, steps=steps, pairs=max_pairs,
         minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, soup_margin=soup_margin,
         interpolations=_interpolation_weights(interpolations), threads=threads, device=device, amp=amp)
     click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config,

@@ -185,7 +185,8 @@ def test_mined_negatives_are_embedded_with_every_planned_mention_pair(tiny_model
 
     monkeypatch.setattr(recipe, "embed", spy)
     out = train([Source.open(DATA / "mini.obo")], tmp_path / "m",
-                _config(tiny_model, phases=("contrastive",), mention_repeat=3, steps=None, mention_val_fraction=0.5))
+                _config(tiny_model, phases=("contrastive",), mention_repeat=3, steps=None, mention_val_fraction=0.5,
+                        synonym_negatives=0))
     mined = json.loads((out / "checkpoints" / "contrastive" / "negatives.json").read_text())
     (anchor, _, negatives), = mined
     texts = [text for text, _ in negatives]
@@ -419,3 +420,56 @@ def test_phase_summary_records_the_precision_used(trained: Path) -> None:
     card = json.loads((trained / "training.json").read_text())
     assert card["phases"]["contrastive"]["amp"] == resolve_amp("cpu", "auto")
     assert card["phases"]["distill"]["amp"] == resolve_amp("cpu", "auto")
+
+
+def test_frozen_token_embeddings_stay_those_of_the_base_model_through_both_phases(tiny_model: Path,
+                                                                                 tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    out = train([Source.open(DATA / "mini.obo")], tmp_path / "frozen",
+                _config(tiny_model, phases=("contrastive", "distill"), corpora=(), freeze_embeddings=True))
+    base, trained = (AutoModel.from_pretrained(str(folder)) for folder in (tiny_model, out))
+    assert torch.equal(base.get_input_embeddings().weight, trained.get_input_embeddings().weight)
+    changed = [name for name, weight in trained.state_dict().items() if not torch.equal(weight, base.state_dict()[name])]
+    assert changed and all("word_embeddings" not in name for name in changed)
+    assert json.loads((out / "training.json").read_text())["settings"]["freeze_embeddings"] is True
+
+
+def test_synonym_pairs_rank_their_synonym_against_names_mined_near_it(tiny_model: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import linker.train.recipe as recipe
+    from linker.normalize import normalize
+
+    backward_columns: list[tuple[int, int]] = []
+    real = recipe.symmetric_infonce
+
+    def spy(logits: torch.Tensor, forward: torch.Tensor | None = None,
+            backward: torch.Tensor | None = None) -> torch.Tensor:
+        backward_columns.append((logits.shape[0], logits.shape[0] if backward is None else backward.shape[1]))
+        return real(logits, forward, backward)
+
+    monkeypatch.setattr(recipe, "symmetric_infonce", spy)
+    out = train([Source.open(DATA / "mini.obo")], tmp_path / "s",
+                _config(tiny_model, phases=("contrastive",), corpora=(), synonym_negatives=2, steps=None))
+    card = json.loads((out / "training.json").read_text())
+    assert card["settings"]["synonym_negatives"] == 2
+    held = {line.split("\t")[0] for line in (out / "heldout.tsv").read_text().splitlines()}
+    mined = json.loads((out / "checkpoints" / "contrastive" / "negatives.json").read_text())
+    pairs = [p for p in recipe.build_pairs([Source.open(DATA / "mini.obo")], seed=1, val_fraction=0.2,
+                                           test_fraction=0.1, mention_val_fraction=0.5).pairs if p.kind == "synonym"]
+    assert sorted((q, cid) for q, cid, _ in mined) == sorted((p.positive, p.concept_id) for p in pairs)
+    for query, cid, negatives in mined:
+        assert len(negatives) == 2 and len({owner for _, owner in negatives}) == 2
+        assert all(owner != cid and owner not in held and normalize(text) != normalize(query)
+                   for text, owner in negatives)
+    # synonym batches rank each synonym against the batch's names and its mined names
+    assert any(columns > size for size, columns in backward_columns)
+
+
+def test_settings_added_later_are_recorded_only_off_the_value_older_runs_had(trained: Path, tiny_model: Path,
+                                                                             tmp_path: Path) -> None:
+    settings = json.loads((trained / "training.json").read_text())["settings"]
+    assert "freeze_embeddings" not in settings and settings["synonym_negatives"] == 2  # the defaults
+    old_style = train([Source.open(DATA / "mini.obo")], tmp_path / "old",
+                      _config(tiny_model, phases=("contrastive",), steps=2, corpora=(), synonym_negatives=0))
+    assert "synonym_negatives" not in json.loads((old_style / "training.json").read_text())["settings"]

@@ -59,13 +59,14 @@ def similarities(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor
         return scale * (a.float() @ b.float().T)
 
 
-def symmetric_infonce(logits: torch.Tensor, forward: torch.Tensor | None = None) -> torch.Tensor:
+def symmetric_infonce(logits: torch.Tensor, forward: torch.Tensor | None = None,
+                      backward: torch.Tensor | None = None) -> torch.Tensor:
     """Multiple-negatives ranking both ways: row i of *logits* (anchors × positives) should pick column i, and
-    so should column i. *forward*, if given, replaces *logits* for the anchor → positive direction (the same
-    columns first, then extra negatives)."""
+    so should column i. *forward* and *backward*, if given, replace *logits* and its transpose for the anchor →
+    positive and the positive → anchor direction (the same columns first, then extra negatives)."""
     labels = torch.arange(logits.shape[0], device=logits.device)
     return (torch.nn.functional.cross_entropy(logits if forward is None else forward, labels)
-            + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
+            + torch.nn.functional.cross_entropy(logits.T if backward is None else backward, labels)) / 2
 
 
 class LiveEncoder:

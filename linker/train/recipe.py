@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 PHASES = ("contrastive", "distill", "soup")
 #: settings that may differ between a run and its resumption
 RUNTIME_ONLY = ("amp", "device", "threads", "progress")
+#: settings added after runs were recorded, with the value that reproduces those runs: recorded only when they
+#: differ from it, so the runs still resume
+ADDED_SETTINGS = {"freeze_embeddings": False, "synonym_negatives": 0}
 
 
 @dataclass
@@ -73,12 +76,18 @@ class TrainConfig:
     #: names of other concepts mined per (mention, name) pair as extra negatives: the base model's nearest
     #: dictionary names to the mention (0 = in-batch negatives only)
     mention_negatives: int = 2
+    #: the same for each (name, synonym) pair: names of other concepts nearest to the synonym (the query side);
+    #: 2 gained 2.1 HPO test points in 12 minutes of phase 1 (paired z = 2.6, see docs/training.md)
+    synonym_negatives: int = 2
     #: fraction of distinct corpus mention texts held out (never trained on) for the ``val_mentions`` validation
     mention_val_fraction: float = 0.1
     #: peak phase-1 learning rate: 1e-4 suits the packaged MiniLM (2e-4 measured best at 8 minutes, see
     #: docs/training.md); 768-dim base models usually want 2e-5 to 5e-5
     lr: float = 1e-4
     scale: float = 20.0
+    #: keep the token embeddings of the base model: words that no training pair holds (the names of new
+    #: concepts) then enter the same input space as the trained ones
+    freeze_embeddings: bool = False
     #: phase-1 budget; None = no limit (the pair plan is the last limit)
     steps: int | None = None
     pairs: int | None = None
@@ -227,7 +236,8 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     torch.manual_seed(config.seed)
     device = _device(config)
     started = time.perf_counter()
-    settings = {**{k: v for k, v in asdict(config).items() if k not in RUNTIME_ONLY},
+    settings = {**{k: v for k, v in asdict(config).items()
+                   if k not in RUNTIME_ONLY and (k not in ADDED_SETTINGS or v != ADDED_SETTINGS[k])},
                 "sources": [s.describe() for s in sources]}
     if extra_sources:  # absent when none, so runs recorded before the option still resume
         settings["extra_sources"] = [s.describe() for s in extra_sources]
@@ -257,12 +267,14 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
 
     tokenizer, net, base_max = load_base(config.base_model)
     net.to(device)
+    if config.freeze_embeddings:
+        net.get_input_embeddings().weight.requires_grad_(False)
     base_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     max_length = config.max_length
     encoder = LiveEncoder(net, tokenizer, max_length, device, autocast=amp_context(device, config.amp)[0])
 
     # the base model's name embeddings; used before any trained weights are loaded into *net*
-    mines = config.mention_negatives > 0 and any(p.kind == "mention" for p in pairset.pairs)
+    mines = any(_negatives_per_pair(config, p.kind) for p in pairset.pairs)
     base_names = BaseNames(pairset.concepts, config.scopes, encoder,
                            all_names_needed=mines or bool(pairset.val_mentions and config.val_neighbours))
     tasks = _validation_tasks(pairset, config, encoder, base_names, out / "validation.json")
@@ -349,28 +361,37 @@ def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainC
                       minutes: float | None) -> dict[str, Any]:
     """Symmetric InfoNCE (multiple-negatives ranking both ways) over (anchor, positive) pairs, in-batch negatives.
 
-    A mention pair's anchor is also ranked against its mined dictionary negatives (see
-    :func:`_mention_negatives`); a negative that is a name of another pair's concept in the batch is
-    masked for that pair's anchor. Each mention pair is planned *repeat* times per epoch (:func:`mention_repeat`).
+    The query side of a mention pair (the mention) or of a synonym pair (the synonym) is also ranked against
+    its mined dictionary negatives (see :func:`_mined_negatives`); a negative that is a name of another pair's
+    concept in the batch is masked for that pair. Each mention pair is planned *repeat* times per epoch
+    (:func:`mention_repeat`).
     """
     pairs = pairset.pairs + [p for p in pairset.pairs if p.kind == "mention"] * (repeat - 1)
     folder = out / "checkpoints" / "contrastive"
     batches = _contrastive_plan(pairs, config, base_names, folder / "batches.json")
-    negatives = _mention_negatives(pairset, config, base, base_names, folder / "negatives.json")
+    negatives = _mined_negatives(pairset, config, base, base_names, folder / "negatives.json")
+
+    def mined(queries: torch.Tensor, batch: list[int], side: str) -> torch.Tensor | None:
+        """Scores of the batch's *side* rows against the negatives mined for pairs whose query is on that side;
+        a negative is masked in the row of its own concept."""
+        extra = [neg for i in batch if _query_side(pairs[i]) == side
+                 for neg in negatives.get((getattr(pairs[i], side), pairs[i].concept_id), ())]
+        if not extra:
+            return None
+        scores = similarities(queries, embed(net, tokenizer, [t for t, _ in extra], max_length, device), config.scale)
+        mask = torch.tensor([[owner == pairs[i].concept_id for _, owner in extra] for i in batch], device=device)
+        return scores.masked_fill(mask, float("-inf"))
 
     def loss_fn(batch: list[int]) -> torch.Tensor:
         anchors = embed(net, tokenizer, [pairs[i].anchor for i in batch], max_length, device)
         positives = embed(net, tokenizer, [pairs[i].positive for i in batch], max_length, device)
         logits = similarities(anchors, positives, config.scale)
-        forward = logits
-        extra = [neg for i in batch for neg in negatives.get((pairs[i].anchor, pairs[i].concept_id), ())]
-        if extra:
-            mined = similarities(anchors, embed(net, tokenizer, [t for t, _ in extra], max_length, device),
-                                 config.scale)
-            owner_of_row = [pairs[i].concept_id for i in batch]
-            mask = torch.tensor([[owner == cid for _, owner in extra] for cid in owner_of_row], device=device)
-            forward = torch.cat([logits, mined.masked_fill(mask, float("-inf"))], dim=1)
-        return symmetric_infonce(logits, forward)
+        forward, backward = logits, logits.T
+        if (extra := mined(anchors, batch, "anchor")) is not None:
+            forward = torch.cat([forward, extra], dim=1)
+        if (extra := mined(positives, batch, "positive")) is not None:
+            backward = torch.cat([backward, extra], dim=1)
+        return symmetric_infonce(logits, forward, backward)
 
     phase = PhaseConfig("contrastive", lr=config.lr, checkpoint_every=config.checkpoint_every, keep=config.keep,
                         amp=config.amp, budget=Budget(config.steps, config.pairs, minutes),
@@ -450,38 +471,55 @@ def _neighbour_rank(pairs: Sequence[Pair], config: TrainConfig, base_names: Base
     return dict(zip((ids[r] for r in rows), cluster_rank(vectors[rows], config.batch_size, config.seed)))
 
 
-def _mention_negatives(pairset: PairSet, config: TrainConfig, base: LiveEncoder, base_names: BaseNames,
-                       path: Path) -> dict[tuple[str, str], list[tuple[str, str]]]:
-    """``(anchor, concept) -> [(name, owner concept), …]``: for each mention pair, the *mention_negatives*
-    names of other training concepts (every name of *scopes*, as a linker index holds them) that the base
-    model puts nearest to the mention. Kept in *path*, so a resumed run trains on the same negatives.
+def _query_side(pair: Pair) -> str | None:
+    """Which side of *pair* plays the query of a linker (the text to link): the mention of a (mention, name)
+    pair, the synonym of a (name, synonym) pair; None for the other kinds."""
+    return {"mention": "anchor", "synonym": "positive"}.get(pair.kind)
+
+
+def _negatives_per_pair(config: TrainConfig, kind: str) -> int:
+    return {"mention": config.mention_negatives, "synonym": config.synonym_negatives}.get(kind, 0)
+
+
+def _mined_negatives(pairset: PairSet, config: TrainConfig, base: LiveEncoder, base_names: BaseNames,
+                     path: Path) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """``(query, concept) -> [(name, owner concept), …]``: for each mention pair (*mention_negatives*) and
+    synonym pair (*synonym_negatives*), names of other training concepts (every name of *scopes*, as a
+    linker index holds them) that the base model puts nearest to the pair's query (:func:`_query_side`).
+    Kept in *path*, so a resumed run trains on the same negatives.
 
     In-batch negatives of a mention pair are other mentions' concepts, rarely the names that actually
     outrank the gold concept in a full index ("nephrotoxicity" → "Nephrotic Syndrome" rather than
-    "Kidney Diseases"); these are.
+    "Kidney Diseases"); these are. Batches of neighbouring concepts do not hold them for a synonym either:
+    the neighbours are those of the concept's *name* ("MPO-ANCA" → Anti-myeloperoxidase antibody
+    positivity is outranked by Fundus albipunctatus, a neighbour of neither).
     """
     if path.exists():
-        return {(a, c): [(t, o) for t, o in negs] for a, c, negs in json.loads(path.read_text())}
-    mentions = [p for p in pairset.pairs if p.kind == "mention"]
-    if not mentions or config.mention_negatives <= 0:
+        return {(q, c): [(t, o) for t, o in negs] for q, c, negs in json.loads(path.read_text())}
+    wanted = [p for p in pairset.pairs if _negatives_per_pair(config, p.kind) > 0]
+    if not wanted:
         return {}
     texts, owners, vectors = base_names(True)
     concepts = pairset.concepts
-    mined: list[list[tuple[str, str]]] = [[] for _ in mentions]
-    for source, positions in _by_source([p.concept_id for p in mentions], concepts).items():
+    queries = [getattr(p, _query_side(p) or "anchor") for p in wanted]
+    mined: list[list[tuple[str, str]]] = [[] for _ in wanted]
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, p in enumerate(wanted):
+        groups.setdefault((concepts[p.concept_id].source, _negatives_per_pair(config, p.kind)), []).append(i)
+    for (source, k), positions in groups.items():
         rows = [i for i, (text, cid) in enumerate(zip(texts, owners)) if concepts[cid].source == source
                 and pairset.split[cid] == "train" and normalize(text) not in pairset.banned]
-        group = [mentions[i] for i in positions]
-        log.info("mining %d dictionary negatives for each of %d mention pairs among %d names of %s",
-                 config.mention_negatives, len(group), len(rows), source)
-        forbidden = [{normalize(t) for t in (p.anchor, *concepts[p.concept_id].names(config.scopes))} for p in group]
-        found = dictionary_negatives(base.encode([p.anchor for p in group]), [p.concept_id for p in group],
-                                     forbidden, vectors[rows], [texts[i] for i in rows], [owners[i] for i in rows],
-                                     config.mention_negatives, normalize)
+        log.info("mining %d dictionary negatives for each of %d pairs among %d names of %s",
+                 k, len(positions), len(rows), source)
+        forbidden = [{normalize(t) for t in (queries[i], *concepts[wanted[i].concept_id].names(config.scopes))}
+                     for i in positions]
+        found = dictionary_negatives(base.encode([queries[i] for i in positions]),
+                                     [wanted[i].concept_id for i in positions], forbidden, vectors[rows],
+                                     [texts[i] for i in rows], [owners[i] for i in rows], k, normalize)
         for i, negs in zip(positions, found):
             mined[i] = negs
-    _write_json(path, [[p.anchor, p.concept_id, negs] for p, negs in zip(mentions, mined)], indent=None)
-    return {(p.anchor, p.concept_id): negs for p, negs in zip(mentions, mined)}
+    _write_json(path, [[q, p.concept_id, negs] for q, p, negs in zip(queries, wanted, mined)], indent=None)
+    return {(q, p.concept_id): negs for q, p, negs in zip(queries, wanted, mined)}
 
 
 # -- phase 2 --------------------------------------------------------------------------------------------------
