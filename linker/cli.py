@@ -375,8 +375,9 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         corpora=tuple(str(c) for c in corpora), mention_types=tuple(mention_types) or None,
         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
         phases=tuple(p.strip() for p in phases.split(",") if p.strip()), batch_size=batch_size, max_length=max_length,
-        epochs=epochs, hard_negatives=hard_negatives, freeze_embeddings=freeze_embeddings, mention_repeat=mention_repeat, mention_share=mention_share,
-        mention_negatives=mention_negatives, synonym_negatives=synonym_negatives, mention_val_fraction=mention_holdout, lr=lr, steps=steps, pairs=max_pairs,
+        epochs=epochs, hard_negatives=hard_negatives, freeze_embeddings=freeze_embeddings,
+        mention_repeat=mention_repeat, mention_share=mention_share, mention_negatives=mention_negatives,
+        synonym_negatives=synonym_negatives, mention_val_fraction=mention_holdout, lr=lr, steps=steps, pairs=max_pairs,
         minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, soup_margin=soup_margin,
         interpolations=_interpolation_weights(interpolations), threads=threads, device=device, amp=amp)
     click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config,
