@@ -76,9 +76,10 @@ class TrainConfig:
     #: names of other concepts mined per (mention, name) pair as extra negatives: the base model's nearest
     #: dictionary names to the mention (0 = in-batch negatives only)
     mention_negatives: int = 2
-    #: the same for each (name, synonym) pair: names of other concepts nearest to the synonym (the query side);
-    #: 2 gained 2.1 HPO test points in 12 minutes of phase 1 (paired z = 2.6, see docs/training.md)
-    synonym_negatives: int = 2
+    #: the same for each (name, synonym) pair: names of other concepts nearest to the synonym (the query side).
+    #: 2 gained 2.1 HPO test points in 12 minutes of HPO alone (paired z = 2.6), but cost BC5CDR 1.1 points
+    #: (z = -4.2) in an HPO + MEDIC + corpora run (docs/training.md): off by default
+    synonym_negatives: int = 0
     #: fraction of distinct corpus mention texts held out (never trained on) for the ``val_mentions`` validation
     mention_val_fraction: float = 0.1
     #: peak phase-1 learning rate: 1e-4 suits the packaged MiniLM (2e-4 measured best at 8 minutes, see
