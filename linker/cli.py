@@ -335,6 +335,9 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--synonym-negatives", default=0, show_default=True,
               help="dictionary names of other concepts, nearest to each (name, synonym) pair's synonym under the "
                    "base model, added as its negatives (2 helped HPO alone, hurt BC5CDR beside MEDIC synonyms)")
+@click.option("--remine-every", default=0, show_default=True,
+              help="mine the mention and synonym negatives again every this many phase-1 steps, with the model "
+                   "being trained (0: the base model's negatives for the whole phase)")
 @click.option("--max-length", default=64, show_default=True, help="tokens per text")
 @click.option("--checkpoint-every", default=200, show_default=True, help="steps between checkpoints (and validations)")
 @click.option("--holdout", default=0.05, show_default=True, help="fraction of concepts held out for validation "
@@ -359,7 +362,7 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
                   epochs: int, hard_negatives: bool, freeze_embeddings: bool,
                   mention_repeat: int | None, mention_share: float,
-                  mention_negatives: int, synonym_negatives: int, max_length: int,
+                  mention_negatives: int, synonym_negatives: int, remine_every: int, max_length: int,
                   checkpoint_every: int, holdout: float, mention_holdout: float, soup_margin: float,
                   interpolations: str, seed: int,
                   threads: int | None, device: str | None, amp: str) -> None:
@@ -377,7 +380,8 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         phases=tuple(p.strip() for p in phases.split(",") if p.strip()), batch_size=batch_size, max_length=max_length,
         epochs=epochs, hard_negatives=hard_negatives, freeze_embeddings=freeze_embeddings,
         mention_repeat=mention_repeat, mention_share=mention_share, mention_negatives=mention_negatives,
-        synonym_negatives=synonym_negatives, mention_val_fraction=mention_holdout, lr=lr, steps=steps, pairs=max_pairs,
+        synonym_negatives=synonym_negatives, remine_every=remine_every, mention_val_fraction=mention_holdout,
+        lr=lr, steps=steps, pairs=max_pairs,
         minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, soup_margin=soup_margin,
         interpolations=_interpolation_weights(interpolations), threads=threads, device=device, amp=amp)
     click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config,

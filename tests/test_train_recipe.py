@@ -470,3 +470,28 @@ def test_settings_added_later_are_recorded_only_off_the_value_older_runs_had(tra
     settings = json.loads((trained / "training.json").read_text())["settings"]
     assert "freeze_embeddings" not in settings and "synonym_negatives" not in settings  # the defaults
     assert settings["mention_negatives"] == 2  # a setting older than the rule is always recorded
+
+
+def test_negatives_are_mined_again_with_the_model_being_trained(tiny_model: Path, tmp_path: Path) -> None:
+    import linker.train.recipe as recipe
+    from linker.train.loop import amp_context
+    from linker.train.model import LiveEncoder, load_base
+
+    config = _config(tiny_model, phases=("contrastive",), corpora=(), synonym_negatives=2, remine_every=2, lr=0.05)
+    out = train([Source.open(DATA / "mini.obo")], tmp_path / "r", config)
+    assert json.loads((out / "training.json").read_text())["settings"]["remine_every"] == 2
+    folder = out / "checkpoints" / "contrastive"
+    first, again = (json.loads((folder / name).read_text()) for name in ("negatives.json", "negatives-001.json"))
+    assert [(q, cid) for q, cid, _ in again] == [(q, cid) for q, cid, _ in first]
+    assert not (folder / "negatives-002.json").exists()  # the phase ends at step 4, before a second round
+    assert any(a != b for (_, _, a), (_, _, b) in zip(first, again))  # 2 steps at a high rate moved the model
+
+    # round 1 is what the model of step 2 mines (so a run resumed at that checkpoint mines the same)
+    tokenizer, net, _ = load_base(str(tiny_model))
+    net.load_state_dict(torch.load(folder / "step-000002.pt"))
+    encoder = LiveEncoder(net, tokenizer, config.max_length, "cpu", autocast=amp_context("cpu", config.amp)[0])
+    pairset = recipe.build_pairs([Source.open(DATA / "mini.obo")], seed=1, val_fraction=0.2, test_fraction=0.1,
+                                 mention_val_fraction=0.5)
+    names = recipe.BaseNames(pairset.concepts, config.scopes, encoder, all_names_needed=True)
+    recomputed = recipe._mined_negatives(pairset, config, encoder, names, tmp_path / "n.json", fresh=True)
+    assert recomputed == {(q, cid): [(t, o) for t, o in negs] for q, cid, negs in again}

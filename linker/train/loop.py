@@ -109,8 +109,12 @@ def run_phase(
     device: str,
     batch_items: Callable[[Any], int] = len,
     validate: Callable[[], dict[str, Any]] | None = None,
+    before_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Optimise *net* over *batches* (in order; one pass) until the budget; resume from ``folder/last.pt``.
+
+    *before_step*, if given, is called with the step number before each step (also the first one after a
+    resume); its time counts against the budget.
 
     Returns the final state summary: steps, items, seconds, validations.
     """
@@ -182,6 +186,8 @@ def run_phase(
             max(0.0, (1.0 - progress) / max(1e-9, 1.0 - config.warmup))
         for group in optimizer.param_groups:
             group["lr"] = config.lr * max(lr_scale, 0.01)
+        if before_step is not None:
+            before_step(state["step"])
         batch = batches[state["step"]]
         with autocast():
             loss = loss_fn(batch)

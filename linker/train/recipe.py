@@ -47,7 +47,7 @@ PHASES = ("contrastive", "distill", "soup")
 RUNTIME_ONLY = ("amp", "device", "threads", "progress")
 #: settings added after runs were recorded, with the value that reproduces those runs: recorded only when they
 #: differ from it, so the runs still resume
-ADDED_SETTINGS = {"freeze_embeddings": False, "synonym_negatives": 0}
+ADDED_SETTINGS = {"freeze_embeddings": False, "synonym_negatives": 0, "remine_every": 0}
 
 
 @dataclass
@@ -80,6 +80,9 @@ class TrainConfig:
     #: 2 gained 2.1 HPO test points in 12 minutes of HPO alone (paired z = 2.6), but cost BC5CDR 1.1 points
     #: (z = -4.2) in an HPO + MEDIC + corpora run (docs/training.md): off by default
     synonym_negatives: int = 0
+    #: mine the mention and synonym negatives again every this many phase-1 steps, with the model being trained
+    #: (BioSyn updates its candidates each epoch); 0: the base model's negatives serve the whole phase
+    remine_every: int = 0
     #: fraction of distinct corpus mention texts held out (never trained on) for the ``val_mentions`` validation
     mention_val_fraction: float = 0.1
     #: peak phase-1 learning rate: 1e-4 suits the packaged MiniLM (2e-4 measured best at 8 minutes, see
@@ -358,7 +361,7 @@ def _load_weights(folder: Path, net: Any) -> dict[str, torch.Tensor]:
 
 # -- phase 1 --------------------------------------------------------------------------------------------------
 def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainConfig, out: Path, device: str,
-                      max_length: int, validate: Any, base_names: BaseNames, base: LiveEncoder, repeat: int,
+                      max_length: int, validate: Any, base_names: BaseNames, encoder: LiveEncoder, repeat: int,
                       minutes: float | None) -> dict[str, Any]:
     """Symmetric InfoNCE (multiple-negatives ranking both ways) over (anchor, positive) pairs, in-batch negatives.
 
@@ -370,7 +373,18 @@ def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainC
     pairs = pairset.pairs + [p for p in pairset.pairs if p.kind == "mention"] * (repeat - 1)
     folder = out / "checkpoints" / "contrastive"
     batches = _contrastive_plan(pairs, config, base_names, folder / "batches.json")
-    negatives = _mined_negatives(pairset, config, base, base_names, folder / "negatives.json")
+    negatives = _mined_negatives(pairset, config, encoder, base_names, folder / "negatives.json")
+    mining_round = 0
+
+    def remine(step: int) -> None:
+        """At each *remine_every* steps, negatives mined with the model as it is then (kept per round, so a
+        resumed run replays the same ones)."""
+        nonlocal negatives, mining_round
+        if not config.remine_every or not negatives or step // config.remine_every == mining_round:
+            return
+        mining_round = step // config.remine_every
+        negatives = _mined_negatives(pairset, config, encoder, base_names,
+                                     folder / f"negatives-{mining_round:03d}.json", fresh=True)
 
     def mined(queries: torch.Tensor, batch: list[int], side: str) -> torch.Tensor | None:
         """Scores of the batch's *side* rows against the negatives mined for pairs whose query is on that side;
@@ -398,7 +412,7 @@ def contrastive_phase(net: Any, tokenizer: Any, pairset: PairSet, config: TrainC
                         amp=config.amp, budget=Budget(config.steps, config.pairs, minutes),
                         progress_bar=config.progress)
     return run_phase(net, batches, loss_fn, config=phase, folder=folder, log_path=out / "train_log.jsonl",
-                     device=device, validate=validate)
+                     device=device, validate=validate, before_step=remine)
 
 
 def mention_repeat(config: TrainConfig, pairs: Sequence[Pair]) -> int:
@@ -472,22 +486,28 @@ def _neighbour_rank(pairs: Sequence[Pair], config: TrainConfig, base_names: Base
     return dict(zip((ids[r] for r in rows), cluster_rank(vectors[rows], config.batch_size, config.seed)))
 
 
+#: pair kinds whose one side plays the query of a linker (the text to link): that side, and the setting that
+#: gives how many dictionary negatives are mined for it
+QUERY_KINDS = {"mention": ("anchor", "mention_negatives"), "synonym": ("positive", "synonym_negatives")}
+
+
 def _query_side(pair: Pair) -> str | None:
-    """Which side of *pair* plays the query of a linker (the text to link): the mention of a (mention, name)
-    pair, the synonym of a (name, synonym) pair; None for the other kinds."""
-    return {"mention": "anchor", "synonym": "positive"}.get(pair.kind)
+    """The side of *pair* that holds its query (the mention of a (mention, name) pair, the synonym of a (name,
+    synonym) pair); None for the other kinds."""
+    return QUERY_KINDS[pair.kind][0] if pair.kind in QUERY_KINDS else None
 
 
 def _negatives_per_pair(config: TrainConfig, kind: str) -> int:
-    return {"mention": config.mention_negatives, "synonym": config.synonym_negatives}.get(kind, 0)
+    return int(getattr(config, QUERY_KINDS[kind][1])) if kind in QUERY_KINDS else 0
 
 
-def _mined_negatives(pairset: PairSet, config: TrainConfig, base: LiveEncoder, base_names: BaseNames,
-                     path: Path) -> dict[tuple[str, str], list[tuple[str, str]]]:
+def _mined_negatives(pairset: PairSet, config: TrainConfig, encoder: LiveEncoder, base_names: BaseNames,
+                     path: Path, fresh: bool = False) -> dict[tuple[str, str], list[tuple[str, str]]]:
     """``(query, concept) -> [(name, owner concept), …]``: for each mention pair (*mention_negatives*) and
     synonym pair (*synonym_negatives*), names of other training concepts (every name of *scopes*, as a
-    linker index holds them) that the base model puts nearest to the pair's query (:func:`_query_side`).
-    Kept in *path*, so a resumed run trains on the same negatives.
+    linker index holds them) that *encoder* puts nearest to the pair's query (:func:`_query_side`): the base
+    model's embedding of the names, or with *fresh* the names embedded again by *encoder* (the model being
+    trained, see ``remine_every``). Kept in *path*, so a resumed run trains on the same negatives.
 
     In-batch negatives of a mention pair are other mentions' concepts, rarely the names that actually
     outrank the gold concept in a full index ("nephrotoxicity" → "Nephrotic Syndrome" rather than
@@ -500,22 +520,26 @@ def _mined_negatives(pairset: PairSet, config: TrainConfig, base: LiveEncoder, b
     wanted = [p for p in pairset.pairs if _negatives_per_pair(config, p.kind) > 0]
     if not wanted:
         return {}
-    texts, owners, vectors = base_names(True)
+    texts, owners, base_vectors = base_names(True)
     concepts = pairset.concepts
-    queries = [getattr(p, _query_side(p) or "anchor") for p in wanted]
+    queries = [getattr(p, QUERY_KINDS[p.kind][0]) for p in wanted]
     mined: list[list[tuple[str, str]]] = [[] for _ in wanted]
     groups: dict[tuple[str, int], list[int]] = {}
     for i, p in enumerate(wanted):
         groups.setdefault((concepts[p.concept_id].source, _negatives_per_pair(config, p.kind)), []).append(i)
+    names: dict[str, tuple[list[int], np.ndarray]] = {}  # per source: the rows that may serve, their vectors
     for (source, k), positions in groups.items():
-        rows = [i for i, (text, cid) in enumerate(zip(texts, owners)) if concepts[cid].source == source
-                and pairset.split[cid] == "train" and normalize(text) not in pairset.banned]
-        log.info("mining %d dictionary negatives for each of %d pairs among %d names of %s",
-                 k, len(positions), len(rows), source)
+        if source not in names:
+            rows = [i for i, (text, cid) in enumerate(zip(texts, owners)) if concepts[cid].source == source
+                    and pairset.split[cid] == "train" and normalize(text) not in pairset.banned]
+            names[source] = rows, encoder.encode([texts[i] for i in rows]) if fresh else base_vectors[rows]
+        rows, vectors = names[source]
+        log.info("mining %d dictionary negatives for each of %d pairs among %d names of %s%s",
+                 k, len(positions), len(rows), source, " with the model being trained" if fresh else "")
         forbidden = [{normalize(t) for t in (queries[i], *concepts[wanted[i].concept_id].names(config.scopes))}
                      for i in positions]
-        found = dictionary_negatives(base.encode([queries[i] for i in positions]),
-                                     [wanted[i].concept_id for i in positions], forbidden, vectors[rows],
+        found = dictionary_negatives(encoder.encode([queries[i] for i in positions]),
+                                     [wanted[i].concept_id for i in positions], forbidden, vectors,
                                      [texts[i] for i in rows], [owners[i] for i in rows], k, normalize)
         for i, negs in zip(positions, found):
             mined[i] = negs
