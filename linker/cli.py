@@ -332,9 +332,10 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
 @click.option("--mention-negatives", default=2, show_default=True,
               help="dictionary names of other concepts, nearest to each --corpus mention under the base model, "
                    "added as its negatives (0: in-batch negatives only)")
-@click.option("--synonym-negatives", default=0, show_default=True,
+@click.option("--synonym-negatives", type=int,
               help="dictionary names of other concepts, nearest to each (name, synonym) pair's synonym under the "
-                   "base model, added as its negatives (2 helped HPO alone, hurt BC5CDR beside MEDIC synonyms)")
+                   "base model, added as its negatives (default: 2 without --corpus, 0 with; 2 helped HPO alone, "
+                   "hurt BC5CDR beside MEDIC synonyms)")
 @click.option("--remine-every", default=0, show_default=True,
               help="mine the mention and synonym negatives again every this many phase-1 steps, with the model "
                    "being trained (0: the base model's negatives for the whole phase)")
@@ -362,7 +363,7 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
                   max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
                   epochs: int, hard_negatives: bool, freeze_embeddings: bool,
                   mention_repeat: int | None, mention_share: float,
-                  mention_negatives: int, synonym_negatives: int, remine_every: int, max_length: int,
+                  mention_negatives: int, synonym_negatives: int | None, remine_every: int, max_length: int,
                   checkpoint_every: int, holdout: float, mention_holdout: float, soup_margin: float,
                   interpolations: str, seed: int,
                   threads: int | None, device: str | None, amp: str) -> None:

@@ -227,7 +227,7 @@ def test_rerun_of_a_finished_run_skips_phases_and_other_settings_are_refused(tra
     before = (trained / "phase1" / "model.safetensors").stat().st_mtime_ns
     train([Source.open(DATA / "mini.obo")], trained, _config(tiny_model))
     assert (trained / "phase1" / "model.safetensors").stat().st_mtime_ns == before
-    with pytest.raises(LinkerError, match="other settings"):
+    with pytest.raises(LinkerError, match=r"other settings \(lr: 0.0001 there, 0.001 now; see "):
         train([Source.open(DATA / "mini.obo")], trained, _config(tiny_model, lr=1e-3))
 
 
@@ -468,8 +468,17 @@ def test_synonym_pairs_rank_their_synonym_against_names_mined_near_it(tiny_model
 
 def test_settings_added_later_are_recorded_only_off_the_value_older_runs_had(trained: Path) -> None:
     settings = json.loads((trained / "training.json").read_text())["settings"]
-    assert "freeze_embeddings" not in settings and "synonym_negatives" not in settings  # the defaults
+    # the defaults (no synonym negatives when there is a corpus, as in the runs recorded before the option)
+    assert not {"freeze_embeddings", "synonym_negatives", "remine_every"} & set(settings)
     assert settings["mention_negatives"] == 2  # a setting older than the rule is always recorded
+
+
+def test_synonym_negatives_default_to_two_without_a_corpus(tiny_model: Path, tmp_path: Path) -> None:
+    out = train([Source.open(DATA / "mini.obo")], tmp_path / "plain",
+                _config(tiny_model, phases=("contrastive",), corpora=(), steps=1))
+    assert json.loads((out / "training.json").read_text())["settings"]["synonym_negatives"] == 2
+    mined = json.loads((out / "checkpoints" / "contrastive" / "negatives.json").read_text())
+    assert mined and all(len(negatives) == 2 for _, _, negatives in mined)
 
 
 def test_negatives_are_mined_again_with_the_model_being_trained(tiny_model: Path, tmp_path: Path) -> None:

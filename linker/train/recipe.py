@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +77,10 @@ class TrainConfig:
     #: dictionary names to the mention (0 = in-batch negatives only)
     mention_negatives: int = 2
     #: the same for each (name, synonym) pair: names of other concepts nearest to the synonym (the query side).
-    #: 2 gained 2.1 HPO test points in 12 minutes of HPO alone (paired z = 2.6), but cost BC5CDR 1.1 points
-    #: (z = -4.2) in an HPO + MEDIC + corpora run (docs/training.md): off by default
-    synonym_negatives: int = 0
+    #: None: 2 without *corpora*, 0 with. On HPO alone 2 gained 2.1 and 2.8 test points (12 and 20 minutes,
+    #: paired z = 2.6 and 3.3), but cost BC5CDR 1.1 points (z = -4.2) in an HPO + MEDIC + corpora run
+    #: (docs/training.md)
+    synonym_negatives: int | None = None
     #: mine the mention and synonym negatives again every this many phase-1 steps, with the model being trained
     #: (BioSyn updates its candidates each epoch); 0: the base model's negatives serve the whole phase
     remine_every: int = 0
@@ -228,6 +229,8 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     :func:`~linker.train.pairs.build_pairs`).
     """
     config = config or TrainConfig()
+    if config.synonym_negatives is None:
+        config = replace(config, synonym_negatives=0 if config.corpora else 2)
     unknown = set(config.phases) - set(PHASES)
     if unknown or not config.phases:
         raise LinkerError(f"unknown phase(s) {', '.join(sorted(unknown)) or '(none given)'}; use some of {', '.join(PHASES)}")
@@ -248,9 +251,13 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     card_path = out / "training.json"
     if card_path.exists():
         previous = json.loads(card_path.read_text())
-        if previous.get("settings") != json.loads(json.dumps(settings, default=str)):
-            raise LinkerError(f"{out} holds a run with other settings (see {card_path}); pass another --out, "
-                              "or delete the folder to start over")
+        recorded, now = previous.get("settings", {}), json.loads(json.dumps(settings, default=str))
+        if recorded != now:
+            differ = "; ".join(f"{key}: {_short(recorded.get(key, '(not set)'))} there, "
+                               f"{_short(now.get(key, '(not set)'))} now"
+                               for key in sorted(recorded.keys() | now.keys()) if recorded.get(key) != now.get(key))
+            raise LinkerError(f"{out} holds a run with other settings ({differ}; see {card_path}); pass those "
+                              "settings to resume it, another --out, or delete the folder to start over")
         card: dict[str, Any] = previous
     else:
         card = {"settings": settings, "phases": {}}
@@ -338,6 +345,11 @@ def train(sources: Sequence[Source], out: str | Path, config: TrainConfig | None
     _write_json(card_path, card)
     log.info("trained model written to %s (final: %s)", out, current)
     return out
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _write_json(path: Path, value: Any, indent: int | None = 2) -> None:
