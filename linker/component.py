@@ -30,6 +30,9 @@ from linker.assertion import FLAGS, assert_spans
 from linker.errors import IndexNotFoundError, LinkerError
 from linker.mentions import (ABBREVIATION, DENSE, DICTIONARY, SOURCES, UPSTREAM, DictionaryMatcher, Proposal,
                              dense_spans, upstream_proposals)
+from linker.linking.composites import choose as choose_reading
+from linker.linking.composites import readings as composite_readings
+from linker.mentions.arbitration import arbitrate
 from linker.types import Candidate
 
 log = logging.getLogger(__name__)
@@ -110,20 +113,23 @@ if hasattr(os, "register_at_fork"):
         "index": None, "k": 5, "threshold": 0.75, "sources": [UPSTREAM, DICTIONARY], "dense_threshold": 0.95,
         "max_words": 5, "batch_size": 64, "abbreviations": True, "assertion": True, "types": [], "roots": [],
         "overwrite": False, "unlinked": "keep", "label": "CONCEPT", "min_chars": 4, "dense_limit": 20000,
-        "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS), "acronyms": True,
+        "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS), "acronyms": True, "longer_wins": True,
+        "composites": True, "composite_margin": 0.0,
     },
 )
 def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, threshold: float,
                         sources: list[str], dense_threshold: float, max_words: int, batch_size: int,
                         abbreviations: bool, assertion: bool, types: list[str], roots: list[str], overwrite: bool,
                         unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool,
-                        exclude_roots: list[str], acronyms: bool) -> ConceptLinker:
+                        exclude_roots: list[str], acronyms: bool, longer_wins: bool, composites: bool,
+                        composite_margin: float) -> ConceptLinker:
     return ConceptLinker(nlp, name, index=index, k=k, threshold=threshold, sources=sources,
                          dense_threshold=dense_threshold, max_words=max_words, batch_size=batch_size,
                          abbreviations=abbreviations, assertion=assertion, types=types, roots=roots,
                          overwrite=overwrite, unlinked=unlinked, label=label, min_chars=min_chars,
                          dense_limit=dense_limit, copy_index=copy_index, exclude_roots=exclude_roots,
-                         acronyms=acronyms)
+                         acronyms=acronyms, longer_wins=longer_wins, composites=composites,
+                         composite_margin=composite_margin)
 
 
 class ConceptLinker:
@@ -136,7 +142,8 @@ class ConceptLinker:
                  assertion: bool = True, types: Iterable[str] = (), roots: Iterable[str] = (),
                  overwrite: bool = False, unlinked: str = "keep", label: str = "CONCEPT", min_chars: int = 4,
                  dense_limit: int = 20000, copy_index: bool = False,
-                 exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS, acronyms: bool = True) -> None:
+                 exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS, acronyms: bool = True,
+                 longer_wins: bool = True, composites: bool = True, composite_margin: float = 0.0) -> None:
         self.name = name
         self.sources = list(dict.fromkeys(sources))
         unknown = [s for s in self.sources if s not in SOURCES]
@@ -152,6 +159,7 @@ class ConceptLinker:
         self.k, self.threshold, self.dense_threshold = k, threshold, dense_threshold
         self.max_words, self.batch_size, self.min_chars, self.dense_limit = max_words, batch_size, min_chars, dense_limit
         self.abbreviations, self.assertion, self.acronyms = abbreviations, assertion, acronyms
+        self.longer_wins, self.composites, self.composite_margin = longer_wins, composites, composite_margin
         self.types, self.roots, self.exclude_roots = frozenset(types), frozenset(roots), frozenset(exclude_roots)
         self.overwrite, self.unlinked, self.label, self.copy_index = overwrite, unlinked, label, copy_index
         self._index: Any = None
@@ -176,7 +184,8 @@ class ConceptLinker:
         return self._index
 
     def set_index(self, index: Any) -> None:
-        """Use an already opened :class:`~linker.index.ConceptIndex` (e.g. with a custom encoder)."""
+        """Use an already opened :class:`~linker.index.ConceptIndex` (e.g. with a custom encoder); None opens
+        ``index_path`` again on first use."""
         self._index = index
         self._matcher = None
         self._ancestors.clear()
@@ -233,12 +242,12 @@ class ConceptLinker:
         return proposals
 
     def _search(self, queries: list[str]) -> dict[str, list[Candidate]]:
+        """Candidates of each query, in one batch (the index answers recent queries from its cache)."""
         if not queries:
             return {}
         filtered = bool(self.types or self.roots or self.exclude_roots)
         k = self.k * 4 if filtered else self.k
-        vectors = self.index.encoder.encode(queries)
-        results = self.index.search_vectors(vectors, queries, k)
+        results = self.index.search(queries, k)
         if filtered:
             results = [[c for c in row if self._allowed(c.concept_id)][:self.k] for row in results]
         return dict(zip(queries, results))
@@ -276,50 +285,43 @@ class ConceptLinker:
         queries = list(dict.fromkeys(p.query for props in per_doc for p in props
                                      if p.source != ABBREVIATION and p.query.strip()))
         found = self._search(queries)
-        for doc, props in zip(docs, per_doc):
-            self._write(doc, self._choose(props, found))
+        chosen = [self._choose(props, found) for props in per_doc]
+        conjuncts = self._conjuncts([p.query for linked in chosen for p, _ in linked], found) \
+            if self.composites else {}
+        for doc, linked in zip(docs, chosen):
+            self._write(doc, linked, conjuncts)
+
+    def _conjuncts(self, queries: list[str], found: dict[str, list[Candidate]]) -> dict[str, list[Candidate]]:
+        """For each composite query, the best candidate of each conjunct (one search for the whole batch)."""
+        def best(candidates: list[Candidate]) -> float:
+            return candidates[0].score if candidates else 0.0
+
+        options = {q: composite_readings(q) for q in dict.fromkeys(queries)
+                   if found.get(q) and not found[q][0].exact}
+        options = {q: r for q, r in options.items() if r}
+        parts = [c for r in options.values() for reading in r for c in reading if c not in found]
+        found.update(self._search(list(dict.fromkeys(parts))))
+        out: dict[str, list[Candidate]] = {}
+        for query, readings in options.items():
+            reading = choose_reading(query, readings, lambda q: best(found.get(q, [])),
+                                     margin=self.composite_margin)
+            if reading is not None and all(found.get(c) for c in reading):
+                out[query] = [found[c][0] for c in reading]
+        return out
 
     def _choose(self, props: list[Proposal], found: dict[str, list[Candidate]]
                 ) -> list[tuple[Proposal, list[Candidate]]]:
-        """Non-overlapping mentions: upstream entities first, then dictionary names (longest first), then
-        dense spans (best score first), then short forms whose long form was linked (they take the long
-        form's query), then dictionary names at short-form positions left over."""
+        """Non-overlapping mentions (:func:`linker.mentions.arbitration.arbitrate`) with their candidates."""
         def best(query: str) -> float:
             candidates = found.get(query, [])
             return candidates[0].score if candidates else 0.0
 
-        short_forms = [p for p in props if p.source == ABBREVIATION]
-        at_short = {(p.start, p.end) for p in short_forms}
-        upstream = [p for p in props if p.source == UPSTREAM]
-        names = sorted((p for p in props if p.source == DICTIONARY and best(p.query) >= self.threshold),
-                       key=lambda p: (-(p.end - p.start), p.start))
-        dense = sorted((p for p in props if p.source == DENSE and best(p.query) >= self.dense_threshold),
-                       key=lambda p: (-best(p.query), -(p.end - p.start), p.start))
-        chosen: list[Proposal] = []
-        taken = bytearray(max((p.end for p in props), default=0))  # characters inside a chosen span
-
-        def take(p: Proposal, force: bool = False) -> None:
-            if force or not any(taken[p.start:p.end]):
-                chosen.append(p)
-                taken[p.start:p.end] = b"\x01" * (p.end - p.start)
-
-        for p in upstream:
-            take(p, force=True)
-        for p in names + dense:
-            if (p.start, p.end) not in at_short:
-                take(p)
-        linked_by_end = {p.end: p for p in chosen if best(p.query) >= self.threshold}
-        for p in short_forms:
-            anchor = linked_by_end.get(p.anchor[1]) if p.anchor else None
-            if anchor is not None and anchor.start < p.anchor[1]:  # type: ignore[index]
-                take(Proposal(p.start, p.end, ABBREVIATION, anchor.query, anchor=p.anchor))
-        for p in names:
-            if (p.start, p.end) in at_short:
-                take(p)
-        chosen.sort(key=lambda p: p.start)
+        chosen = arbitrate(props, best, threshold=self.threshold, dense_threshold=self.dense_threshold,
+                           longer_wins=self.longer_wins)
         return [(p, found.get(p.query, [])) for p in chosen]
 
-    def _write(self, doc: Doc, linked: list[tuple[Proposal, list[Candidate]]]) -> None:
+    def _write(self, doc: Doc, linked: list[tuple[Proposal, list[Candidate]]],
+               conjuncts: dict[str, list[Candidate]]) -> None:
         """Set the entities: linked spans, plus the earlier entities that do not clash with them
         (on a clash the earlier entity stays unless ``overwrite``)."""
         if not linked:
@@ -331,6 +333,11 @@ class ConceptLinker:
         occupied = bytearray(len(doc))  # tokens inside a new entity
         for i, (prop, candidates) in enumerate(linked):
             handled.add((prop.start, prop.end))
+            parts = conjuncts.get(prop.query)
+            if parts is not None and min(c.score for c in parts) >= self.threshold:
+                candidates = [parts[0]] + [c for c in candidates if c.concept_id != parts[0].concept_id]
+            else:
+                parts = None
             ok = bool(candidates) and candidates[0].score >= self.threshold
             if not ok and self.unlinked == "drop":
                 continue
@@ -345,6 +352,8 @@ class ConceptLinker:
             ent = Span(doc, span.start, span.end, label=label, kb_id=kb_id)
             data: dict[str, Any] = {"c": [[c.concept_id, c.name, c.matched_text, round(float(c.score), 6), c.exact]
                                           for c in candidates], "s": prop.source, "q": prop.query}
+            if parts is not None:
+                data["j"] = list(dict.fromkeys(c.concept_id for c in parts))
             if flags is not None:
                 data.update(flags[i].flags())
             ent._.set(DATA_ATTR, data)

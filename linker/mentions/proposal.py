@@ -1,0 +1,31 @@
+"""The value every mention finder returns, and the finder of spans an upstream component already set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spacy.tokens import Doc
+
+UPSTREAM, DICTIONARY, DENSE, ABBREVIATION = "upstream", "dictionary", "dense", "abbreviation"
+#: the sources a ``concept_linker`` can be told to use (short forms follow the sources that find names)
+SOURCES = (UPSTREAM, DICTIONARY, DENSE)
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A span proposed for linking and the text to search for it."""
+
+    start: int
+    end: int
+    source: str
+    query: str
+    #: the upstream entity label, when the span came from doc.ents
+    label: str | None = None
+    #: for a short form, the character span of its long form (the short form borrows the long form's link)
+    anchor: tuple[int, int] | None = None
+
+
+def upstream_proposals(doc: Doc) -> list[Proposal]:
+    return [Proposal(ent.start_char, ent.end_char, UPSTREAM, ent.text, ent.label_) for ent in doc.ents]
+
+
