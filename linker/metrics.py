@@ -20,6 +20,10 @@ Conventions
 * Identical items (same doc, span and ids) are counted once on each side.
 * Per entity type: recall over the gold mentions of that type; precision over the predictions of that
   type, reported only when predictions carry types (otherwise ``None``).
+* **Document level** (:func:`score_documents`, the concept measure of the BioCreative V CDR disease
+  task): per document, the set of concepts of the gold mentions (every id of a composite) against the
+  set of predicted concepts, micro-averaged over documents. Ids that ``id_map`` sends to a common id
+  within one document are one concept.
 """
 
 from __future__ import annotations
@@ -172,13 +176,54 @@ def score_by_type(pred: Iterable[Annotation], gold: Iterable[Annotation], *, mat
     return out
 
 
+def _concept_classes(ids: Sequence[str], id_map: Any) -> list[int]:
+    """For each of *ids*, the number of its class: ids whose mapped sets meet are one concept."""
+    parent = list(range(len(ids)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, concept_id in enumerate(ids):
+        for mapped in map_ids((concept_id,), id_map) | {concept_id}:
+            if mapped in owner:
+                parent[root(i)] = root(owner[mapped])
+            else:
+                owner[mapped] = i
+    return [root(i) for i in range(len(ids))]
+
+
+def score_documents(pred: Iterable[Annotation], gold: Iterable[Annotation], *,
+                    id_map: Mapping[str, str | Sequence[str]] | Callable[[str], Iterable[str]] | None = None
+                    ) -> PRF:
+    """Document-level concept P/R/F1 (see the module notes): ``tp_pred == tp_gold`` here."""
+    pred_ids: dict[str, set[str]] = defaultdict(set)
+    gold_ids: dict[str, set[str]] = defaultdict(set)
+    for item in pred:
+        pred_ids[item.doc_id].update(item.concept_ids)
+    for item in gold:
+        gold_ids[item.doc_id].update(item.concept_ids)
+    tp = n_pred = n_gold = 0
+    for doc_id in set(pred_ids) | set(gold_ids):
+        p, g = sorted(pred_ids.get(doc_id, ())), sorted(gold_ids.get(doc_id, ()))
+        classes = _concept_classes(p + g, id_map)
+        p_classes, g_classes = set(classes[:len(p)]), set(classes[len(p):])
+        tp += len(p_classes & g_classes)
+        n_pred += len(p_classes)
+        n_gold += len(g_classes)
+    return PRF(tp, n_pred, tp, n_gold)
+
+
 def evaluate(pred: Iterable[Annotation], gold: Iterable[Annotation], *,
              id_map: Mapping[str, str | Sequence[str]] | Callable[[str], Iterable[str]] | None = None,
              by_type: bool = False) -> dict[str, Any]:
-    """Strict and overlap scores as plain dicts: ``{"strict": {...}, "overlap": {...}}``
-    (with ``by_type``, each holds ``{"all": {...}, type: {...}}``)."""
+    """Strict and overlap scores as plain dicts: ``{"strict": {...}, "overlap": {...}, "document": {...}}``
+    (with ``by_type``, strict and overlap each hold ``{"all": {...}, type: {...}}``)."""
     pred, gold = list(pred), list(gold)
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"document": score_documents(pred, gold, id_map=id_map).to_dict()}
     for mode in MATCH_MODES:
         scores = score_by_type(pred, gold, match=mode, id_map=id_map)  # type: ignore[arg-type]
         if by_type:

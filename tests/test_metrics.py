@@ -79,3 +79,32 @@ def test_bad_input_is_reported() -> None:
         score([], [], match="fuzzy")  # type: ignore[arg-type]
     with pytest.raises(LinkerError, match="ends before it starts"):
         score([annotation("d", 5, 2, "A")], [])
+
+
+def test_document_level_concepts_are_sets_per_document() -> None:
+    from linker.metrics import annotation, score_documents
+
+    gold = [annotation("d1", 0, 5, "A"), annotation("d1", 10, 15, "A"), annotation("d1", 20, 40, ["B", "C"]),
+            annotation("d2", 0, 5, "D")]
+    pred = [annotation("d1", 0, 5, "A"), annotation("d1", 50, 55, "B"), annotation("d1", 60, 65, "E"),
+            annotation("d2", 7, 9, "D"), annotation("d2", 10, 12, "D")]
+    prf = score_documents(pred, gold)
+    # d1: gold {A, B, C}, predicted {A, B, E}: 2 right; d2: gold {D}, predicted {D}
+    assert (prf.tp_pred, prf.n_pred, prf.n_gold) == (3, 4, 4)
+    assert prf.precision == 0.75 and prf.recall == 0.75
+
+
+def test_document_level_concepts_merge_ids_the_map_joins() -> None:
+    from linker.metrics import annotation, score_documents
+
+    gold = [annotation("d1", 0, 5, "MESH:D1")]
+    pred = [annotation("d1", 0, 5, "OLD:1"), annotation("d1", 9, 12, "MESH:D1")]
+    prf = score_documents(pred, gold, id_map={"OLD:1": "MESH:D1"})
+    assert (prf.tp_pred, prf.n_pred, prf.n_gold) == (1, 1, 1)
+
+
+def test_evaluate_reports_the_document_measure() -> None:
+    from linker.metrics import annotation, evaluate
+
+    out = evaluate([annotation("d", 0, 3, "A")], [annotation("d", 5, 8, "A")])
+    assert out["strict"]["f1"] == 0.0 and out["document"]["f1"] == 1.0
