@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 
 from linker import faiss_util
+from linker.embedding_cache import EmbeddingCache
 from linker.encoder import Encoder, load_encoder
 from linker.errors import ConceptNotFoundError, IndexMismatchError, LinkerError
 from linker.meta import FAISS_FILE, META_FILE, TERMS_FILE, read_meta
@@ -40,6 +41,7 @@ class ConceptIndex:
         self._model = model
         self._device = device
         self._lock = threading.Lock()
+        self.embedding_cache = EmbeddingCache()
         concept_of_term = termdb.term_concepts()
         self._concept_ids = list(dict.fromkeys(concept_of_term))
         ordinal = {cid: i for i, cid in enumerate(self._concept_ids)}
@@ -110,7 +112,7 @@ class ConceptIndex:
         texts = list(texts)
         if not texts:
             return []
-        vectors = self.encoder.encode(texts)
+        vectors = self.embedding_cache.embed(texts, self.encoder.encode)
         return self.search_vectors(vectors, texts, k)
 
     def search_vectors(self, vectors: np.ndarray, texts: Sequence[str], k: int = 10) -> list[list[Candidate]]:
