@@ -89,3 +89,13 @@ class Mention:
     hypothetical: bool = False
     family: bool = False
     label: str = "CONCEPT"
+    #: a composite mention ("breast and ovarian cancer") links one concept per conjunct: all of them, in
+    #: order (the first is ``concept_id``); empty for a mention of one concept
+    conjunct_ids: tuple[str, ...] = ()
+
+    @property
+    def concept_ids(self) -> tuple[str, ...]:
+        """Every concept the mention links: its conjuncts' for a composite, else ``(concept_id,)`` or ``()``."""
+        if self.conjunct_ids:
+            return self.conjunct_ids
+        return (self.concept_id,) if self.concept_id else ()
