@@ -33,13 +33,15 @@ Annotator = Callable[[Sequence[str]], list[list[Mention]]]
 class PipelineAnnotator:
     """Annotates with :func:`linker.pipeline.load_pipeline`; the pipeline is loaded on first use in each process."""
 
-    def __init__(self, index: str | None = None, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, index: str | None = None, config: dict[str, Any] | None = None,
+                 pipeline: str | None = None) -> None:
         self.index = index
         self.config = dict(config or {})
+        self.pipeline = pipeline
         self._nlp: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"index": self.index, "config": self.config, "_nlp": None}
+        return {"index": self.index, "config": self.config, "pipeline": self.pipeline, "_nlp": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -48,7 +50,7 @@ class PipelineAnnotator:
         if self._nlp is None:
             from linker.pipeline import load_pipeline
 
-            self._nlp = load_pipeline(self.index, **self.config)
+            self._nlp = load_pipeline(self.index, pipeline=self.pipeline, **self.config)
         return self._nlp
 
     def __call__(self, texts: Sequence[str]) -> list[list[Mention]]:
@@ -217,9 +219,12 @@ def annotate(
     pipeline_config: dict[str, Any] | None = None,
     annotator: Annotator | None = None,
     overwrite: bool = False,
+    pipeline: str | os.PathLike[str] | None = None,
 ) -> AnnotateStats:
     """Annotate every document of *input_path* into *output_path*, resuming what an earlier run left.
 
+    *pipeline* is a spaCy pipeline folder (a trained detector, or a whole trained pipeline) run instead of
+    blank English + ``concept_linker``; without *index*, its own index is used.
     *annotator* replaces the spaCy pipeline (tests); it must be picklable when *processes* > 1.
     *overwrite* removes what an earlier run wrote instead of resuming it. Returns the counts; documents that failed are in the output's errors file or table.
     """
@@ -229,6 +234,11 @@ def annotate(
     if output.resolve() == Path(input_path).resolve():
         raise LinkerError(f"the output {output} is the input; write the annotations to another file")
     reader = open_reader(input_path, input_format, id_field=id_field, text_field=text_field)
+    pipeline_arg = str(Path(pipeline).resolve()) if pipeline is not None else None
+    if index is None and pipeline_arg is not None:
+        from linker.pipeline import pipeline_index
+
+        index = pipeline_index(pipeline_arg)
     index_arg = str(index) if index is not None else None
     options: dict[str, Any] = {"include_text": include_text, "candidates": candidates}
     if out_kind == "sqlite":
@@ -237,7 +247,7 @@ def annotate(
     if annotator is None or index_arg is not None:
         index_id = _index_identity(index_arg)  # a missing index fails here, clearly, not inside every worker
     if annotator is None:
-        annotator = PipelineAnnotator(index_arg, pipeline_config)
+        annotator = PipelineAnnotator(index_arg, pipeline_config, pipeline_arg)
     processes = max(1, processes or default_processes())
     stats = AnnotateStats(output=str(output))
     if overwrite:
@@ -248,6 +258,8 @@ def annotate(
         settings = {"input": str(Path(input_path).resolve()), "input_format": reader.format, "output_format": out_kind,
                     "index": index_id, "id_field": id_field, "text_field": text_field, "include_text": include_text,
                     "candidates": candidates, "pipeline_config": pipeline_config or {}}
+        if pipeline_arg is not None:
+            settings["pipeline"] = _pipeline_identity(pipeline_arg)
         _check_same_run(output, out_kind, settings, resuming=bool(done.done_ids or done.failed_where))
         if done.done_ids or done.failed_where:
             log.info("%s already holds %d documents and %d failures; resuming", output, len(done.done_ids),
@@ -392,6 +404,12 @@ def _index_identity(index: str | None) -> str:
     ontology = meta.get("ontology", {})
     return (f"{folder.resolve()} ({ontology.get('name')} {ontology.get('release') or ''}, "
             f"{meta.get('encoder', {}).get('model')}, built {meta.get('built_at')})")
+
+
+def _pipeline_identity(pipeline: str) -> str:
+    from linker.pipeline import pipeline_fingerprint
+
+    return f"{pipeline} ({pipeline_fingerprint(pipeline)})"
 
 
 def remove_output(output: Path, kind: str) -> None:

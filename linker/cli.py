@@ -14,6 +14,8 @@ from linker.errors import LinkerError
 
 log = logging.getLogger("linker")
 INDEX_HELP = "index folder (default: the embedded HPO index, built on first use)"
+PIPELINE_HELP = ("spaCy pipeline folder to run in front of the linker: a detector from linker train-mentions, or a "
+                 "whole trained pipeline (its own index unless --index)")
 
 
 class _Group(click.Group):
@@ -197,16 +199,17 @@ def get(concept_id: str, index_dir: Path | None, as_json: bool) -> None:
 @click.option("--exact", "exact_only", is_flag=True, help="rank by exact normalised string match only (baseline)")
 @click.option("-k", default=10, show_default=True, help="concepts ranked per mention (MRR cut-off)")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), help="write the record here")
+@click.option("--pipeline", type=click.Path(path_type=Path, exists=True, file_okay=False), help=PIPELINE_HELP)
 def evaluate(mentions: Path | None, index_dir: Path | None, alt_ids: tuple[Path, ...], types: tuple[str, ...],
              docs: Path | None, pairs: Path | None, model: str | None, exact_only: bool, k: int,
-             json_out: Path | None) -> None:
+             json_out: Path | None, pipeline: Path | None) -> None:
     """Score normalisation of gold MENTIONS (JSONL or PubTator): acc@1, acc@5, MRR; end to end with --docs;
     similarity with --pairs."""
     from linker.evaluate import evaluate as run_evaluation
     from linker.evaluate import format_table
 
     record = run_evaluation(mentions, index=index_dir, alt_ids=alt_ids, types=types, docs=docs, pairs=pairs,
-                            model=model, k=k, exact_only=exact_only)
+                            model=model, k=k, exact_only=exact_only, pipeline=pipeline)
     click.echo(format_table(record))
     if json_out is not None:
         json_out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
@@ -229,9 +232,10 @@ def evaluate(mentions: Path | None, index_dir: Path | None, alt_ids: tuple[Path,
 @click.option("--candidates", default=5, show_default=True, type=click.IntRange(min=0),
               help="ranked candidates kept per mention (JSONL, SQLite)")
 @click.option("--overwrite", is_flag=True, help="start afresh instead of resuming what OUTPUT holds")
+@click.option("--pipeline", type=click.Path(path_type=Path, exists=True, file_okay=False), help=PIPELINE_HELP)
 def annotate(input_path: Path, output: str, index_dir: Path | None, input_format: str | None,
              output_format: str | None, id_field: str | None, text_field: str | None, processes: int | None,
-             batch_size: int, include_text: bool, candidates: int, overwrite: bool) -> None:
+             batch_size: int, include_text: bool, candidates: int, overwrite: bool, pipeline: Path | None) -> None:
     """Annotate every document of INPUT into OUTPUT; run the same command again to resume after an interruption.
 
     Documents that cannot be read or annotated are listed in OUTPUT.errors.jsonl (SQLite: the errors table)
@@ -244,7 +248,7 @@ def annotate(input_path: Path, output: str, index_dir: Path | None, input_format
         stats = run(input_path, output, index=index_dir, input_format=input_format,
                     output_format_name=output_format, id_field=id_field, text_field=text_field, processes=processes,
                     batch_size=batch_size, include_text=include_text, candidates=candidates, progress=not quiet,
-                    overwrite=overwrite)
+                    overwrite=overwrite, pipeline=pipeline)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: what is in {output} is kept; run the same command again to resume", err=True)
         sys.exit(130)
@@ -259,11 +263,13 @@ def annotate(input_path: Path, output: str, index_dir: Path | None, input_format
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--max-body", default=1_000_000, show_default=True, help="largest request body in bytes")
 @click.option("--max-batch", default=256, show_default=True, help="most texts in one POST /lookup")
-def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch: int) -> None:
+@click.option("--pipeline", type=click.Path(path_type=Path, exists=True, file_okay=False), help=PIPELINE_HELP)
+def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch: int, pipeline: Path | None) -> None:
     """Serve lookup, annotation and concept cards over HTTP (JSON; OpenAPI at /docs and /openapi.json)."""
     from linker.server import ServerLimits, serve as run
 
-    run(index_dir, host=host, port=port, limits=ServerLimits(max_body=max_body, max_batch=max_batch))
+    run(index_dir, host=host, port=port, limits=ServerLimits(max_body=max_body, max_batch=max_batch),
+        pipeline=str(pipeline) if pipeline is not None else None)
 
 
 @cli.command()
@@ -295,114 +301,18 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
     click.echo(str(write_html(out, docs, titles=[title for title, _ in documents])))
 
 
-@cli.command("train")
-@click.argument("ontologies", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="output folder (the trained model)")
-@click.option("--base-model", help="model folder or hub name to start from (default: the packaged all-MiniLM-L6-v2)")
-@click.option("--format", "fmt", type=click.Choice(["obo", "umls", "tsv", "jsonl", "ctd"]),
-              help="ontology format of every ONTOLOGY and --extra-ontology (default: from each name)")
-@click.option("--extra-ontology", "extra_ontologies", multiple=True, type=click.Path(path_type=Path, exists=True),
-              help="ontology trained on whole, none of its concepts held out: extra synonyms and definitions "
-                   "(e.g. MEDIC beside HPO); texts of held-out ONTOLOGIES concepts stay out (repeatable)")
-@click.option("--corpus", "corpora", multiple=True, type=click.Path(path_type=Path, exists=True),
-              help="annotated TRAIN mentions (*.mentions.jsonl) for (mention, name) pairs (repeatable)")
-@click.option("--mention-type", "mention_types", multiple=True, help="keep only corpus mentions of this type (repeatable)")
-@click.option("--kinds", default="synonym,definition,description,mention", show_default=True,
-              help="comma-separated pair kinds to train on")
-@click.option("--phases", default="contrastive,distill,soup", show_default=True, help="comma-separated phases to run")
-@click.option("--steps", type=int, help="budget: phase-1 optimiser steps")
-@click.option("--pairs", "max_pairs", type=int, help="budget: phase-1 pairs seen")
-@click.option("--minutes", type=float, help="budget: minutes of phases 1+2 (validation included)")
-@click.option("--distill-steps", type=int, help="budget: phase-2 steps (default: a share of --steps)")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2),
-              help="pairs per step (each pair's in-batch negatives are the others)")
-@click.option("--lr", default=1e-4, show_default=True,
-              help="peak phase-1 learning rate (MiniLM; use 2e-5 to 5e-5 for 768-dim base models)")
-@click.option("--epochs", default=1, show_default=True, help="passes over the pairs planned for phase 1")
-@click.option("--hard-negatives/--random-batches", default=True, show_default=True,
-              help="fill each batch with neighbouring concepts (mined with the base model) or with random ones")
-@click.option("--freeze-embeddings/--train-embeddings", default=False, show_default=True,
-              help="keep the base model's token embeddings: fewer weights to update (23% more steps per minute "
-                   "with MiniLM), no accuracy gain measured")
-@click.option("--mention-repeat", type=int,
-              help="times each --corpus (mention, name) pair is planned per epoch (default: from --mention-share)")
-@click.option("--mention-share", default=0.3, show_default=True,
-              help="without --mention-repeat, plan each mention pair as often as makes mention pairs this share "
-                   "of an epoch")
-@click.option("--mention-negatives", default=2, show_default=True,
-              help="dictionary names of other concepts, nearest to each --corpus mention under the base model, "
-                   "added as its negatives (0: in-batch negatives only)")
-@click.option("--synonym-negatives", type=int,
-              help="dictionary names of other concepts, nearest to each (name, synonym) pair's synonym under the "
-                   "base model, added as its negatives (default: 2 without --corpus, 0 with; 2 helped HPO alone, "
-                   "hurt BC5CDR beside MEDIC synonyms)")
-@click.option("--remine-every", default=0, show_default=True,
-              help="mine the mention and synonym negatives again every this many phase-1 steps, with the model "
-                   "being trained (0: the base model's negatives for the whole phase)")
-@click.option("--max-length", default=64, show_default=True, help="tokens per text")
-@click.option("--checkpoint-every", default=200, show_default=True, help="steps between checkpoints (and validations)")
-@click.option("--holdout", default=0.05, show_default=True, help="fraction of concepts held out for validation "
-              "(and the same again for test)")
-@click.option("--mention-holdout", default=0.1, show_default=True,
-              help="fraction of the --corpus mention texts seen once that are held out (not trained on as "
-                   "mentions) to validate on")
-@click.option("--soup-margin", default=1.0, show_default=True,
-              help="phase 3 keeps a weight average only if its validation gain over the last model reaches this "
-                   "many paired standard errors (0: the best validation score wins)")
-@click.option("--interpolations", default="0.75", show_default=True,
-              help="phase-3 weights a of the candidates a * soup + (1 - a) * base, comma-separated ('' for none)")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--threads", type=int, help="torch CPU threads")
-@click.option("--device", help="cpu, cuda, cuda:1… (default: cuda when present)")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
-              help="mixed precision; auto: bf16/fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16, AMX), "
-                   "else off")
-def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str | None, fmt: str | None,
-                  extra_ontologies: tuple[Path, ...], corpora: tuple[Path, ...], mention_types: tuple[str, ...],
-                  kinds: str, phases: str, steps: int | None,
-                  max_pairs: int | None, minutes: float | None, distill_steps: int | None, batch_size: int, lr: float,
-                  epochs: int, hard_negatives: bool, freeze_embeddings: bool,
-                  mention_repeat: int | None, mention_share: float,
-                  mention_negatives: int, synonym_negatives: int | None, remine_every: int, max_length: int,
-                  checkpoint_every: int, holdout: float, mention_holdout: float, soup_margin: float,
-                  interpolations: str, seed: int,
-                  threads: int | None, device: str | None, amp: str) -> None:
-    """Adapt an embedding model to ONTOLOGIES (BioLORD recipe); OUT is a model folder for `linker build --model`.
-
-    Run the same command again to resume an interrupted run.
-    """
-    from linker.sources import Source
-    from linker.train import TrainConfig, train
-
-    config = TrainConfig(
-        base_model=base_model, seed=seed, val_fraction=holdout, test_fraction=holdout,
-        corpora=tuple(str(c) for c in corpora), mention_types=tuple(mention_types) or None,
-        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
-        phases=tuple(p.strip() for p in phases.split(",") if p.strip()), batch_size=batch_size, max_length=max_length,
-        epochs=epochs, hard_negatives=hard_negatives, freeze_embeddings=freeze_embeddings,
-        mention_repeat=mention_repeat, mention_share=mention_share, mention_negatives=mention_negatives,
-        synonym_negatives=synonym_negatives, remine_every=remine_every, mention_val_fraction=mention_holdout,
-        lr=lr, steps=steps, pairs=max_pairs,
-        minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, soup_margin=soup_margin,
-        interpolations=_interpolation_weights(interpolations), threads=threads, device=device, amp=amp)
-    click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config,
-                         extra_sources=[Source.open(path, fmt) for path in extra_ontologies])))
-
-
-def _interpolation_weights(text: str) -> tuple[float, ...]:
-    try:
-        weights = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: give weights between 0 and 1, comma-separated (e.g. 0.75,0.5)",
-                                 param_hint="--interpolations") from None
-    if any(not 0.0 < w < 1.0 for w in weights):
-        raise click.BadParameter(f"{text!r}: each weight must lie strictly between 0 and 1",
-                                 param_hint="--interpolations")
-    return weights
-
-
 def main() -> None:
     cli(prog_name="linker")
+
+
+def _register() -> None:
+    from linker.cli_train import train_command, train_mentions, train_pipeline_command
+
+    for command in (train_command, train_mentions, train_pipeline_command):
+        cli.add_command(command)
+
+
+_register()
 
 
 if __name__ == "__main__":

@@ -2,30 +2,88 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from linker.errors import IndexNotFoundError, LinkerError
 from linker.types import Candidate, Mention
 
 COMPONENT = "concept_linker"
 
 
-def load_pipeline(index: str | os.PathLike[str] | None = None, **config: Any) -> Language:
-    """A blank English pipeline with ``concept_linker`` (default settings unless *config* says otherwise),
-    its index opened. *index* is an index folder; None means the default HPO index."""
+def load_pipeline(index: str | os.PathLike[str] | None = None, *, pipeline: str | os.PathLike[str] | None = None,
+                  **config: Any) -> Language:
+    """A pipeline whose last component is ``concept_linker``, its index opened.
+
+    Without *pipeline*: blank English + ``concept_linker`` (default settings unless *config* says otherwise).
+    With *pipeline* (a spaCy pipeline folder, e.g. a trained mention detector or a whole trained pipeline):
+    that pipeline as saved, with ``concept_linker`` added when it has none; its saved settings stay unless
+    *config* or *index* name others. *index* is an index folder; None means the pipeline's own index, else
+    the default HPO index.
+    """
     import linker.component  # noqa: F401 - registers the factory even when the entry point is not installed
 
     settings = dict(config)
     if index is not None:
         settings["index"] = str(index)
-    nlp = spacy.blank("en")
-    nlp.add_pipe(COMPONENT, config=settings)
-    nlp.initialize()
+    if pipeline is None:
+        nlp = spacy.blank("en")
+        nlp.add_pipe(COMPONENT, config=settings)
+        nlp.initialize()
+        return nlp
+    folder = Path(pipeline)
+    if not (folder / "config.cfg").is_file():
+        raise LinkerError(f"--pipeline {folder}: not a spaCy pipeline folder (no config.cfg); train one with "
+                          "linker train-mentions or linker train-pipeline")
+    saved = spacy.util.load_config(folder / "config.cfg")
+    if COMPONENT not in saved["nlp"]["pipeline"]:
+        nlp = spacy.load(folder)
+        nlp.add_pipe(COMPONENT, config=settings)
+        nlp.get_pipe(COMPONENT).initialize()
+        return nlp
+    index_path = settings.pop("index", None)
+    nlp = spacy.load(folder, config={"components": {COMPONENT: settings}} if settings else {})
+    component = nlp.get_pipe(COMPONENT)
+    if index_path is not None:
+        component.index_path = index_path
+        component.set_index(None)
+    component.initialize()
     return nlp
+
+
+def pipeline_fingerprint(pipeline: str | os.PathLike[str]) -> str:
+    """A short digest of a pipeline folder's settings and weights' sizes and times (what a resumed run checks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(pipeline).rglob("*")):
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(pipeline).parts):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(pipeline)}\0{stat.st_size}\0{int(stat.st_mtime)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def pipeline_index(pipeline: str | os.PathLike[str]) -> str | None:
+    """The index folder a saved pipeline's ``concept_linker`` uses (None: it has no linker, or uses the default)."""
+    from linker.component import SETTINGS_FILE
+
+    settings_file = Path(pipeline) / COMPONENT / SETTINGS_FILE
+    if not settings_file.exists():
+        return None
+    settings = json.loads(settings_file.read_text())
+    if settings.get("copied"):
+        return str(Path(pipeline) / COMPONENT / settings["index"])
+    found = settings.get("index")
+    if found is not None and not Path(found).exists():
+        raise IndexNotFoundError(f"pipeline {pipeline} uses the index {found}, which is not there; rebuild it there "
+                                 "or pass --index")
+    return found
 
 
 def doc_mentions(doc: Doc) -> list[Mention]:
@@ -45,5 +103,5 @@ def doc_mentions(doc: Doc) -> list[Mention]:
         out.append(Mention(ent.start_char, ent.end_char, ent.text, candidates, ent.kb_id_ or None, data["s"],
                            negated=bool(data.get("negated")), historical=bool(data.get("historical")),
                            hypothetical=bool(data.get("hypothetical")), family=bool(data.get("family")),
-                           label=ent.label_))
+                           label=ent.label_, conjunct_ids=tuple(data.get("j", ()))))
     return out

@@ -52,8 +52,9 @@ class ModelWorker:
     """Runs every encoder call on one thread, batching what concurrent requests queued meanwhile."""
 
     def __init__(self, index: Any, annotator: Any | None = None, max_queue: int = 10_000,
-                 max_texts_per_call: int = 512) -> None:
+                 max_texts_per_call: int = 512, pipeline: str | None = None) -> None:
         self.index = index
+        self.pipeline = pipeline
         self._annotator = annotator
         self.max_queue = max_queue
         self.max_texts = max_texts_per_call
@@ -70,7 +71,7 @@ class ModelWorker:
             from linker.annotate import PipelineAnnotator
             from linker.pipeline import COMPONENT
 
-            annotator = PipelineAnnotator(str(self.index.path))
+            annotator = PipelineAnnotator(str(self.index.path), pipeline=self.pipeline)
             annotator.load().get_pipe(COMPONENT).set_index(self.index)
             self._annotator = annotator
         return self._annotator
@@ -315,10 +316,11 @@ class HealthOut(BaseModel):  # type: ignore[misc,valid-type]
 
 
 def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits | None = None,
-               warm_up: bool = False) -> Any:
+               warm_up: bool = False, pipeline: str | None = None) -> Any:
     """A FastAPI app over a loaded :class:`~linker.index.ConceptIndex` (and an annotator, else the spaCy pipeline).
 
-    *warm_up* loads the model and the pipeline now rather than on the first requests.
+    *warm_up* loads the model and the pipeline now rather than on the first requests. *pipeline* is a spaCy
+    pipeline folder that ``/annotate`` runs (a trained detector or a whole trained pipeline).
     """
     from contextlib import asynccontextmanager
 
@@ -327,7 +329,7 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
     from fastapi.responses import JSONResponse
 
     limits = limits or ServerLimits()
-    worker = ModelWorker(index, annotator, max_queue=limits.max_queue)
+    worker = ModelWorker(index, annotator, max_queue=limits.max_queue, pipeline=pipeline)
     if warm_up:
         worker.submit("lookup", ["warm up"], 1).result()
         worker.submit("annotate", ["warm up"]).result()
@@ -431,7 +433,7 @@ def _version() -> str:
 
 
 def serve(index_dir: str | os.PathLike[str] | None = None, *, host: str = "127.0.0.1", port: int = 8000,
-          limits: ServerLimits | None = None, log_level: str = "info") -> None:
+          limits: ServerLimits | None = None, log_level: str = "info", pipeline: str | None = None) -> None:
     """Load the index and its model, then serve until interrupted."""
     try:
         import uvicorn
@@ -439,8 +441,12 @@ def serve(index_dir: str | os.PathLike[str] | None = None, *, host: str = "127.0
         raise LinkerError("linker serve needs fastapi and uvicorn: pip install fastapi uvicorn") from None
     from linker.defaults import open_index
 
+    if index_dir is None and pipeline is not None:
+        from linker.pipeline import pipeline_index
+
+        index_dir = pipeline_index(pipeline)
     index = open_index(index_dir)
     if host not in {"127.0.0.1", "localhost", "::1"}:
         log.warning("serving on %s: reachable from other machines; the service has no authentication", host)
-    app = create_app(index, limits=limits, warm_up=True)  # load model and pipeline now, not on the first request
+    app = create_app(index, limits=limits, warm_up=True, pipeline=pipeline)  # load model and pipeline now, not on the first request
     uvicorn.run(app, host=host, port=port, log_level=log_level)

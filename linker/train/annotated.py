@@ -1,0 +1,135 @@
+"""Annotated documents for training a mention detector: text plus typed character spans.
+
+Reads the docs + mentions JSONL pair of ``../shared/data`` (``NAME.docs.jsonl`` with ``NAME.mentions.jsonl``
+beside it), PubTator and BioC XML. Spans are kept when their type is wanted (``types``) and renamed to one
+``label`` when asked; overlapping spans keep the longest (spaCy's ``ner`` predicts flat spans).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from linker.errors import LinkerError
+
+log = logging.getLogger(__name__)
+
+DOCS_SUFFIX, MENTIONS_SUFFIX = ".docs.jsonl", ".mentions.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotatedDoc:
+    doc_id: str
+    text: str
+    spans: tuple[Span, ...]
+
+
+@dataclass
+class CorpusStats:
+    documents: int = 0
+    spans: int = 0
+    dropped_type: int = 0
+    dropped_overlap: int = 0
+    dropped_bad_offsets: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def mentions_path(docs: Path) -> Path:
+    """The mentions file that goes with a ``NAME.docs.jsonl`` documents file."""
+    name = docs.name
+    if not name.endswith(DOCS_SUFFIX):
+        raise LinkerError(f"{docs}: a JSONL corpus is a NAME{DOCS_SUFFIX} documents file with NAME{MENTIONS_SUFFIX} "
+                          "beside it; rename the files, or give the corpus as PubTator or BioC XML")
+    found = docs.with_name(name[: -len(DOCS_SUFFIX)] + MENTIONS_SUFFIX)
+    if not found.exists():
+        raise LinkerError(f"{docs}: no mentions file {found} beside it; the detector learns from annotated "
+                          "documents (for text without annotations, see linker train-mentions --weak)")
+    return found
+
+
+def _raw_spans(path: Path) -> tuple[list[tuple[str, str]], dict[str, list[tuple[int, int, str, str]]]]:
+    """(doc_id, text) in file order and ``doc_id -> [(start, end, type, text)]``."""
+    from linker.evaluate import read_documents, read_mentions
+
+    documents = read_documents(path)
+    spans: dict[str, list[tuple[int, int, str, str]]] = {}
+    if path.name.endswith(".jsonl"):
+        for m in read_mentions(mentions_path(path)):
+            spans.setdefault(m.doc_id, []).append((m.start, m.end, m.type, m.text))
+    else:
+        for d in documents:
+            spans[str(d.doc_id)] = [(a.start, a.end, a.label, a.text) for a in d.annotations]
+    return [(str(d.doc_id), d.text) for d in documents], spans
+
+
+def read_corpus(path: str | os.PathLike[str], *, types: Iterable[str] = (), label: str | None = None,
+                stats: CorpusStats | None = None) -> list[AnnotatedDoc]:
+    """Annotated documents of one corpus file (see the module docstring)."""
+    path = Path(path)
+    wanted = frozenset(types)
+    stats = stats if stats is not None else CorpusStats()
+    documents, raw = _raw_spans(path)
+    known = {doc_id for doc_id, _ in documents}
+    orphans = sorted(set(raw) - known)
+    if orphans:
+        raise LinkerError(f"{path}: {len(orphans)} annotated document(s) are not in the documents (e.g. "
+                          f"{orphans[0]}); give the documents file that goes with the mentions")
+    out: list[AnnotatedDoc] = []
+    for doc_id, text in documents:
+        kept: list[Span] = []
+        for start, end, kind, surface in raw.get(doc_id, ()):
+            if wanted and kind not in wanted:
+                stats.dropped_type += 1
+                continue
+            if not 0 <= start < end <= len(text) or (surface and text[start:end] != surface):
+                stats.dropped_bad_offsets += 1
+                continue
+            kept.append(Span(start, end, label or kind or "ENTITY"))
+        flat = _flatten(kept)
+        stats.dropped_overlap += len(kept) - len(flat)
+        stats.documents += 1
+        stats.spans += len(flat)
+        out.append(AnnotatedDoc(doc_id, text, tuple(flat)))
+    if wanted and not any(d.spans for d in out):
+        raise LinkerError(f"{path}: no span of type {', '.join(sorted(wanted))}; check --type against the corpus")
+    return out
+
+
+def _flatten(spans: Sequence[Span]) -> list[Span]:
+    """Non-overlapping spans, longest first, in text order."""
+    taken: list[Span] = []
+    for span in sorted(spans, key=lambda s: (-(s.end - s.start), s.start)):
+        if all(span.end <= t.start or t.end <= span.start for t in taken):
+            taken.append(span)
+    return sorted(taken, key=lambda s: s.start)
+
+
+def read_corpora(paths: Sequence[str | os.PathLike[str]], *, types: Iterable[str] = (), label: str | None = None
+                 ) -> tuple[list[AnnotatedDoc], CorpusStats]:
+    """All documents of several corpora; a document id seen twice (across files) is an error."""
+    stats = CorpusStats()
+    docs: list[AnnotatedDoc] = []
+    seen: dict[str, str] = {}
+    types = tuple(types)
+    for path in paths:
+        for doc in read_corpus(path, types=types, label=label, stats=stats):
+            key = f"{Path(path).name}\0{doc.doc_id}"
+            if key in seen:
+                raise LinkerError(f"{path}: document {doc.doc_id} appears twice; each document once per corpus")
+            seen[key] = str(path)
+            docs.append(doc)
+    if stats.dropped_bad_offsets:
+        log.warning("%d span(s) whose offsets do not match their text were left out", stats.dropped_bad_offsets)
+    return docs, stats

@@ -1,0 +1,129 @@
+"""The mention detector: annotated corpora in, a spaCy pipeline out; budget, resume, bounded checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import spacy
+from click.testing import CliRunner
+
+from linker.cli import cli
+from linker.errors import LinkerError
+from linker.train.annotated import read_corpora, read_corpus
+from linker.train.mentions import LAST, STATE_DIR, STATE_FILE, DetectorConfig, train_detector
+
+
+def test_read_jsonl_corpus_pairs_docs_with_mentions(data_dir: Path) -> None:
+    docs = read_corpus(data_dir / "mini_corpus.docs.jsonl")
+    assert len(docs) == 10
+    first = docs[0]
+    assert [first.text[s.start:s.end] for s in first.spans] == ["seizures", "short stature"]
+    assert {s.label for d in docs for s in d.spans} == {"Phenotype", "CompositeMention"}
+
+
+def test_read_corpus_filters_and_relabels_types(data_dir: Path) -> None:
+    docs, stats = read_corpora([data_dir / "mini_corpus.docs.jsonl"], types=["CompositeMention"], label="Disease")
+    assert stats.spans == 1 and stats.dropped_type == 19
+    assert [s.label for d in docs for s in d.spans] == ["Disease"]
+
+
+def test_read_pubtator_corpus(data_dir: Path) -> None:
+    docs = read_corpus(data_dir / "mini_e2e.pubtator")
+    assert [d.doc_id for d in docs] == ["101", "102"]
+    assert docs[1].text[docs[1].spans[1].start:docs[1].spans[1].end] == "Tiredness persisted"
+
+
+def test_docs_jsonl_without_mentions_beside_is_a_clear_error(tmp_path: Path) -> None:
+    lonely = tmp_path / "notes.docs.jsonl"
+    lonely.write_text('{"doc_id": "1", "text": "fever"}\n')
+    with pytest.raises(LinkerError, match="no mentions file"):
+        read_corpus(lonely)
+    other = tmp_path / "notes.jsonl"
+    other.write_text('{"doc_id": "1", "text": "fever"}\n')
+    with pytest.raises(LinkerError, match="NAME.docs.jsonl"):
+        read_corpus(other)
+
+
+def _config(data_dir: Path, **overrides: object) -> DetectorConfig:
+    settings: dict[str, object] = {"corpora": [str(data_dir / "mini_corpus.docs.jsonl")],
+                                   "dev": [str(data_dir / "mini_corpus.docs.jsonl")], "steps": 40, "minutes": None,
+                                   "eval_every": 10, "width": 32, "embed_rows": 500, "progress_bar": False}
+    settings.update(overrides)
+    return DetectorConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = Path(__file__).parent / "data"
+    out = tmp_path_factory.mktemp("detector") / "det"
+    train_detector(out, _config(data_dir, steps=60, label="Phenotype"))
+    return out
+
+
+def test_detector_is_a_spacy_pipeline_that_learned_its_corpus(detector: Path) -> None:
+    nlp = spacy.load(detector)
+    assert nlp.pipe_names == ["tok2vec", "ner"]
+    found = {(e.text, e.label_) for e in nlp("The boy had seizures and short stature since birth.").ents}
+    assert ("seizures", "Phenotype") in found
+    meta = json.loads((detector / "meta.json").read_text())
+    assert meta["linker_detector"]["labels"] == ["Phenotype"] and meta["linker_detector"]["steps"] == 60
+
+
+def test_only_best_model_stays_after_training(detector: Path) -> None:
+    assert not (detector / STATE_DIR / LAST).exists()
+    left = sorted(p.name for p in (detector / STATE_DIR).iterdir())
+    assert left == ["log.jsonl", STATE_FILE]
+
+
+def test_resume_continues_to_a_larger_budget_and_a_finished_run_returns(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "det"
+    first = train_detector(out, _config(data_dir, steps=20))
+    assert first["step"] == 20
+    again = train_detector(out, _config(data_dir, steps=20))
+    assert again["step"] == 20 and len(again["scores"]) == len(first["scores"])
+    more = train_detector(out, _config(data_dir, steps=30))
+    assert more["step"] == 30
+    steps = [r["step"] for r in more["scores"]]
+    assert steps == sorted(steps) and steps[-1] == 30
+
+
+def test_resume_with_other_settings_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "det"
+    train_detector(out, _config(data_dir, steps=10))
+    with pytest.raises(LinkerError, match="seed"):
+        train_detector(out, _config(data_dir, steps=10, seed=1))
+
+
+def test_out_folder_with_other_files_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(LinkerError, match="not a detector run"):
+        train_detector(tmp_path, _config(data_dir, steps=10))
+
+
+def test_cli_train_mentions(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "det"
+    result = CliRunner().invoke(cli, ["-q", "train-mentions", str(data_dir / "mini_corpus.docs.jsonl"), "--out",
+                                      str(out), "--steps", "12", "--eval-every", "6", "--width", "32",
+                                      "--embed-rows", "500", "--label", "Phenotype"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 12 and (out / "config.cfg").exists()
+
+
+def test_detector_in_front_of_the_linker(detector: Path, mini_index_dir: Path) -> None:
+    from linker.pipeline import doc_mentions, load_pipeline
+
+    nlp = load_pipeline(mini_index_dir, pipeline=detector)
+    assert nlp.pipe_names == ["tok2vec", "ner", "concept_linker"]
+    mentions = doc_mentions(nlp("The boy had seizures and short stature since birth."))
+    linked = {(m.text, m.concept_id) for m in mentions}
+    assert ("seizures", "HP:0001250") in linked and ("short stature", "HP:0004322") in linked
+
+
+def test_a_folder_that_is_not_a_pipeline_is_a_clear_error(tmp_path: Path, mini_index_dir: Path) -> None:
+    from linker.pipeline import load_pipeline
+
+    with pytest.raises(LinkerError, match="not a spaCy pipeline"):
+        load_pipeline(mini_index_dir, pipeline=tmp_path)
