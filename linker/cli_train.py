@@ -15,6 +15,9 @@ CORPUS_HELP = ("annotated documents: NAME.docs.jsonl with NAME.mentions.jsonl be
 @click.argument("corpora", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="output folder: a spaCy pipeline (spacy.load(OUT)); the same command again resumes")
+@click.option("--kind", type=click.Choice(["transformer", "cnn"]), default="transformer", show_default=True,
+              help="transformer: a token-classification head fine-tuned with --base-model; cnn: spaCy's ner "
+                   "(hash embeddings + CNN), faster, less accurate")
 @click.option("--dev", "dev", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="annotated documents to choose the checkpoint on (default: --dev-fraction of the training "
                    "documents, held out)")
@@ -25,34 +28,49 @@ CORPUS_HELP = ("annotated documents: NAME.docs.jsonl with NAME.mentions.jsonl be
 @click.option("--label", help="one label for every kept span (e.g. Disease for NCBI-disease's four types)")
 @click.option("--steps", type=click.IntRange(min=1), help="budget: optimiser steps (default: --minutes only)")
 @click.option("--minutes", default=25.0, show_default=True,
-              help="budget: minutes of training, set-up not counted; the first of --steps and --minutes stops it")
+              help="budget: minutes of training, set-up not counted; the first of --steps, --minutes and "
+                   "(transformer) --epochs stops it")
 @click.option("--eval-every", default=200, show_default=True, type=click.IntRange(min=1),
               help="steps between evaluations on the dev documents (each also a checkpoint)")
-@click.option("--width", default=128, show_default=True, type=click.IntRange(min=8), help="token vector width")
-@click.option("--depth", default=4, show_default=True, type=click.IntRange(min=1), help="CNN layers")
-@click.option("--embed-rows", default=10000, show_default=True, type=click.IntRange(min=100),
-              help="hash-embedding rows of the NORM attribute (prefix/suffix/shape get a share)")
-@click.option("--dropout", default=0.1, show_default=True)
-@click.option("--lr", "learn_rate", default=0.001, show_default=True)
+@click.option("--lr", type=float, help="peak learning rate (default: 5e-5 transformer, 0.001 cnn)")
 @click.option("--seed", default=0, show_default=True)
-def train_mentions(corpora: tuple[Path, ...], out_dir: Path, dev: tuple[Path, ...], dev_fraction: float,
+@click.option("--base-model", help="transformer: model folder or hub name (default: the packaged all-MiniLM-L6-v2)")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1), help="transformer: passes planned")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
+              help="transformer: windows per step")
+@click.option("--max-length", default=128, show_default=True, type=click.IntRange(min=16),
+              help="transformer: sub-words per window (long texts are read in overlapping windows)")
+@click.option("--width", default=128, show_default=True, type=click.IntRange(min=8), help="cnn: token vector width")
+@click.option("--depth", default=4, show_default=True, type=click.IntRange(min=1), help="cnn: layers")
+@click.option("--embed-rows", default=10000, show_default=True, type=click.IntRange(min=100),
+              help="cnn: hash-embedding rows of the NORM attribute (prefix/suffix/shape get a share)")
+@click.option("--dropout", default=0.1, show_default=True, help="cnn: dropout")
+def train_mentions(corpora: tuple[Path, ...], out_dir: Path, kind: str, dev: tuple[Path, ...], dev_fraction: float,
                    types: tuple[str, ...], exclude_types: tuple[str, ...], label: str | None, steps: int | None,
-                   minutes: float, eval_every: int, width: int, depth: int, embed_rows: int, dropout: float,
-                   learn_rate: float, seed: int) -> None:
-    """Train a mention detector (spaCy ner) on annotated CORPORA into OUT.
+                   minutes: float, eval_every: int, lr: float | None, seed: int, base_model: str | None, epochs: int,
+                   batch_size: int, max_length: int, width: int, depth: int, embed_rows: int, dropout: float) -> None:
+    """Train a mention detector on annotated CORPORA into OUT (a spaCy pipeline).
 
     Use it in front of the linker with `--pipeline OUT` (annotate, evaluate, serve) or spacy.load(OUT).
     """
-    from linker.train.mentions import DetectorConfig, train_detector
+    common = {"corpora": [str(c) for c in corpora], "dev": [str(d) for d in dev], "types": list(types),
+              "exclude_types": list(exclude_types), "label": label, "seed": seed, "steps": steps, "minutes": minutes,
+              "eval_every": eval_every, "dev_fraction": dev_fraction}
+    if kind == "transformer":
+        from linker.train.tagger import TaggerConfig, train_tagger
 
-    config = DetectorConfig(corpora=[str(c) for c in corpora], dev=[str(d) for d in dev], types=list(types),
-                            exclude_types=list(exclude_types), label=label, seed=seed, steps=steps,
-                            minutes=minutes, eval_every=eval_every, width=width, depth=depth, embed_rows=embed_rows,
-                            dropout=dropout, learn_rate=learn_rate, dev_fraction=dev_fraction)
-    state = train_detector(out_dir, config)
-    best = state.get("best") or {}
-    click.echo(json.dumps({"out": str(out_dir), "steps": state["step"], "seconds": state["seconds"],
-                           "best": {k: best.get(k) for k in ("step", "ents_p", "ents_r", "ents_f")}}))
+        result = train_tagger(out_dir, TaggerConfig(**common, base_model=base_model, epochs=epochs,
+                                                    batch_size=batch_size, max_length=max_length, lr=lr or 5e-5))
+        summary = {"steps": result["steps"], "seconds": result["seconds"], "best": result["best"]}
+    else:
+        from linker.train.mentions import DetectorConfig, train_detector
+
+        state = train_detector(out_dir, DetectorConfig(**common, width=width, depth=depth, embed_rows=embed_rows,
+                                                       dropout=dropout, learn_rate=lr or 0.001))
+        best = state.get("best") or {}
+        summary = {"steps": state["step"], "seconds": state["seconds"],
+                   "best": {k: best.get(k) for k in ("step", "ents_p", "ents_r", "ents_f")}}
+    click.echo(json.dumps({"out": str(out_dir), "kind": kind, **summary}))
 
 
 @click.command("train")

@@ -106,7 +106,7 @@ def test_cli_train_mentions(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "det"
     result = CliRunner().invoke(cli, ["-q", "train-mentions", str(data_dir / "mini_corpus.docs.jsonl"), "--out",
                                       str(out), "--steps", "12", "--eval-every", "6", "--width", "32",
-                                      "--embed-rows", "500", "--label", "Phenotype"])
+                                      "--embed-rows", "500", "--label", "Phenotype", "--kind", "cnn"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 12 and (out / "config.cfg").exists()
@@ -127,3 +127,81 @@ def test_a_folder_that_is_not_a_pipeline_is_a_clear_error(tmp_path: Path, mini_i
 
     with pytest.raises(LinkerError, match="not a spaCy pipeline"):
         load_pipeline(mini_index_dir, pipeline=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tagger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A transformer detector fine-tuned on the fixture corpus (the packaged MiniLM; a few seconds)."""
+    from linker.train.tagger import TaggerConfig, train_tagger
+
+    data_dir = Path(__file__).parent / "data"
+    out = tmp_path_factory.mktemp("tagger") / "tagger"
+    corpus = str(data_dir / "mini_corpus.docs.jsonl")
+    train_tagger(out, TaggerConfig(corpora=[corpus], dev=[corpus], label="Phenotype", steps=30, minutes=None,
+                                   epochs=30, batch_size=4, eval_every=10, max_length=32, stride=8, lr=1e-4, threads=1,
+                                   progress_bar=False))
+    return out
+
+
+@pytest.mark.slow
+def test_transformer_detector_learns_its_corpus_and_cleans_up(tagger: Path) -> None:
+    from linker.train.tagger import STATE_DIR as TAGGER_STATE
+
+    nlp = spacy.load(tagger)
+    assert nlp.pipe_names == ["linker_tagger"]
+    found = {(e.text, e.label_) for e in nlp("The boy had seizures and short stature since birth.").ents}
+    assert {("seizures", "Phenotype"), ("short stature", "Phenotype")} <= found
+    assert sorted(p.name for p in (tagger / TAGGER_STATE).iterdir()) == ["best.json", "log.jsonl", "result.json",
+                                                                         "settings.json"]
+
+
+@pytest.mark.slow
+def test_transformer_detector_finished_run_returns_its_result(tagger: Path) -> None:
+    from linker.train.tagger import TaggerConfig, train_tagger
+
+    corpus = str(Path(__file__).parent / "data" / "mini_corpus.docs.jsonl")
+    result = train_tagger(tagger, TaggerConfig(corpora=[corpus], dev=[corpus], label="Phenotype", steps=30,
+                                               minutes=None, epochs=30, batch_size=4, eval_every=10, max_length=32, stride=8,
+                                               lr=1e-4, threads=1, progress_bar=False))
+    assert result["steps"] == 30
+
+
+@pytest.mark.slow
+def test_transformer_detector_resumes_after_a_crash_and_refuses_other_settings(tmp_path: Path, monkeypatch) -> None:
+    import linker.train.tagger as tagger_module
+    from linker.train.tagger import TaggerConfig, train_tagger
+
+    corpus = str(Path(__file__).parent / "data" / "mini_corpus.docs.jsonl")
+    config = TaggerConfig(corpora=[corpus], dev=[corpus], label="Phenotype", steps=20, minutes=None, epochs=30,
+                          batch_size=4, eval_every=5, max_length=32, stride=8, lr=1e-4, threads=1, progress_bar=False)
+    real, calls = tagger_module.span_scores, []
+
+    def crash_on_second(*args: object) -> dict[str, float]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed while validating step 10: the last checkpoint is step 5
+        return real(*args)
+
+    monkeypatch.setattr(tagger_module, "span_scores", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        train_tagger(tmp_path / "t", config)
+    monkeypatch.setattr(tagger_module, "span_scores", real)
+    with pytest.raises(LinkerError, match="seed"):
+        train_tagger(tmp_path / "t", TaggerConfig(**{**config.__dict__, "seed": 3}))
+    result = train_tagger(tmp_path / "t", config)
+    assert result["steps"] == 20
+    logged = [json.loads(line)["step"] for line in (tmp_path / "t" / ".train" / "log.jsonl").read_text().splitlines()]
+    assert logged == [5, 10, 15, 20]
+    assert spacy.load(tmp_path / "t").pipe_names == ["linker_tagger"]
+
+
+def test_window_plan_covers_every_sub_word() -> None:
+    from linker.mentions.transformer import decode_spans, windows
+
+    assert windows(10, 20, 4) == [(0, 10)]
+    spans = windows(25, 10, 4)
+    assert spans[0] == (0, 10) and spans[-1][1] == 25
+    assert all(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # consecutive windows overlap
+    tags = ["O", "B-D", "I-D", "O", "I-D", "B-D", "B-X"]
+    offsets = [(0, 3), (4, 8), (8, 12), (13, 15), (16, 20), (21, 25), (26, 28)]
+    assert decode_spans(tags, offsets) == [(4, 12, "D"), (16, 20, "D"), (21, 25, "D"), (26, 28, "X")]

@@ -229,6 +229,7 @@ def train_detector(out: str | os.PathLike[str], config: DetectorConfig) -> dict[
         next(batches)  # replay: the resumed run sees the batches an uninterrupted one would
     if _budget_spent(config, state["step"], state["seconds"]):
         log.info("detector run in %s is complete (%d steps, %.0f s)", out, state["step"], state["seconds"])
+        _finish(out, state, config, labels, stats.as_dict(), misaligned, used_gpu)
         return state
     bar = tqdm(total=config.steps, initial=state["step"], unit="step", desc="training the detector",
                disable=not config.progress_bar, smoothing=0.05)

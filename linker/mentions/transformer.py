@@ -1,0 +1,200 @@
+"""The transformer mention detector: a token-classification head (BIO over sub-words) on a transformer,
+as a spaCy component (``linker_tagger``) that sets ``doc.ents`` like spaCy's ``ner``.
+
+Long texts are read in overlapping windows of ``max_length`` sub-words (``stride`` shared); the logits of
+a sub-word seen twice are averaged. A span starts at a ``B-`` sub-word (or an ``I-`` after ``O``), runs over
+the ``I-`` sub-words of its label and is widened to whole spaCy tokens. The model folder (a Hugging Face
+token-classification model + tokenizer) is saved inside the pipeline folder by ``nlp.to_disk``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+from spacy.util import filter_spans, minibatch
+
+from linker.errors import LinkerError
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+OUTSIDE = "O"
+
+
+def bio_labels(entity_labels: Sequence[str]) -> list[str]:
+    """``["O", "B-X", "I-X", …]`` for the entity labels, in a stable order."""
+    out = [OUTSIDE]
+    for label in sorted(set(entity_labels)):
+        out += [f"B-{label}", f"I-{label}"]
+    return out
+
+
+def windows(n_tokens: int, max_tokens: int, stride: int) -> list[tuple[int, int]]:
+    """``[start, end)`` sub-word windows covering ``n_tokens``, consecutive ones sharing *stride* sub-words."""
+    if n_tokens <= max_tokens:
+        return [(0, n_tokens)]
+    step = max(1, max_tokens - stride)
+    out, start = [], 0
+    while True:
+        end = min(n_tokens, start + max_tokens)
+        out.append((start, end))
+        if end == n_tokens:
+            return out
+        start += step
+
+
+def encode_text(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Sub-word ids (no special tokens) and their character offsets."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+
+def decode_spans(labels: Sequence[str], offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """Character spans ``(start, end, label)`` of a BIO sequence over sub-words with *offsets*."""
+    spans: list[tuple[int, int, str]] = []
+    current: list[Any] | None = None
+    for tag, (start, end) in zip(labels, offsets):
+        if end <= start:
+            continue
+        kind, _, label = tag.partition("-")
+        if kind == "I" and current is not None and current[2] == label:
+            current[1] = end
+            continue
+        if current is not None:
+            spans.append((current[0], current[1], current[2]))
+            current = None
+        if kind in ("B", "I"):
+            current = [start, end, label]
+    if current is not None:
+        spans.append((current[0], current[1], current[2]))
+    return spans
+
+
+@Language.factory("linker_tagger", default_config={"model": None, "max_length": 256, "stride": 32,
+                                                    "batch_size": 16, "device": None, "precision": "auto"})
+def make_tagger(nlp: Language, name: str, *, model: str | None, max_length: int, stride: int, batch_size: int,
+                device: str | None, precision: str) -> TransformerTagger:
+    return TransformerTagger(nlp, name, model=model, max_length=max_length, stride=stride, batch_size=batch_size,
+                             device=device, precision=precision)
+
+
+class TransformerTagger:
+    """Sets ``doc.ents`` from a token-classification model (see the module docstring)."""
+
+    def __init__(self, nlp: Language, name: str = "linker_tagger", *, model: str | None = None, max_length: int = 256,
+                 stride: int = 32, batch_size: int = 16, device: str | None = None, precision: str = "auto") -> None:
+        if max_length < 8 or not 0 <= stride < max_length // 2:
+            raise LinkerError(f"linker_tagger max_length={max_length}, stride={stride}: need max_length >= 8 and "
+                              "0 <= stride < max_length / 2")
+        self.name = name
+        self.model_path = model
+        self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
+        self.device, self.precision = device, precision
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_model=None, _tokenizer=None)
+        return state
+
+    # -- the model -------------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        if self.model_path is None:
+            raise LinkerError("linker_tagger has no model: load a trained pipeline (spacy.load) or pass model=DIR")
+        import torch
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self._model = AutoModelForTokenClassification.from_pretrained(self.model_path).to(device).eval()
+        self.device = device
+
+    def tags(self) -> list[str]:
+        """The model's BIO tags, by output number (loads the model)."""
+        self._load()
+        config = self._model.config
+        return [config.id2label[i] for i in range(config.num_labels)]
+
+    def initialize(self, get_examples: Any = None, *, nlp: Language | None = None) -> None:
+        self._load()
+
+    # -- processing ------------------------------------------------------------------------------------------
+    def __call__(self, doc: Doc) -> Doc:
+        return next(iter(self.pipe([doc])))
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int | None = None) -> Iterator[Doc]:
+        for batch in minibatch(stream, size=max(1, batch_size or self.batch_size)):
+            for doc, spans in zip(batch, self.predict_spans([d.text for d in batch])):
+                found = [doc.char_span(s, e, label=label, alignment_mode="expand") for s, e, label in spans]
+                doc.ents = filter_spans([span for span in found if span is not None and len(span)])
+                yield doc
+
+    def predict_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int, str]]]:
+        """Character spans of each text."""
+        self._load()
+        labels = self.tags()
+        encoded = [encode_text(self._tokenizer, text) for text in texts]
+        logits = self._logits([ids for ids, _ in encoded])
+        return [decode_spans([labels[i] for i in row.argmax(-1)], offsets)
+                for row, (_, offsets) in zip(logits, encoded)]
+
+    def _logits(self, docs_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Sub-word logits of each document, windows averaged where they overlap."""
+        import torch
+
+        from linker.train.loop import amp_context
+
+        inner = self.max_length - 2
+        pieces = [(d, s, e) for d, ids in enumerate(docs_ids) for s, e in windows(len(ids), inner, self.stride)]
+        sums = [np.zeros((len(ids), self._model.config.num_labels), dtype=np.float32) for ids in docs_ids]
+        counts = [np.zeros((len(ids), 1), dtype=np.float32) for ids in docs_ids]
+        autocast, _ = amp_context(self.device, self.precision)
+        cls, sep, pad = self._tokenizer.cls_token_id, self._tokenizer.sep_token_id, self._tokenizer.pad_token_id
+        pieces.sort(key=lambda p: p[2] - p[1])
+        for start in range(0, len(pieces), self.batch_size):
+            group = pieces[start:start + self.batch_size]
+            width = max(e - s for _, s, e in group) + 2
+            ids = torch.full((len(group), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            for row, (d, s, e) in enumerate(group):
+                window = [cls, *docs_ids[d][s:e], sep]
+                ids[row, :len(window)] = torch.tensor(window)
+                mask[row, :len(window)] = 1
+            with torch.inference_mode(), autocast():
+                out = self._model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            out = out.float().cpu().numpy()
+            for row, (d, s, e) in enumerate(group):
+                sums[d][s:e] += out[row, 1:1 + e - s]
+                counts[d][s:e] += 1
+        return [total / np.maximum(count, 1) for total, count in zip(sums, counts)]
+
+    # -- serialisation ---------------------------------------------------------------------------------------
+    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / MODEL_DIR
+        if self._model is not None:
+            self._model.save_pretrained(target)
+            self._tokenizer.save_pretrained(target)
+        elif self.model_path is not None and Path(self.model_path).resolve() != target.resolve():
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(self.model_path, target)
+
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> TransformerTagger:
+        target = Path(path) / MODEL_DIR
+        if not (target / "config.json").exists():
+            raise LinkerError(f"{path}: no token-classification model in {target}; save the pipeline again")
+        self.model_path = str(target)
+        self._model = self._tokenizer = None
+        return self

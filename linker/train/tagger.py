@@ -1,0 +1,265 @@
+"""Train the transformer mention detector (:mod:`linker.mentions.transformer`): a token-classification head
+(BIO over sub-words) fine-tuned with the whole transformer, on annotated documents.
+
+The optimisation is :func:`linker.train.loop.run_phase` (AdamW, warm-up and linear decay, bf16 autocast on
+CUDA and on CPUs with native bf16, resumable from ``OUT/.train/last.pt`` with optimiser and RNG state, the
+batch plan drawn from the seed). Every ``eval_every`` steps the detector is scored on the dev documents
+(exact character spans); the best weights are kept in ``OUT/.train/best`` and become the pipeline.
+At most three copies of the weights are on disk at any time (best, last, one step checkpoint); when the run
+ends only the pipeline's remains.
+
+The output folder is a spaCy pipeline (``spacy.load(OUT)``): the biomedical tokenizer and ``linker_tagger``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from linker.errors import LinkerError
+from linker.train.annotated import AnnotatedDoc, read_corpora
+
+log = logging.getLogger(__name__)
+
+STATE_DIR, BEST, SETTINGS, RESULT = ".train", "best", "settings.json", "result.json"
+IGNORE = -100
+
+
+@dataclass
+class TaggerConfig:
+    corpora: list[str]
+    dev: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    exclude_types: list[str] = field(default_factory=list)
+    label: str | None = None
+    base_model: str | None = None
+    seed: int = 0
+    epochs: int = 3
+    steps: int | None = None
+    minutes: float | None = 25.0
+    batch_size: int = 16
+    max_length: int = 128
+    stride: int = 32
+    lr: float = 5e-5
+    eval_every: int = 200
+    dev_fraction: float = 0.1
+    amp: str = "auto"
+    device: str | None = None
+    threads: int | None = None
+    progress_bar: bool = True
+
+
+def span_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Any], label_ids: dict[str, int]) -> list[int]:
+    """The BIO label id of each sub-word: ``B-`` at a span's first sub-word, ``I-`` inside, ``O`` outside."""
+    out = [label_ids["O"]] * len(offsets)
+    for span in spans:
+        first = True
+        for i, (start, end) in enumerate(offsets):
+            if end <= span.start or start >= span.end or end <= start:
+                continue
+            out[i] = label_ids[("B-" if first else "I-") + span.label]
+            first = False
+    return out
+
+
+def _split(docs: list[AnnotatedDoc], fraction: float, seed: int) -> tuple[list[AnnotatedDoc], list[AnnotatedDoc]]:
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:max(1, round(len(docs) * fraction))]) if len(docs) > 1 else set()
+    return [d for i, d in enumerate(docs) if i not in held], [d for i, d in enumerate(docs) if i in held]
+
+
+def _windows(docs: Sequence[AnnotatedDoc], tokenizer: Any, label_ids: dict[str, int], max_length: int,
+             stride: int) -> list[tuple[list[int], list[int]]]:
+    from linker.mentions.transformer import encode_text, windows
+
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    out = []
+    for doc in docs:
+        ids, offsets = encode_text(tokenizer, doc.text)
+        labels = span_labels(offsets, doc.spans, label_ids)
+        for start, end in windows(len(ids), max_length - 2, stride):
+            out.append(([cls, *ids[start:end], sep], [IGNORE, *labels[start:end], IGNORE]))
+    return out
+
+
+def _plan(n_windows: int, epochs: int, batch_size: int, seed: int) -> list[list[int]]:
+    """Batches of window numbers for every epoch, each epoch shuffled from (seed, epoch)."""
+    batches = []
+    for epoch in range(epochs):
+        order = list(range(n_windows))
+        random.Random(seed * 7919 + epoch).shuffle(order)
+        batches += [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return batches
+
+
+def span_scores(predicted: Sequence[Sequence[tuple[int, int, str]]], docs: Sequence[AnnotatedDoc]) -> dict[str, float]:
+    """Exact-span micro P/R/F1 (label included)."""
+    tp = n_pred = n_gold = 0
+    for spans, doc in zip(predicted, docs):
+        pred = set(spans)
+        gold = {(s.start, s.end, s.label) for s in doc.spans}
+        tp += len(pred & gold)
+        n_pred += len(pred)
+        n_gold += len(gold)
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    return {"ents_p": p, "ents_r": r, "ents_f": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def train_tagger(out: str | os.PathLike[str], config: TaggerConfig) -> dict[str, Any]:
+    """Train (or resume) the transformer detector into *out*; returns the best dev scores and the run's state."""
+    from tqdm import tqdm
+
+    if config.max_length < 16 or not 0 <= config.stride < config.max_length // 2:
+        raise LinkerError(f"--max-length {config.max_length} with a stride of {config.stride}: use at least 16 "
+                          "sub-words and a stride under half of them")
+    out = Path(out)
+    state_dir = out / STATE_DIR
+    setup = tqdm(total=4, desc="setting up the detector", unit="stage", disable=not config.progress_bar)
+    settings = {k: v for k, v in asdict(config).items() if k not in {"steps", "minutes", "progress_bar", "device",
+                                                                   "threads", "eval_every"}}
+    if (state_dir / SETTINGS).exists():
+        previous = json.loads((state_dir / SETTINGS).read_text())
+        differ = [k for k in settings if previous.get(k) != settings[k]]
+        if differ:
+            raise LinkerError(f"{out} holds a detector run with other settings ({', '.join(differ)}); use the same "
+                              "settings to resume, or another --out")
+    elif out.exists() and any(out.iterdir()):
+        raise LinkerError(f"{out} exists and is not a detector run; choose an empty or new --out folder")
+    if (state_dir / RESULT).exists():
+        log.info("detector run in %s is complete", out)
+        return json.loads((state_dir / RESULT).read_text())
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from linker.encoder import resolve_model
+    from linker.mentions.transformer import TransformerTagger, bio_labels
+    from linker.train.loop import Budget, PhaseConfig, run_phase
+
+    setup.set_postfix_str("reading corpora")
+    docs, stats = read_corpora(config.corpora, types=config.types, label=config.label)
+    banned = frozenset(config.exclude_types)
+    docs = [AnnotatedDoc(d.doc_id, d.text, tuple(s for s in d.spans if s.label not in banned)) for d in docs]
+    if config.dev:
+        dev_docs, _ = read_corpora(config.dev, types=config.types, label=config.label)
+        dev_docs = [AnnotatedDoc(d.doc_id, d.text, tuple(s for s in d.spans if s.label not in banned)) for d in dev_docs]
+        train_docs = docs
+    else:
+        train_docs, dev_docs = _split(docs, config.dev_fraction, config.seed)
+    entity_labels = sorted({s.label for d in train_docs for s in d.spans})
+    if not entity_labels:
+        raise LinkerError(f"{', '.join(config.corpora)}: no annotated span to learn from")
+    setup.update()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    setup.set_postfix_str("loading the base model")
+    _, location, _ = resolve_model(config.base_model)
+    labels = bio_labels(entity_labels)
+    label_ids = {label: i for i, label in enumerate(labels)}
+    tokenizer = AutoTokenizer.from_pretrained(str(location))
+    net = AutoModelForTokenClassification.from_pretrained(
+        str(location), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids).to(device)
+    setup.update()
+    setup.set_postfix_str("tokenizing")
+    examples = _windows(train_docs, tokenizer, label_ids, config.max_length, config.stride)
+    plan = _plan(len(examples), config.epochs, config.batch_size, config.seed)
+    setup.update()
+    tagger = TransformerTagger(None, max_length=config.max_length, stride=config.stride, device=device,  # type: ignore[arg-type]
+                               precision=config.amp, batch_size=32)
+    tagger._model, tagger._tokenizer = net, tokenizer
+    best_file = state_dir / "best.json"
+    best: dict[str, Any] | None = json.loads(best_file.read_text()) if best_file.exists() else None
+    setup.update()
+    setup.close()
+    log.info("detector: %d training documents (%d windows of %d sub-words, %d steps planned), %d dev documents, "
+             "labels %s, %s", len(train_docs), len(examples), config.max_length, len(plan), len(dev_docs),
+             ", ".join(entity_labels), device)
+
+    def collate(batch: list[int]) -> dict[str, torch.Tensor]:
+        width = max(len(examples[i][0]) for i in batch)
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
+        target = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            window, tags = examples[i]
+            ids[row, :len(window)] = torch.tensor(window)
+            target[row, :len(tags)] = torch.tensor(tags)
+            mask[row, :len(window)] = 1
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": target.to(device)}
+
+    def loss_fn(batch: list[int]) -> torch.Tensor:
+        return net(**collate(batch)).loss
+
+    def validate() -> dict[str, Any]:
+        nonlocal best
+        net.eval()
+        try:
+            scores = span_scores(tagger.predict_spans([d.text for d in dev_docs]), dev_docs)
+        finally:
+            net.train()
+        if best is None or scores["ents_f"] > best["ents_f"]:
+            tmp = state_dir / "best.tmp"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            net.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            if (state_dir / BEST).exists():
+                shutil.rmtree(state_dir / BEST)
+            tmp.rename(state_dir / BEST)
+            best = {**scores}
+            best_file.write_text(json.dumps(best) + "\n")
+        return scores
+
+    phase = PhaseConfig(name="detector", lr=config.lr, warmup=0.1, checkpoint_every=config.eval_every, keep=1,
+                        amp=config.amp, budget=Budget(steps=config.steps, minutes=config.minutes),
+                        progress_bar=config.progress_bar)
+    state = run_phase(net, plan, loss_fn, config=phase, folder=state_dir / "checkpoints",
+                      log_path=state_dir / "log.jsonl", device=device, validate=validate)
+    result = {"best": best, "steps": state["step"], "seconds": round(state["seconds"], 1),
+              "planned_steps": len(plan)}
+    _write_pipeline(out, state_dir / BEST, config, best, state, stats.as_dict())
+    (state_dir / RESULT).write_text(json.dumps(result, indent=2) + "\n")
+    shutil.rmtree(state_dir / "checkpoints", ignore_errors=True)  # last.pt too: the run is complete
+    shutil.rmtree(state_dir / BEST, ignore_errors=True)  # copied into the pipeline
+    return result
+
+
+def _write_pipeline(out: Path, best_model: Path, config: TaggerConfig, best: dict[str, Any] | None,
+                    state: dict[str, Any], stats: dict[str, int]) -> None:
+    """OUT as a spaCy pipeline around the best weights (the checkpoints stay until this succeeds, so a crash
+    here resumes)."""
+    import spacy
+
+    import linker.mentions.transformer  # noqa: F401 - registers linker_tagger
+    from linker.mentions.tokenizer import biomedical_tokenizer
+
+    nlp = biomedical_tokenizer(spacy.blank("en"))
+    tagger = nlp.add_pipe("linker_tagger", config={"max_length": config.max_length, "stride": config.stride})
+    tagger.model_path = str(best_model)  # copied into the pipeline folder by to_disk
+    nlp.meta["name"] = "mention_detector"
+    nlp.meta["linker_detector"] = {"kind": "transformer", "best": best, "steps": state["step"],
+                                   "seconds": round(state["seconds"], 1), "corpus": stats,
+                                   "settings": {k: v for k, v in asdict(config).items() if k != "progress_bar"}}
+    staging = out / STATE_DIR / "pipeline.tmp"
+    if staging.exists():
+        shutil.rmtree(staging)
+    nlp.to_disk(staging)
+    for child in staging.iterdir():
+        target = out / child.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(child, target)
+    staging.rmdir()
