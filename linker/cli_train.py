@@ -22,6 +22,11 @@ CORPUS_HELP = ("annotated documents: NAME.docs.jsonl with NAME.mentions.jsonl be
               help="annotated documents to choose the checkpoint on (default: --dev-fraction of the training "
                    "documents, held out)")
 @click.option("--dev-fraction", default=0.1, show_default=True, help="share of CORPORA held out without --dev")
+@click.option("--weak", "weak_index", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="no annotated corpus: CORPORA are unlabelled documents (any annotate input format), labelled by "
+                   "the dictionary of this index and placed in generated contexts (PhenoTagger-style)")
+@click.option("--weak-contexts", default=1, show_default=True, type=click.IntRange(min=0),
+              help="with --weak: copies of each labelled document with other names of the ontology in its mentions")
 @click.option("--type", "types", multiple=True, help="learn only spans of this type (repeatable; default: all)")
 @click.option("--exclude-type", "exclude_types", multiple=True,
               help="leave spans of this type out (repeatable), e.g. Chemical to learn BC5CDR diseases only")
@@ -46,16 +51,17 @@ CORPUS_HELP = ("annotated documents: NAME.docs.jsonl with NAME.mentions.jsonl be
               help="cnn: hash-embedding rows of the NORM attribute (prefix/suffix/shape get a share)")
 @click.option("--dropout", default=0.1, show_default=True, help="cnn: dropout")
 def train_mentions(corpora: tuple[Path, ...], out_dir: Path, kind: str, dev: tuple[Path, ...], dev_fraction: float,
-                   types: tuple[str, ...], exclude_types: tuple[str, ...], label: str | None, steps: int | None,
+                   weak_index: Path | None, weak_contexts: int, types: tuple[str, ...], exclude_types: tuple[str, ...], label: str | None, steps: int | None,
                    minutes: float, eval_every: int, lr: float | None, seed: int, base_model: str | None, epochs: int,
                    batch_size: int, max_length: int, width: int, depth: int, embed_rows: int, dropout: float) -> None:
-    """Train a mention detector on annotated CORPORA into OUT (a spaCy pipeline).
+    """Train a mention detector on annotated CORPORA (or, with --weak, unlabelled ones) into OUT (a spaCy pipeline).
 
     Use it in front of the linker with `--pipeline OUT` (annotate, evaluate, serve) or spacy.load(OUT).
     """
     common = {"corpora": [str(c) for c in corpora], "dev": [str(d) for d in dev], "types": list(types),
               "exclude_types": list(exclude_types), "label": label, "seed": seed, "steps": steps, "minutes": minutes,
-              "eval_every": eval_every, "dev_fraction": dev_fraction}
+              "eval_every": eval_every, "dev_fraction": dev_fraction,
+              "weak": str(weak_index) if weak_index is not None else None, "weak_contexts": weak_contexts}
     if kind == "transformer":
         from linker.train.tagger import TaggerConfig, train_tagger
 

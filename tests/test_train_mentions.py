@@ -205,3 +205,10 @@ def test_window_plan_covers_every_sub_word() -> None:
     tags = ["O", "B-D", "I-D", "O", "I-D", "B-D", "B-X"]
     offsets = [(0, 3), (4, 8), (8, 12), (13, 15), (16, 20), (21, 25), (26, 28)]
     assert decode_spans(tags, offsets) == [(4, 12, "D"), (16, 20, "D"), (21, 25, "D"), (26, 28, "X")]
+
+
+def test_excluded_types_are_left_out_before_the_label_renames_them(data_dir: Path) -> None:
+    docs, stats = read_corpora([data_dir / "mini_corpus.docs.jsonl"], exclude_types=["CompositeMention"],
+                               label="Disease")
+    assert stats.spans == 19 and stats.dropped_type == 1
+    assert all(s.label == "Disease" for d in docs for s in d.spans)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from linker.errors import LinkerError
@@ -74,11 +75,12 @@ def _raw_spans(path: Path) -> tuple[list[tuple[str, str]], dict[str, list[tuple[
     return [(str(d.doc_id), d.text) for d in documents], spans
 
 
-def read_corpus(path: str | os.PathLike[str], *, types: Iterable[str] = (), label: str | None = None,
-                stats: CorpusStats | None = None) -> list[AnnotatedDoc]:
-    """Annotated documents of one corpus file (see the module docstring)."""
+def read_corpus(path: str | os.PathLike[str], *, types: Iterable[str] = (), exclude_types: Iterable[str] = (),
+                label: str | None = None, stats: CorpusStats | None = None) -> list[AnnotatedDoc]:
+    """Annotated documents of one corpus file (see the module docstring); types are kept or left out
+    before they are renamed to *label*."""
     path = Path(path)
-    wanted = frozenset(types)
+    wanted, banned = frozenset(types), frozenset(exclude_types)
     stats = stats if stats is not None else CorpusStats()
     documents, raw = _raw_spans(path)
     known = {doc_id for doc_id, _ in documents}
@@ -90,7 +92,7 @@ def read_corpus(path: str | os.PathLike[str], *, types: Iterable[str] = (), labe
     for doc_id, text in documents:
         kept: list[Span] = []
         for start, end, kind, surface in raw.get(doc_id, ()):
-            if wanted and kind not in wanted:
+            if (wanted and kind not in wanted) or kind in banned:
                 stats.dropped_type += 1
                 continue
             if not 0 <= start < end <= len(text) or (surface and text[start:end] != surface):
@@ -116,15 +118,15 @@ def _flatten(spans: Sequence[Span]) -> list[Span]:
     return sorted(taken, key=lambda s: s.start)
 
 
-def read_corpora(paths: Sequence[str | os.PathLike[str]], *, types: Iterable[str] = (), label: str | None = None
-                 ) -> tuple[list[AnnotatedDoc], CorpusStats]:
+def read_corpora(paths: Sequence[str | os.PathLike[str]], *, types: Iterable[str] = (),
+                 exclude_types: Iterable[str] = (), label: str | None = None) -> tuple[list[AnnotatedDoc], CorpusStats]:
     """All documents of several corpora; a document id seen twice (across files) is an error."""
     stats = CorpusStats()
     docs: list[AnnotatedDoc] = []
     seen: dict[str, str] = {}
-    types = tuple(types)
+    types, exclude_types = tuple(types), tuple(exclude_types)
     for path in paths:
-        for doc in read_corpus(path, types=types, label=label, stats=stats):
+        for doc in read_corpus(path, types=types, exclude_types=exclude_types, label=label, stats=stats):
             key = f"{Path(path).name}\0{doc.doc_id}"
             if key in seen:
                 raise LinkerError(f"{path}: document {doc.doc_id} appears twice; each document once per corpus")
@@ -133,3 +135,48 @@ def read_corpora(paths: Sequence[str | os.PathLike[str]], *, types: Iterable[str
     if stats.dropped_bad_offsets:
         log.warning("%d span(s) whose offsets do not match their text were left out", stats.dropped_bad_offsets)
     return docs, stats
+
+
+@dataclass
+class DetectorData:
+    """What a detector learns from; both detectors' settings start with these fields.
+
+    ``corpora`` are annotated documents, or, with ``weak`` (an index folder), unlabelled documents in any
+    input format of ``linker annotate``, labelled by :func:`linker.train.weak.weak_corpus`. Without ``dev``
+    documents, ``dev_fraction`` of the training documents are held out (seeded) to choose the checkpoint.
+    """
+
+    corpora: list[str]
+    dev: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    exclude_types: list[str] = field(default_factory=list)
+    label: str | None = None
+    seed: int = 0
+    dev_fraction: float = 0.1
+    weak: str | None = None
+    weak_contexts: int = 1
+
+
+def split_docs(docs: list[AnnotatedDoc], fraction: float, seed: int) -> tuple[list[AnnotatedDoc], list[AnnotatedDoc]]:
+    """(train, held out): a seeded *fraction* of the documents, at least one when there are two or more."""
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:max(1, round(len(docs) * fraction))]) if len(docs) > 1 else set()
+    return [d for i, d in enumerate(docs) if i not in held], [d for i, d in enumerate(docs) if i in held]
+
+
+def training_docs(data: DetectorData) -> tuple[list[AnnotatedDoc], list[AnnotatedDoc], CorpusStats]:
+    """(train, dev, statistics of the training corpora) as *data* describes them."""
+    if data.weak is not None:
+        from linker.train.weak import weak_corpus
+
+        docs, stats = weak_corpus(data.corpora, data.weak, label=data.label or "ENTITY", contexts=data.weak_contexts,
+                                  seed=data.seed)
+    else:
+        docs, stats = read_corpora(data.corpora, types=data.types, exclude_types=data.exclude_types,
+                                   label=data.label)
+    if data.dev:
+        dev_docs, _ = read_corpora(data.dev, types=data.types, exclude_types=data.exclude_types, label=data.label)
+        return docs, dev_docs, stats
+    train, dev = split_docs(docs, data.dev_fraction, data.seed)
+    return train, dev, stats

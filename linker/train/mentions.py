@@ -23,31 +23,25 @@ import random
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from linker.errors import LinkerError
-from linker.train.annotated import AnnotatedDoc, read_corpora
+from linker.train.annotated import AnnotatedDoc, DetectorData, training_docs
 
 log = logging.getLogger(__name__)
 
 STATE_DIR, LAST, STATE_FILE, LOG_FILE = ".train", "last", "state.json", "log.jsonl"
 #: settings that must match for a run to resume (the budget may grow)
 RESUME_KEYS = ("corpora", "dev", "types", "exclude_types", "label", "seed", "width", "depth", "embed_rows",
-               "dropout", "learn_rate", "dev_fraction")
+               "dropout", "learn_rate", "dev_fraction", "weak", "weak_contexts")
 
 
 @dataclass
-class DetectorConfig:
+class DetectorConfig(DetectorData):
     """Settings of one detector training run (all recorded in ``OUT/.train/state.json`` and ``meta.json``)."""
 
-    corpora: list[str]
-    dev: list[str] = field(default_factory=list)
-    types: list[str] = field(default_factory=list)
-    exclude_types: list[str] = field(default_factory=list)
-    label: str | None = None
-    seed: int = 0
     steps: int | None = 6000
     minutes: float | None = 25.0
     eval_every: int = 200
@@ -56,7 +50,6 @@ class DetectorConfig:
     embed_rows: int = 10000
     dropout: float = 0.1
     learn_rate: float = 0.001
-    dev_fraction: float = 0.1
     progress_bar: bool = True
 
 
@@ -96,14 +89,6 @@ def _examples(nlp: Any, docs: Sequence[AnnotatedDoc]) -> tuple[list[Any], int]:
         reference.set_ents(ents, default="outside")
         examples.append(Example(nlp.make_doc(item.text), reference))
     return examples, misaligned
-
-
-def _split(docs: list[AnnotatedDoc], fraction: float, seed: int) -> tuple[list[AnnotatedDoc], list[AnnotatedDoc]]:
-    order = list(range(len(docs)))
-    random.Random(seed).shuffle(order)
-    n_dev = max(1, round(len(docs) * fraction)) if len(docs) > 1 else 0
-    dev_ids = set(order[:n_dev])
-    return [d for i, d in enumerate(docs) if i not in dev_ids], [d for i, d in enumerate(docs) if i in dev_ids]
 
 
 def _batches(examples: list[Any], batcher: Any, seed: int, start_epoch: int = 0) -> Iterator[tuple[int, list[Any]]]:
@@ -182,14 +167,7 @@ def train_detector(out: str | os.PathLike[str], config: DetectorConfig) -> dict[
     from linker.mentions.tokenizer import biomedical_tokenizer
 
     setup.set_postfix_str("reading corpora")
-    docs, stats = read_corpora(config.corpora, types=config.types, label=config.label)
-    docs = _drop_types(docs, config.exclude_types)
-    if config.dev:
-        dev_docs, _ = read_corpora(config.dev, types=config.types, label=config.label)
-        dev_docs = _drop_types(dev_docs, config.exclude_types)
-        train_docs = docs
-    else:
-        train_docs, dev_docs = _split(docs, config.dev_fraction, config.seed)
+    train_docs, dev_docs, stats = training_docs(config)
     if not any(d.spans for d in train_docs):
         raise LinkerError(f"{', '.join(config.corpora)}: no annotated span to learn from")
     setup.update()
@@ -274,13 +252,6 @@ def train_detector(out: str | os.PathLike[str], config: DetectorConfig) -> dict[
 
 def _budget_spent(config: DetectorConfig, step: int, seconds: float) -> bool:
     return bool((config.steps and step >= config.steps) or (config.minutes and seconds >= 60 * config.minutes))
-
-
-def _drop_types(docs: list[AnnotatedDoc], exclude: Sequence[str]) -> list[AnnotatedDoc]:
-    if not exclude:
-        return docs
-    banned = frozenset(exclude)
-    return [AnnotatedDoc(d.doc_id, d.text, tuple(s for s in d.spans if s.label not in banned)) for d in docs]
 
 
 def _finish(out: Path, state: dict[str, Any], config: DetectorConfig, labels: list[str], stats: dict[str, int],

@@ -19,12 +19,12 @@ import os
 import random
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from linker.errors import LinkerError
-from linker.train.annotated import AnnotatedDoc, read_corpora
+from linker.train.annotated import AnnotatedDoc, DetectorData, training_docs
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,8 @@ IGNORE = -100
 
 
 @dataclass
-class TaggerConfig:
-    corpora: list[str]
-    dev: list[str] = field(default_factory=list)
-    types: list[str] = field(default_factory=list)
-    exclude_types: list[str] = field(default_factory=list)
-    label: str | None = None
+class TaggerConfig(DetectorData):
     base_model: str | None = None
-    seed: int = 0
     epochs: int = 3
     steps: int | None = None
     minutes: float | None = 25.0
@@ -49,7 +43,6 @@ class TaggerConfig:
     stride: int = 32
     lr: float = 5e-5
     eval_every: int = 200
-    dev_fraction: float = 0.1
     amp: str = "auto"
     device: str | None = None
     threads: int | None = None
@@ -67,13 +60,6 @@ def span_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Any], label_
             out[i] = label_ids[("B-" if first else "I-") + span.label]
             first = False
     return out
-
-
-def _split(docs: list[AnnotatedDoc], fraction: float, seed: int) -> tuple[list[AnnotatedDoc], list[AnnotatedDoc]]:
-    order = list(range(len(docs)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:max(1, round(len(docs) * fraction))]) if len(docs) > 1 else set()
-    return [d for i, d in enumerate(docs) if i not in held], [d for i, d in enumerate(docs) if i in held]
 
 
 def _windows(docs: Sequence[AnnotatedDoc], tokenizer: Any, label_ids: dict[str, int], max_length: int,
@@ -148,15 +134,7 @@ def train_tagger(out: str | os.PathLike[str], config: TaggerConfig) -> dict[str,
     from linker.train.loop import Budget, PhaseConfig, run_phase
 
     setup.set_postfix_str("reading corpora")
-    docs, stats = read_corpora(config.corpora, types=config.types, label=config.label)
-    banned = frozenset(config.exclude_types)
-    docs = [AnnotatedDoc(d.doc_id, d.text, tuple(s for s in d.spans if s.label not in banned)) for d in docs]
-    if config.dev:
-        dev_docs, _ = read_corpora(config.dev, types=config.types, label=config.label)
-        dev_docs = [AnnotatedDoc(d.doc_id, d.text, tuple(s for s in d.spans if s.label not in banned)) for d in dev_docs]
-        train_docs = docs
-    else:
-        train_docs, dev_docs = _split(docs, config.dev_fraction, config.seed)
+    train_docs, dev_docs, stats = training_docs(config)
     entity_labels = sorted({s.label for d in train_docs for s in d.spans})
     if not entity_labels:
         raise LinkerError(f"{', '.join(config.corpora)}: no annotated span to learn from")

@@ -1,0 +1,166 @@
+"""One trained pipeline: the embedding recipe, the mention detector, the index, thresholds chosen on dev.
+
+``train_pipeline(ontology, corpora, dev, out)`` runs, each stage resumable and skipped when done:
+
+1. ``OUT/.work/embedding`` — :func:`linker.train.recipe.train` on the ontology and the corpora's mentions,
+   with the settings that gave the project's best figures (:data:`RECIPE`); the index embeds with its
+   phase-2 model, which tested better than phase 3's pick in every corpus run so far (docs/training.md);
+2. ``OUT/.work/detector`` — :func:`linker.train.mentions.train_detector` on the corpora;
+3. ``OUT/concept_linker/index`` — the index of the ontology under the trained model;
+4. the linker's settings chosen on the dev documents (:data:`SWEEP`), by strict mention-level F1 summed over
+   the dev corpora, every figure of the sweep recorded;
+5. ``OUT`` — a spaCy pipeline folder: tokenizer, detector, ``concept_linker`` with the chosen settings in
+   its ``config.cfg`` and the index inside the folder. ``spacy.load(OUT)`` and ``--pipeline OUT`` use it as is.
+
+``detector=`` or ``model=`` reuse an already trained detector or embedding model instead of stages 1–2.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from linker.errors import LinkerError
+from linker.train.annotated import mentions_path
+
+log = logging.getLogger(__name__)
+
+WORK, REPORT = ".work", "linker_training.json"
+#: the embedding recipe's settings of the best corpus figures (docs/training.md, "re-mined negatives")
+RECIPE: dict[str, Any] = {"minutes": 45.0, "epochs": 2, "lr": 2e-4, "max_length": 48, "checkpoint_every": 500,
+                          "remine_every": 1000, "val_fraction": 0.005, "test_fraction": 0.005,
+                          "phases": ("contrastive", "distill")}
+#: the linker settings tried on dev (every combination)
+SWEEP: dict[str, Sequence[Any]] = {"threshold": (0.6, 0.7, 0.8), "sources": (["upstream"], ["upstream", "dictionary"])}
+
+
+@dataclass
+class PipelineConfig:
+    ontology: str
+    corpora: list[str]
+    dev: list[str]
+    out: str
+    ontology_format: str | None = None
+    types: list[str] = field(default_factory=list)
+    exclude_types: list[str] = field(default_factory=list)
+    label: str | None = None
+    alt_ids: list[str] = field(default_factory=list)
+    detector: str | None = None
+    model: str | None = None
+    embedding_minutes: float = RECIPE["minutes"]
+    detector_minutes: float = 20.0
+    seed: int = 0
+    sweep: dict[str, Sequence[Any]] = field(default_factory=lambda: dict(SWEEP))
+    progress: bool = True
+
+
+def _mention_files(corpora: Sequence[str]) -> list[str]:
+    """The gold mentions the embedding recipe trains on: beside a docs JSONL, or the PubTator file itself."""
+    return [str(mentions_path(Path(c))) if c.endswith(".jsonl") else c for c in corpora]
+
+
+def _embedding(cfg: PipelineConfig, work: Path) -> str:
+    if cfg.model is not None:
+        return cfg.model
+    from linker.sources import Source
+    from linker.train import TrainConfig, train
+
+    out = work / "embedding"
+    types = tuple(t for t in cfg.types) or None
+    config = TrainConfig(seed=cfg.seed, corpora=tuple(_mention_files(cfg.corpora)), mention_types=types,
+                         **{**RECIPE, "minutes": cfg.embedding_minutes}, progress=cfg.progress)
+    train([Source.open(cfg.ontology, cfg.ontology_format)], out, config)
+    phase2 = out / "phase2"
+    return str(phase2 if phase2.exists() else out)
+
+
+def _detector(cfg: PipelineConfig, work: Path) -> str:
+    if cfg.detector is not None:
+        return cfg.detector
+    from linker.train.mentions import DetectorConfig, train_detector
+
+    out = work / "detector"
+    train_detector(out, DetectorConfig(corpora=list(cfg.corpora), types=list(cfg.types),
+                                       exclude_types=list(cfg.exclude_types), label=cfg.label, seed=cfg.seed,
+                                       steps=None, minutes=cfg.detector_minutes, progress_bar=cfg.progress))
+    return str(out)
+
+
+def _index(cfg: PipelineConfig, model: str, folder: Path) -> Path:
+    from linker.build import build_index
+    from linker.sources import Source
+
+    return build_index(Source.open(cfg.ontology, cfg.ontology_format), folder, model=model, progress=cfg.progress)
+
+
+def choose_settings(detector: str, index_dir: str | os.PathLike[str], dev: Sequence[str], *,
+                    sweep: dict[str, Sequence[Any]], alt_ids: Sequence[str] = (), types: Sequence[str] = (),
+                    exclude_types: Sequence[str] = ()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``concept_linker`` settings of *sweep* with the best strict F1 summed over the *dev* corpora, and
+    every row of the sweep. One pipeline runs them all: searches are cached across settings."""
+    from linker.defaults import open_index
+    from linker.evaluate import evaluate_end_to_end, index_mapper, read_mentions
+
+    index = open_index(index_dir)
+    mapper = index_mapper(index.termdb, alt_ids)
+    golds = [(d, [m for m in read_mentions(_mention_files([d])[0], list(types) or None) if m.type not in exclude_types])
+             for d in dev]
+    rows: list[dict[str, Any]] = []
+    keys = list(sweep)
+    for values in itertools.product(*(sweep[k] for k in keys)):
+        settings = dict(zip(keys, values))
+        row: dict[str, Any] = {"settings": settings, "strict_f1": {}, "document_f1": {}}
+        for docs, gold in golds:
+            result = evaluate_end_to_end(docs, gold, index, mapper, settings, pipeline=detector)
+            row["strict_f1"][docs] = result["strict"]["all"]["f1"]
+            row["document_f1"][docs] = result["document"]["f1"]
+        row["total"] = sum(row["strict_f1"].values())
+        log.info("dev %s: strict F1 %s", settings, {Path(k).parent.name: round(v, 4) for k, v in row["strict_f1"].items()})
+        rows.append(row)
+    best = max(rows, key=lambda r: r["total"])
+    return dict(best["settings"]), rows
+
+
+def train_pipeline(cfg: PipelineConfig) -> Path:
+    """Run every stage (see the module docstring) and return the pipeline folder."""
+    import spacy
+
+    import linker.component  # noqa: F401 - registers concept_linker
+
+    out = Path(cfg.out)
+    work = out / WORK
+    work.mkdir(parents=True, exist_ok=True)
+    if not cfg.dev:
+        raise LinkerError("train-pipeline chooses its thresholds on annotated dev documents: give --dev")
+    model = _embedding(cfg, work)
+    detector = _detector(cfg, work)
+    index_dir = _index(cfg, model, work / "index")
+    chosen, rows = choose_settings(detector, index_dir, cfg.dev, sweep=cfg.sweep, alt_ids=cfg.alt_ids,
+                                   types=cfg.types, exclude_types=cfg.exclude_types)
+    log.info("chosen on dev: %s", chosen)
+    nlp = spacy.load(detector)
+    nlp.add_pipe("concept_linker", config={**chosen, "index": str(index_dir), "copy_index": True})
+    nlp.get_pipe("concept_linker").initialize()
+    staging = work / "pipeline.tmp"
+    if staging.exists():
+        shutil.rmtree(staging)
+    nlp.to_disk(staging)
+    report = {"ontology": cfg.ontology, "corpora": cfg.corpora, "dev": cfg.dev, "embedding_model": model,
+              "detector": detector, "chosen": chosen, "sweep": rows, "recipe": RECIPE,
+              "embedding_minutes": cfg.embedding_minutes, "detector_minutes": cfg.detector_minutes}
+    (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    for child in staging.iterdir():
+        target = out / child.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(child, target)
+    staging.rmdir()
+    shutil.rmtree(work / "index")  # the pipeline holds its copy; the trained models stay for a rerun
+    return out
