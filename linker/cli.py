@@ -116,32 +116,55 @@ def _queries(texts: tuple[str, ...]) -> Iterator[str]:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per query and line")
 @click.option("--batch-size", default=256, show_default=True, help="queries searched together (stdin)")
 def lookup(texts: tuple[str, ...], index_dir: Path | None, k: int, as_json: bool, batch_size: int) -> None:
-    """Rank concepts for each TEXT (or for each line of stdin when no TEXT is given)."""
+    """Rank concepts for each TEXT (or for each line of stdin when no TEXT is given).
+
+    A query whose best score is under the index's NIL threshold (linker calibrate) is flagged as having no
+    confident concept; its candidates are still listed."""
     from linker.defaults import open_index
+    from linker.linking.nil import read_threshold
 
     index = open_index(index_dir)
+    threshold = read_threshold(index.path)
     batch: list[str] = []
     for query in _queries(texts):
         batch.append(query)
         if len(batch) >= batch_size:
-            _print_lookups(index.search(batch, k), batch, as_json)
+            _print_lookups(index.search(batch, k), batch, as_json, threshold)
             batch = []
     if batch:
-        _print_lookups(index.search(batch, k), batch, as_json)
+        _print_lookups(index.search(batch, k), batch, as_json, threshold)
 
 
-def _print_lookups(results: list, queries: list[str], as_json: bool) -> None:  # type: ignore[type-arg]
+def _print_lookups(results: list, queries: list[str], as_json: bool, threshold: float) -> None:  # type: ignore[type-arg]
+    from linker.linking.nil import confident
     from linker.serialize import candidate_to_dict
 
     for query, candidates in zip(queries, results):
+        sure = confident(candidates, threshold)
         if as_json:
-            click.echo(json.dumps({"query": query, "candidates": [candidate_to_dict(c) for c in candidates]},
-                                  ensure_ascii=False))
+            click.echo(json.dumps({"query": query, "confident": sure, "nil_threshold": threshold,
+                                   "candidates": [candidate_to_dict(c) for c in candidates]}, ensure_ascii=False))
             continue
-        click.echo(query)
+        click.echo(query if sure else f"{query}  (no confident concept: best score under {threshold:.3f})")
         for rank, c in enumerate(candidates, start=1):
             via = "" if c.matched_text == c.name else f"  (via {c.matched_text!r})"
             click.echo(f"  {rank:>2}. {c.score:6.3f}  {c.concept_id}  {c.name}{via}")
+
+
+@cli.command()
+@click.argument("mentions", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+@click.option("--alt-ids", "alt_ids", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="alt_id<TAB>concept_id map applied to gold and predicted ids (repeatable)")
+@click.option("--type", "types", multiple=True, help="keep only mentions of this type (repeatable), e.g. Disease")
+def calibrate(mentions: tuple[Path, ...], index_dir: Path | None, alt_ids: tuple[Path, ...],
+              types: tuple[str, ...]) -> None:
+    """Choose the index's NIL threshold on annotated DEV MENTIONS (JSONL or PubTator): lookups whose best score
+    is under it are flagged as having no confident concept. Writes calibration.json into the index folder."""
+    from linker.linking.nil import calibrate as run
+
+    record = run(index_dir, mentions, alt_ids=alt_ids, types=types)
+    click.echo(json.dumps({k: record[k] for k in ("threshold", "precision", "recall", "f1", "mentions")}))
 
 
 @cli.command()

@@ -241,6 +241,8 @@ class CandidateOut(BaseModel):  # type: ignore[misc,valid-type]
 
 class LookupResult(BaseModel):  # type: ignore[misc,valid-type]
     query: str
+    confident: bool  # the best score reaches the index's NIL threshold (linker calibrate)
+    nil_threshold: float
     candidates: list[CandidateOut]
 
 
@@ -328,7 +330,10 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
+    from linker.linking.nil import confident, read_threshold
+
     limits = limits or ServerLimits()
+    nil_threshold = read_threshold(index.path)
     worker = ModelWorker(index, annotator, max_queue=limits.max_queue, pipeline=pipeline)
     if warm_up:
         worker.submit("lookup", ["warm up"], 1).result()
@@ -376,7 +381,8 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
     async def lookup_texts(texts: list[str], k: int) -> list[dict[str, Any]]:
         check_texts(texts, k)
         results = await asyncio.wrap_future(worker.submit("lookup", texts, k))
-        return [{"query": text, "candidates": [candidate_to_dict(c) for c in row]} for text, row in zip(texts, results)]
+        return [{"query": text, "confident": confident(row, nil_threshold), "nil_threshold": nil_threshold,
+                 "candidates": [candidate_to_dict(c) for c in row]} for text, row in zip(texts, results)]
 
     @app.post("/lookup", summary="Rank concepts for each of several texts", response_model=LookupResponse,
               responses=ERRORS)
