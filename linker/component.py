@@ -26,65 +26,25 @@ from spacy.tokens import Doc, Span
 from spacy.util import minibatch
 
 from linker.abbreviations import find_abbreviations
-from linker.assertion import FLAGS, assert_spans
+from linker.assertion import assert_spans
 from linker.errors import IndexNotFoundError, LinkerError
+from linker.extensions import DATA_ATTR, register_extensions
 from linker.mentions import (ABBREVIATION, DENSE, DICTIONARY, SOURCES, UPSTREAM, DictionaryMatcher, Proposal,
                              dense_spans, upstream_proposals)
-from linker.linking.composites import choose as choose_reading
-from linker.linking.composites import readings as composite_readings
+from linker.linking.composites import conjunct_links
+from linker.linking.context import resolve_ties
+from linker.linking.filters import ConceptFilter
 from linker.mentions.arbitration import arbitrate
 from linker.types import Candidate
 
 log = logging.getLogger(__name__)
 
-DATA_ATTR = "linker_data"
 SETTINGS_FILE = "linker.json"
 INDEX_DIR = "index"
 UNLINKED = ("keep", "drop")
 #: HPO branches that are not findings (mode of inheritance, clinical modifiers such as "Mild", frequency,
 #: past medical history, blood group, biospecimen features): excluded by default, harmless elsewhere.
 NON_PHENOTYPE_ROOTS = ("HP:0000005", "HP:0012823", "HP:0040279", "HP:0032443", "HP:0032223", "HP:0020228")
-
-
-# -- extensions ------------------------------------------------------------------------------------------------
-def _data(span: Span) -> dict[str, Any] | None:
-    return span._.get(DATA_ATTR)
-
-
-def _kb_ents(span: Span) -> list[tuple[str, float]]:
-    data = _data(span)
-    return [(row[0], float(row[3])) for row in data["c"]] if data else []
-
-
-def _concepts(span: Span) -> list[Candidate]:
-    data = _data(span)
-    return [Candidate(row[0], row[1], row[2], float(row[3]), bool(row[4])) for row in data["c"]] if data else []
-
-
-def _flag(name: str) -> Callable[[Span], bool]:
-    def getter(span: Span) -> bool:
-        data = _data(span)
-        return bool(data and data.get(name))
-    return getter
-
-
-def _source(span: Span) -> str | None:
-    data = _data(span)
-    return data["s"] if data else None
-
-
-def register_extensions() -> None:
-    """Declare the Span attributes (once; an attribute another package already declared is left alone)."""
-    if not Span.has_extension(DATA_ATTR):
-        Span.set_extension(DATA_ATTR, default=None)
-    getters: dict[str, Callable[[Span], Any]] = {"kb_ents": _kb_ents, "concepts": _concepts,
-                                                 "mention_source": _source}
-    getters.update({flag: _flag(flag) for flag in FLAGS})
-    for name, getter in getters.items():
-        if not Span.has_extension(name):
-            Span.set_extension(name, getter=getter)
-        elif Span.get_extension(name)[2] is not getter and name in {"kb_ents", "negated"}:
-            log.debug("span._.%s is already declared by another package; kept theirs", name)
 
 
 register_extensions()
@@ -114,7 +74,7 @@ if hasattr(os, "register_at_fork"):
         "max_words": 5, "batch_size": 64, "abbreviations": True, "assertion": True, "types": [], "roots": [],
         "overwrite": False, "unlinked": "keep", "label": "CONCEPT", "min_chars": 4, "dense_limit": 20000,
         "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS), "acronyms": True, "longer_wins": True,
-        "composites": True, "composite_margin": 0.0,
+        "composites": True, "composite_margin": 0.0, "context_ties": True,
     },
 )
 def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, threshold: float,
@@ -122,14 +82,14 @@ def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, 
                         abbreviations: bool, assertion: bool, types: list[str], roots: list[str], overwrite: bool,
                         unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool,
                         exclude_roots: list[str], acronyms: bool, longer_wins: bool, composites: bool,
-                        composite_margin: float) -> ConceptLinker:
+                        composite_margin: float, context_ties: bool) -> ConceptLinker:
     return ConceptLinker(nlp, name, index=index, k=k, threshold=threshold, sources=sources,
                          dense_threshold=dense_threshold, max_words=max_words, batch_size=batch_size,
                          abbreviations=abbreviations, assertion=assertion, types=types, roots=roots,
                          overwrite=overwrite, unlinked=unlinked, label=label, min_chars=min_chars,
                          dense_limit=dense_limit, copy_index=copy_index, exclude_roots=exclude_roots,
                          acronyms=acronyms, longer_wins=longer_wins, composites=composites,
-                         composite_margin=composite_margin)
+                         composite_margin=composite_margin, context_ties=context_ties)
 
 
 class ConceptLinker:
@@ -143,7 +103,8 @@ class ConceptLinker:
                  overwrite: bool = False, unlinked: str = "keep", label: str = "CONCEPT", min_chars: int = 4,
                  dense_limit: int = 20000, copy_index: bool = False,
                  exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS, acronyms: bool = True,
-                 longer_wins: bool = True, composites: bool = True, composite_margin: float = 0.0) -> None:
+                 longer_wins: bool = True, composites: bool = True, composite_margin: float = 0.0,
+                 context_ties: bool = True) -> None:
         self.name = name
         self.sources = list(dict.fromkeys(sources))
         unknown = [s for s in self.sources if s not in SOURCES]
@@ -157,20 +118,21 @@ class ConceptLinker:
             raise LinkerError(f"concept_linker batch_size={batch_size}: must be at least 1")
         self.index_path = index
         self.k, self.threshold, self.dense_threshold = k, threshold, dense_threshold
-        self.max_words, self.batch_size, self.min_chars, self.dense_limit = max_words, batch_size, min_chars, dense_limit
+        self.max_words, self.batch_size = max_words, batch_size
+        self.min_chars, self.dense_limit = min_chars, dense_limit
         self.abbreviations, self.assertion, self.acronyms = abbreviations, assertion, acronyms
         self.longer_wins, self.composites, self.composite_margin = longer_wins, composites, composite_margin
+        self.context_ties = context_ties
         self.types, self.roots, self.exclude_roots = frozenset(types), frozenset(roots), frozenset(exclude_roots)
         self.overwrite, self.unlinked, self.label, self.copy_index = overwrite, unlinked, label, copy_index
         self._index: Any = None
         self._matcher: DictionaryMatcher | None = None
-        self._ancestors: dict[str, frozenset[str]] = {}
-        self._allowed_cache: dict[str, bool] = {}
+        self._filter: ConceptFilter | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the opened index and caches (spawned worker processes open their own)."""
         state = dict(self.__dict__)
-        state.update(_index=None, _matcher=None, _ancestors={}, _allowed_cache={})
+        state.update(_index=None, _matcher=None, _filter=None)
         return state
 
     # -- resources ---------------------------------------------------------------------------------------
@@ -188,8 +150,7 @@ class ConceptLinker:
         ``index_path`` again on first use."""
         self._index = index
         self._matcher = None
-        self._ancestors.clear()
-        self._allowed_cache.clear()
+        self._filter = None
 
     @property
     def matcher(self) -> DictionaryMatcher:
@@ -245,40 +206,18 @@ class ConceptLinker:
         """Candidates of each query, in one batch (the index answers recent queries from its cache)."""
         if not queries:
             return {}
-        filtered = bool(self.types or self.roots or self.exclude_roots)
-        k = self.k * 4 if filtered else self.k
-        results = self.index.search(queries, k)
-        if filtered:
-            results = [[c for c in row if self._allowed(c.concept_id)][:self.k] for row in results]
+        keep = self.concept_filter
+        results = self.index.search(queries, self.k * 4 if keep.active else self.k)
+        if keep.active:
+            results = [[c for c in row if keep.allowed(c.concept_id)][:self.k] for row in results]
         return dict(zip(queries, results))
 
-    def _allowed(self, concept_id: str) -> bool:
-        allowed = self._allowed_cache.get(concept_id)
-        if allowed is None:
-            allowed = self._allowed_cache[concept_id] = self._check_allowed(concept_id)
-        return allowed
-
-    def _check_allowed(self, concept_id: str) -> bool:
-        concept = self.index.termdb.concept(concept_id)
-        if concept is None:
-            return False
-        if self.types and not self.types.intersection(concept.types):
-            return False
-        if not (self.roots or self.exclude_roots):
-            return True
-        lineage = self._lineage(concept_id) | {concept_id}
-        return (not self.roots or bool(self.roots & lineage)) and not self.exclude_roots & lineage
-
-    def _lineage(self, concept_id: str) -> frozenset[str]:
-        if concept_id not in self._ancestors:
-            self._ancestors[concept_id] = frozenset()  # cycle guard
-            concept = self.index.termdb.concept(concept_id)
-            found: set[str] = set()
-            for parent in concept.parents if concept else ():
-                found.add(parent)
-                found |= self._lineage(parent)
-            self._ancestors[concept_id] = frozenset(found)
-        return self._ancestors[concept_id]
+    @property
+    def concept_filter(self) -> ConceptFilter:
+        if self._filter is None:
+            self._filter = ConceptFilter(self.index.termdb, types=self.types, roots=self.roots,
+                                         exclude_roots=self.exclude_roots)
+        return self._filter
 
     def _process(self, docs: list[Doc]) -> None:
         per_doc = [self._proposals(doc) if doc.text.strip() else [] for doc in docs]
@@ -286,28 +225,12 @@ class ConceptLinker:
                                      if p.source != ABBREVIATION and p.query.strip()))
         found = self._search(queries)
         chosen = [self._choose(props, found) for props in per_doc]
-        conjuncts = self._conjuncts([p.query for linked in chosen for p, _ in linked], found) \
-            if self.composites else {}
+        if self.context_ties:
+            chosen = resolve_ties(self.index, [doc.text for doc in docs], chosen)
+        conjuncts = conjunct_links([p.query for linked in chosen for p, _ in linked], found, self._search,
+                                   margin=self.composite_margin) if self.composites else {}
         for doc, linked in zip(docs, chosen):
             self._write(doc, linked, conjuncts)
-
-    def _conjuncts(self, queries: list[str], found: dict[str, list[Candidate]]) -> dict[str, list[Candidate]]:
-        """For each composite query, the best candidate of each conjunct (one search for the whole batch)."""
-        def best(candidates: list[Candidate]) -> float:
-            return candidates[0].score if candidates else 0.0
-
-        options = {q: composite_readings(q) for q in dict.fromkeys(queries)
-                   if found.get(q) and not found[q][0].exact}
-        options = {q: r for q, r in options.items() if r}
-        parts = [c for r in options.values() for reading in r for c in reading if c not in found]
-        found.update(self._search(list(dict.fromkeys(parts))))
-        out: dict[str, list[Candidate]] = {}
-        for query, readings in options.items():
-            reading = choose_reading(query, readings, lambda q: best(found.get(q, [])),
-                                     margin=self.composite_margin)
-            if reading is not None and all(found.get(c) for c in reading):
-                out[query] = [found[c][0] for c in reading]
-        return out
 
     def _choose(self, props: list[Proposal], found: dict[str, list[Candidate]]
                 ) -> list[tuple[Proposal, list[Candidate]]]:
@@ -405,8 +328,7 @@ class ConceptLinker:
                     f"{folder}: the pipeline refers to the index {self.index_path}, which is not there; "
                     "rebuild or move the index back, or save the pipeline with copy_index=True")
         self._index, self._matcher = None, None
-        self._ancestors.clear()
-        self._allowed_cache.clear()
+        self._filter = None
         recorded = settings.get("built_at")
         if recorded and self.index.meta.get("built_at") != recorded:
             log.warning("index %s was rebuilt (%s) since the pipeline %s was saved (%s); links may differ",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 #: coordinators between conjuncts ("and", "or", "and/or", "nor", a comma, a slash between words)
 _COORDINATOR = re.compile(r"\s*(?:,\s*(?:and/or|and|or)\s+|,\s*|\s+(?:and/or|and|or|nor)\s+|/)\s*", re.IGNORECASE)
@@ -63,3 +64,24 @@ def choose(text: str, options: Sequence[tuple[str, ...]], score: Callable[[str],
         if weakest > best_score:
             best, best_score = reading, weakest
     return best
+
+
+def conjunct_links(queries: Sequence[str], found: dict[str, list[Any]],
+                   search: Callable[[list[str]], dict[str, list[Any]]], *, margin: float = 0.0
+                   ) -> dict[str, list[Any]]:
+    """For each composite query among *queries* (its best candidate not an exact name), the best candidate of
+    each conjunct of its chosen reading; the conjuncts of the whole batch are searched at once (*found* gains
+    them)."""
+    def best(candidates: list[Any]) -> float:
+        return candidates[0].score if candidates else 0.0
+
+    options = {q: readings(q) for q in dict.fromkeys(queries) if found.get(q) and not found[q][0].exact}
+    options = {q: r for q, r in options.items() if r}
+    parts = [c for r in options.values() for reading in r for c in reading if c not in found]
+    found.update(search(list(dict.fromkeys(parts))))
+    out: dict[str, list[Any]] = {}
+    for query, options_of in options.items():
+        reading = choose(query, options_of, lambda q: best(found.get(q, [])), margin=margin)
+        if reading is not None and all(found.get(c) for c in reading):
+            out[query] = [found[c][0] for c in reading]
+    return out

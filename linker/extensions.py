@@ -1,0 +1,58 @@
+"""The Span attributes the linker writes: one plain-data extension (``span._.linker_data``, kept in
+``doc.user_data`` so that Docs survive ``doc.to_bytes()`` and ``nlp.pipe(..., n_process=2)``) and getters over
+it: ``kb_ents`` (scispaCy's shape), ``concepts``, ``mention_source`` and the assertion flags."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from spacy.tokens import Span
+
+from linker.assertion import FLAGS
+from linker.types import Candidate
+
+log = logging.getLogger(__name__)
+
+DATA_ATTR = "linker_data"
+
+
+def _data(span: Span) -> dict[str, Any] | None:
+    return span._.get(DATA_ATTR)
+
+
+def _kb_ents(span: Span) -> list[tuple[str, float]]:
+    data = _data(span)
+    return [(row[0], float(row[3])) for row in data["c"]] if data else []
+
+
+def _concepts(span: Span) -> list[Candidate]:
+    data = _data(span)
+    return [Candidate(row[0], row[1], row[2], float(row[3]), bool(row[4])) for row in data["c"]] if data else []
+
+
+def _flag(name: str) -> Callable[[Span], bool]:
+    def getter(span: Span) -> bool:
+        data = _data(span)
+        return bool(data and data.get(name))
+    return getter
+
+
+def _source(span: Span) -> str | None:
+    data = _data(span)
+    return data["s"] if data else None
+
+
+def register_extensions() -> None:
+    """Declare the Span attributes (once; an attribute another package already declared is left alone)."""
+    if not Span.has_extension(DATA_ATTR):
+        Span.set_extension(DATA_ATTR, default=None)
+    getters: dict[str, Callable[[Span], Any]] = {"kb_ents": _kb_ents, "concepts": _concepts,
+                                                 "mention_source": _source}
+    getters.update({flag: _flag(flag) for flag in FLAGS})
+    for name, getter in getters.items():
+        if not Span.has_extension(name):
+            Span.set_extension(name, getter=getter)
+        elif Span.get_extension(name)[2] is not getter and name in {"kb_ents", "negated"}:
+            log.debug("span._.%s is already declared by another package; kept theirs", name)

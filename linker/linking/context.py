@@ -1,0 +1,88 @@
+"""Concepts that share a name: a mention whose text is an exact name of several concepts is given the one
+that holds the name as its preferred name, and among equals the one whose description fits the sentence
+best (the sentence's embedding against each concept's name, definition and parents' names) — never the
+order of the index.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from linker.normalize import normalize
+from linker.types import Candidate
+
+_SENTENCE_END = re.compile(r"[.!?;]\s|\n")
+MAX_SENTENCE = 400
+
+
+def tied(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The leading candidates that an exact name cannot tell apart: all exact, none holding the name as its
+    preferred name more than the others (empty when there is nothing to break)."""
+    exact = [c for c in candidates if c.exact]
+    if len(exact) < 2:
+        return []
+    preferred = [c for c in exact if normalize(c.matched_text) == normalize(c.name)]
+    if len(preferred) == 1:
+        return []  # the preferred-name holder already leads (ConceptIndex.search puts it first)
+    return preferred or exact
+
+
+def sentence(text: str, start: int, end: int) -> str:
+    """The sentence around ``text[start:end]`` (at most :data:`MAX_SENTENCE` characters each side)."""
+    left = max(0, start - MAX_SENTENCE)
+    before = [m.end() for m in _SENTENCE_END.finditer(text, left, start)]
+    after = _SENTENCE_END.search(text, end, min(len(text), end + MAX_SENTENCE))
+    return text[before[-1] if before else left:after.start() + 1 if after else min(len(text), end + MAX_SENTENCE)]
+
+
+def description(name: str, definition: str | None, parents: Sequence[str]) -> str:
+    """The text a concept is embedded as for context: its name, its definition, its parents' names."""
+    parts = [name]
+    if definition:
+        parts.append(definition[:300].rstrip(". "))
+    if parents:
+        parts.append("a kind of " + ", ".join(parents[:3]))
+    return ". ".join(parts)
+
+
+def break_ties(candidates: list[Candidate], context: np.ndarray, describe: Callable[[str], np.ndarray]
+               ) -> list[Candidate]:
+    """*candidates* with the tied leaders (:func:`tied`) ordered by cosine of their description to *context*."""
+    group = tied(candidates)
+    if not group:
+        return candidates
+    ids = {c.concept_id for c in group}
+    ordered = sorted(group, key=lambda c: -float(np.dot(context, describe(c.concept_id))))
+    rest = [c for c in candidates if c.concept_id not in ids]
+    return ordered + rest
+
+
+def _description_of(termdb: Any, concept_id: str) -> str:
+    concept = termdb.concept(concept_id)
+    if concept is None:
+        return concept_id
+    parents = termdb.names(concept.parents)
+    return description(concept.name, concept.definition, [parents.get(p, p) for p in concept.parents])
+
+
+def resolve_ties(index: Any, texts: Sequence[str], chosen: list[list[tuple[Any, list[Candidate]]]]
+                 ) -> list[list[tuple[Any, list[Candidate]]]]:
+    """*chosen* (per text, ``(proposal, candidates)`` pairs) with the tied leaders of each mention ordered by
+    its sentence; the sentences and descriptions are embedded in one batch through the index's cache."""
+    wanted = [(d, i) for d, linked in enumerate(chosen) for i, (_, cands) in enumerate(linked) if tied(cands)]
+    if not wanted:
+        return chosen
+    sentences = [sentence(texts[d], chosen[d][i][0].start, chosen[d][i][0].end) for d, i in wanted]
+    concepts = sorted({c.concept_id for d, i in wanted for c in tied(chosen[d][i][1])})
+    vectors = index.embedding_cache.embed(sentences + [_description_of(index.termdb, c) for c in concepts],
+                                          index.encoder.encode)
+    described = dict(zip(concepts, vectors[len(sentences):]))
+    out = [list(linked) for linked in chosen]
+    for (d, i), context in zip(wanted, vectors[:len(sentences)]):
+        proposal, cands = out[d][i]
+        out[d][i] = (proposal, break_ties(cands, context, described.__getitem__))
+    return out

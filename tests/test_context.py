@@ -1,0 +1,43 @@
+"""Concepts sharing a name: the preferred-name holder first, then the sentence decides."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from linker.linking.context import break_ties, description, sentence, tied
+from linker.types import Candidate
+
+
+def _c(cid: str, name: str, matched: str, exact: bool = True, score: float = 1.0) -> Candidate:
+    return Candidate(cid, name, matched, score, exact)
+
+
+def test_one_preferred_holder_is_no_tie() -> None:
+    cands = [_c("A", "Lipoma", "lipoma"), _c("B", "Lipomatosis", "Lipoma"), _c("C", "Fat", "fat", False, 0.7)]
+    assert tied(cands) == []
+
+
+def test_exact_synonyms_of_several_concepts_are_tied() -> None:
+    cands = [_c("A", "Bipolar Disorder", "Bipolar affective disorder"),
+             _c("B", "Bipolar I Disorder", "Bipolar affective disorder"), _c("C", "Mania", "mania", False, 0.6)]
+    assert [c.concept_id for c in tied(cands)] == ["A", "B"]
+
+
+def test_sentence_around_a_mention() -> None:
+    text = "First sentence. The patient had a lipoma of the back. Last one."
+    start = text.index("lipoma")
+    assert sentence(text, start, start + 6) == "The patient had a lipoma of the back."
+
+
+def test_break_ties_orders_by_context_and_keeps_the_rest() -> None:
+    cands = [_c("A", "Bipolar Disorder", "Bipolar affective disorder"),
+             _c("B", "Bipolar I Disorder", "Bipolar affective disorder"), _c("C", "Mania", "mania", False, 0.6)]
+    vectors = {"A": np.array([1.0, 0.0]), "B": np.array([0.0, 1.0])}
+    ordered = break_ties(cands, np.array([0.1, 0.9]), vectors.__getitem__)
+    assert [c.concept_id for c in ordered] == ["B", "A", "C"]
+    assert break_ties(cands[2:], np.array([1.0, 0.0]), vectors.__getitem__) == cands[2:]
+
+
+def test_description_joins_name_definition_and_parents() -> None:
+    assert description("Lipoma", "A benign tumour of fat.", ["Neoplasm"]) == \
+        "Lipoma. A benign tumour of fat. a kind of Neoplasm"
