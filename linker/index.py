@@ -83,7 +83,9 @@ class ConceptIndex:
             with self._lock:
                 if self._encoder is None:
                     recorded = self.meta["encoder"]
-                    encoder = load_encoder(self._model or recorded["model"], device=self._device,
+                    shipped = recorded.get("model_dir")  # the model copied inside the index folder
+                    model = self._model or (str(self.path / shipped) if shipped else recorded["model"])
+                    encoder = load_encoder(model, device=self._device,
                                            max_length=recorded.get("max_length"),
                                            precision=recorded.get("precision", "float32"))
                     self._check_encoder(encoder)
@@ -97,7 +99,7 @@ class ConceptIndex:
                 f"{self.path}: index vectors have dimension {recorded['dimension']} (model {recorded['model']}), "
                 f"but model {encoder.name} gives {encoder.dimension}; use the index's model or rebuild the index"
             )
-        if encoder.name != recorded["model"]:
+        if encoder.name != recorded["model"] and not (recorded.get("model_dir") and self._model is None):
             log.warning("index %s was built with %s; searching it with %s", self.path, recorded["model"], encoder.name)
 
     # -- search ----------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ def mention_to_dict(mention: Mention, candidates: int | None = None) -> dict[str
         "text": mention.text,
         "label": mention.label,
         "concept_id": mention.concept_id,
+        "concept_ids": list(mention.concept_ids),  # a composite's conjuncts, else the one concept (or none)
         "name": best.name if best else None,
         "score": round(best.score, 4) if best else None,
         "candidates": [{"concept_id": c.concept_id, "name": c.name, "score": round(c.score, 4)} for c in ranked],

@@ -50,3 +50,23 @@ def test_concept_cards_resolve_alt_ids(mini_index: ConceptIndex) -> None:
     assert card.alt_ids == ("HP:0001275",)
     with pytest.raises(ConceptNotFoundError, match="HP:7777777"):
         mini_index.card("HP:7777777")
+
+
+def test_an_index_can_ship_its_model_inside_and_be_moved(mini_index_dir, tmp_path) -> None:
+    import json
+    import shutil
+
+    from linker.encoder import default_model_path
+    from linker.index import ConceptIndex
+
+    folder = tmp_path / "with-model"
+    shutil.copytree(mini_index_dir, folder)
+    shutil.copytree(default_model_path(), folder / "model")
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["encoder"]["model"] = str(tmp_path / "gone")  # where it was trained: not there any more
+    meta["encoder"]["model_dir"] = "model"
+    (folder / "meta.json").write_text(json.dumps(meta))
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    index = ConceptIndex.load(moved)
+    assert index.search(["big kidneys"], k=1)[0][0].concept_id == "HP:0000105"

@@ -212,3 +212,26 @@ def test_excluded_types_are_left_out_before_the_label_renames_them(data_dir: Pat
                                label="Disease")
     assert stats.spans == 19 and stats.dropped_type == 1
     assert all(s.label == "Disease" for d in docs for s in d.spans)
+
+
+def test_annotate_and_evaluate_with_a_detector_pipeline(detector: Path, mini_index_dir: Path, data_dir: Path,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    corpus = data_dir / "mini_corpus.docs.jsonl"
+    result = CliRunner().invoke(cli, ["-q", "annotate", str(corpus), "-o", str(out), "--pipeline", str(detector),
+                                      "--index", str(mini_index_dir), "-p", "1"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 10
+    first = next(r for r in rows if r["doc_id"] == "c1")
+    assert ("seizures", "HP:0001250") in {(m["text"], m["concept_id"]) for m in first["mentions"]}
+    settings = json.loads(out.with_name(out.name + ".run.json").read_text())
+    assert str(detector.resolve()) in settings["pipeline"]
+    record = tmp_path / "e2e.json"
+    result = CliRunner().invoke(cli, ["evaluate", str(data_dir / "mini_corpus.mentions.jsonl"), "--docs", str(corpus),
+                                      "--pipeline", str(detector), "--index", str(mini_index_dir), "--json",
+                                      str(record)])
+    assert result.exit_code == 0, result.output
+    e2e = json.loads(record.read_text())["end_to_end"]
+    assert e2e["pipeline"] == str(detector) and e2e["strict"]["all"]["f1"] > 0.5
+    assert 0.0 < e2e["document"]["f1"] <= 1.0 and "document concepts" in result.stdout

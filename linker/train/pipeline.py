@@ -32,7 +32,7 @@ from linker.train.annotated import mentions_path
 
 log = logging.getLogger(__name__)
 
-WORK, REPORT = ".work", "linker_training.json"
+WORK, REPORT, SHIPPED_MODEL = ".work", "linker_training.json", "model"
 #: the embedding recipe's settings of the best corpus figures (docs/training.md, "re-mined negatives")
 RECIPE: dict[str, Any] = {"minutes": 45.0, "epochs": 2, "lr": 2e-4, "max_length": 48, "checkpoint_every": 500,
                           "remine_every": 1000, "val_fraction": 0.005, "test_fraction": 0.005,
@@ -94,10 +94,22 @@ def _detector(cfg: PipelineConfig, work: Path) -> str:
 
 
 def _index(cfg: PipelineConfig, model: str, folder: Path) -> Path:
+    """The index under the trained model, with the model copied inside it (``encoder.model_dir`` in meta.json),
+    so that the pipeline folder holding the index stands alone and can be moved."""
     from linker.build import build_index
+    from linker.meta import META_FILE, write_json_atomic
     from linker.sources import Source
 
-    return build_index(Source.open(cfg.ontology, cfg.ontology_format), folder, model=model, progress=cfg.progress)
+    out = build_index(Source.open(cfg.ontology, cfg.ontology_format), folder, model=model, progress=cfg.progress)
+    meta = json.loads((out / META_FILE).read_text())
+    if meta["encoder"].get("model_dir") != SHIPPED_MODEL:
+        target = out / SHIPPED_MODEL
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(model, target, ignore=shutil.ignore_patterns("checkpoints", "*.pt"))
+        meta["encoder"]["model_dir"] = SHIPPED_MODEL
+        write_json_atomic(out / META_FILE, meta)
+    return out
 
 
 def choose_settings(detector: str, index_dir: str | os.PathLike[str], dev: Sequence[str], *,
