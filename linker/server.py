@@ -262,6 +262,7 @@ class MentionOut(BaseModel):  # type: ignore[misc,valid-type]
     text: str
     label: str
     concept_id: str | None = Field(description="the linked concept, when the best score passed the threshold")
+    concept_ids: list[str] = Field(description="every concept linked: one per conjunct of a composite mention")
     name: str | None
     score: float | None
     candidates: list[RankedConcept]

@@ -84,12 +84,12 @@ def main() -> None:
             rows.append(row)
             logging.info("%s on %s: strict F1 %.4f, document F1 %.4f, %.1f docs/s", system["name"], data["name"],
                          row["strict"]["f1"], row["document"]["f1"], row["docs_per_second"] or 0.0)
-    header = (f"{'system':<28}{'dataset':<12}{'strict P':>9}{'R':>7}{'F1':>7}{'overlap F1':>11}"
+    header = (f"{'system':<36}{'dataset':<12}{'strict P':>9}{'R':>7}{'F1':>7}{'overlap F1':>11}"
               f"{'doc P':>7}{'R':>7}{'F1':>7}{'docs/s':>8}")
     print(header)
     for row in rows:
         s, o, d = row["strict"], row["overlap"], row["document"]
-        print(f"{row['system']:<28}{row['dataset']:<12}{s['precision']:9.4f}{s['recall']:7.4f}{s['f1']:7.4f}"
+        print(f"{row['system']:<36}{row['dataset']:<12}{s['precision']:9.4f}{s['recall']:7.4f}{s['f1']:7.4f}"
               f"{o['f1']:11.4f}{d['precision']:7.4f}{d['recall']:7.4f}{d['f1']:7.4f}{row['docs_per_second']:8.1f}")
     base = {row["dataset"]: row["docs_per_second"] for row in rows if row["system"] == systems[0]["name"]}
     print(f"docs/s relative to {systems[0]['name']}: " + ", ".join(

@@ -81,7 +81,7 @@ def test_jsonl_writer_lines_and_torn_tail(tmp_path: Path) -> None:
     first = lines[0]
     assert first["text"] == pairs[0][0].text
     assert first["mentions"][0] | {"candidates": None} == {
-        "start": 0, "end": 8, "text": "Seizures", "label": "CONCEPT", "concept_id": "HP:0001250", "name": "Seizure",
+        "start": 0, "end": 8, "text": "Seizures", "label": "CONCEPT", "concept_id": "HP:0001250", "concept_ids": ["HP:0001250"], "name": "Seizure",
         "score": 0.9, "candidates": None, "negated": False, "historical": False, "hypothetical": False,
         "family": False, "source": "dictionary"}
     assert any(m["negated"] for m in first["mentions"])  # "No seizures"

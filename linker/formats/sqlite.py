@@ -97,6 +97,7 @@ class SqliteWriter(Writer):
         self._docs.append({"doc_id": doc.doc_id, "text": doc.text, "source": doc.where, "n_mentions": len(mentions)})
         for m in mentions:
             d = mention_to_dict(m, self.candidates)
+            d.pop("concept_ids")  # a composite's conjuncts: JSONL and HTTP only; this schema keeps one concept
             d["candidates"] = json.dumps(d["candidates"], ensure_ascii=False)
             d["doc_id"] = doc.doc_id
             self._mentions.append(d)
