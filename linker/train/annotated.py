@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from linker.errors import LinkerError
 
@@ -180,3 +182,19 @@ def training_docs(data: DetectorData) -> tuple[list[AnnotatedDoc], list[Annotate
         return docs, dev_docs, stats
     train, dev = split_docs(docs, data.dev_fraction, data.seed)
     return train, dev, stats
+
+
+def save_pipeline_into(nlp: Any, out: Path, staging: Path, extra: dict[str, str] | None = None) -> None:
+    """Write the spaCy pipeline *nlp* into *out* (files of *extra*, name → text, beside it): saved whole into
+    *staging* first, then each entry moved into place, so *out*'s other files (a ``.train`` state) stay."""
+    if staging.exists():
+        shutil.rmtree(staging)
+    nlp.to_disk(staging)
+    for name, text in (extra or {}).items():
+        (staging / name).write_text(text)
+    for child in staging.iterdir():
+        target = out / child.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(child, target)
+    staging.rmdir()

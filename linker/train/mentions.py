@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from linker.errors import LinkerError
-from linker.train.annotated import AnnotatedDoc, DetectorData, training_docs
+from linker.train.annotated import AnnotatedDoc, DetectorData, save_pipeline_into, training_docs
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +119,7 @@ def _write_atomically(nlp: Any, target: Path) -> None:
 
 def _save_best(nlp: Any, out: Path) -> None:
     """The best pipeline is OUT itself: its spaCy files are swapped in, ``OUT/.train`` stays."""
-    tmp = out / f"{STATE_DIR}/best.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    nlp.to_disk(tmp)
-    for child in tmp.iterdir():
-        target = out / child.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(child, target)
-    tmp.rmdir()
+    save_pipeline_into(nlp, out, out / STATE_DIR / "best.tmp")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from linker.errors import LinkerError
-from linker.train.annotated import mentions_path
+from linker.train.annotated import mentions_path, save_pipeline_into
 
 log = logging.getLogger(__name__)
 
@@ -160,19 +160,9 @@ def train_pipeline(cfg: PipelineConfig) -> Path:
     nlp = spacy.load(detector)
     nlp.add_pipe("concept_linker", config={**chosen, "index": str(index_dir), "copy_index": True})
     nlp.get_pipe("concept_linker").initialize()
-    staging = work / "pipeline.tmp"
-    if staging.exists():
-        shutil.rmtree(staging)
-    nlp.to_disk(staging)
     report = {"ontology": cfg.ontology, "corpora": cfg.corpora, "dev": cfg.dev, "embedding_model": model,
               "detector": detector, "chosen": chosen, "sweep": rows, "recipe": RECIPE,
               "embedding_minutes": cfg.embedding_minutes, "detector_minutes": cfg.detector_minutes}
-    (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n")
-    for child in staging.iterdir():
-        target = out / child.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(child, target)
-    staging.rmdir()
+    save_pipeline_into(nlp, out, work / "pipeline.tmp", {REPORT: json.dumps(report, indent=2) + "\n"})
     shutil.rmtree(work / "index")  # the pipeline holds its copy; the trained models stay for a rerun
     return out

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from linker.errors import LinkerError
-from linker.train.annotated import AnnotatedDoc, DetectorData, training_docs
+from linker.train.annotated import AnnotatedDoc, DetectorData, save_pipeline_into, training_docs
 
 log = logging.getLogger(__name__)
 
@@ -231,13 +231,4 @@ def _write_pipeline(out: Path, best_model: Path, config: TaggerConfig, best: dic
     nlp.meta["linker_detector"] = {"kind": "transformer", "best": best, "steps": state["step"],
                                    "seconds": round(state["seconds"], 1), "corpus": stats,
                                    "settings": {k: v for k, v in asdict(config).items() if k != "progress_bar"}}
-    staging = out / STATE_DIR / "pipeline.tmp"
-    if staging.exists():
-        shutil.rmtree(staging)
-    nlp.to_disk(staging)
-    for child in staging.iterdir():
-        target = out / child.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(child, target)
-    staging.rmdir()
+    save_pipeline_into(nlp, out, out / STATE_DIR / "pipeline.tmp")

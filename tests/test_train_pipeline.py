@@ -1,0 +1,39 @@
+"""linker train-pipeline with a given detector and embedding model: index, dev sweep, one spaCy folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import spacy
+from click.testing import CliRunner
+
+from linker.cli import cli
+from linker.encoder import default_model_path
+from linker.train.mentions import DetectorConfig, train_detector
+
+
+@pytest.mark.slow
+def test_train_pipeline_writes_a_standalone_pipeline(data_dir: Path, tmp_path: Path) -> None:
+    corpus = str(data_dir / "mini_corpus.docs.jsonl")
+    detector = tmp_path / "detector"
+    train_detector(detector, DetectorConfig(corpora=[corpus], dev=[corpus], label="Phenotype", steps=60,
+                                            minutes=None, eval_every=20, width=32, embed_rows=500,
+                                            progress_bar=False))
+    out = tmp_path / "pipe"
+    result = CliRunner().invoke(cli, ["-q", "train-pipeline", str(data_dir / "mini.obo"), "--corpus", corpus,
+                                      "--dev", corpus, "--out", str(out), "--detector", str(detector),
+                                      "--model", str(default_model_path())])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "linker_training.json").read_text())
+    assert len(report["sweep"]) == 6 and report["chosen"] in [row["settings"] for row in report["sweep"]]
+    assert not (out / ".work" / "index").exists()
+    moved = tmp_path / "moved"
+    out.rename(moved)  # the index and its model live inside the folder
+    nlp = spacy.load(moved)
+    assert nlp.pipe_names == ["tok2vec", "ner", "concept_linker"]
+    linker = nlp.get_pipe("concept_linker")
+    assert linker.threshold == report["chosen"]["threshold"] and linker.sources == report["chosen"]["sources"]
+    doc = nlp("The boy had seizures and short stature since birth.")
+    assert ("seizures", "HP:0001250") in {(e.text, e.kb_id_) for e in doc.ents}
