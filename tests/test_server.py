@@ -179,20 +179,36 @@ def test_linker_serve_command(mini_index_dir: Any, tmp_path: Any) -> None:
         proc.wait(timeout=20)
 
 
-class SlowAnnotator(KeywordAnnotator):
+class GatedAnnotator(KeywordAnnotator):
+    """Holds the model thread inside its first call until released: the queue's state is then known."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
     def __call__(self, texts: Any) -> Any:
-        time.sleep(0.6)
+        self.entered.set()
+        assert self.release.wait(timeout=60), "the test never released the model thread"
         return super().__call__(texts)
 
 
 def test_full_queue_answers_503(mini_index: Any) -> None:
-    app = create_app(mini_index, annotator=SlowAnnotator(), limits=ServerLimits(max_queue=1))
-    with LiveServer(app) as live:
-        def post(delay: float) -> int:
-            time.sleep(delay)
-            with httpx.Client(base_url=live.url, timeout=30) as c:
+    annotator = GatedAnnotator()
+    app = create_app(mini_index, annotator=annotator, limits=ServerLimits(max_queue=1))
+    worker = app.app.state.worker  # the FastAPI app inside the body-size middleware
+    with LiveServer(app) as live, ThreadPoolExecutor(2) as pool:
+        def post() -> int:
+            with httpx.Client(base_url=live.url, timeout=60) as c:
                 return c.post("/annotate", json={"text": "seizures"}).status_code
 
-        with ThreadPoolExecutor(3) as pool:  # one running, one waiting, one too many
-            codes = list(pool.map(post, [0.0, 0.2, 0.4]))
+        running = pool.submit(post)
+        assert annotator.entered.wait(timeout=60)  # the first request is being annotated
+        waiting = pool.submit(post)
+        deadline = time.monotonic() + 60
+        while worker._waiting < 1:  # the second request is queued (condition, not a fixed pause)
+            assert time.monotonic() < deadline and not waiting.done(), "the second request never queued"
+            time.sleep(0.01)
+        too_many = post()
+        annotator.release.set()
+        codes = [running.result(timeout=60), waiting.result(timeout=60), too_many]
     assert codes == [200, 200, 503]
