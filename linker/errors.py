@@ -17,6 +17,10 @@ class SourceFormatError(LinkerError):
         self.line = line
 
 
+class EvaluationInputError(SourceFormatError):
+    """A mentions, docs or pairs file does not have the expected shape."""
+
+
 class IndexMismatchError(LinkerError):
     """An index folder does not fit the encoder or its own files."""
 

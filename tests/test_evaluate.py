@@ -14,16 +14,13 @@ from linker.errors import LinkerError
 from linker.evaluate import (
     GoldMention,
     IdMapper,
-    average_ranks,
     exact_ranker,
     first_match_rank,
     index_mapper,
-    pearson,
     read_mentions,
-    read_pairs,
     score_normalization,
-    spearman,
 )
+from linker.similarity import average_ranks, pearson, read_pairs, spearman
 
 
 def _m(*ids: str, text: str = "x", type: str = "T") -> GoldMention:
