@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,15 @@ def read_meta(folder: Path) -> dict[str, Any]:
             f"{meta_path}: format_version {version}, this linker reads {FORMAT_VERSION}; rebuild the index with this version"
         )
     return meta
+
+
+def move_entries(staging: Path, out: Path) -> None:
+    """Move every entry of *staging* into *out* (replacing entries of the same name), then remove *staging*:
+    a folder written whole elsewhere lands in *out* without touching *out*'s other files."""
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in staging.iterdir():
+        target = out / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    staging.rmdir()

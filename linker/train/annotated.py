@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from linker.errors import LinkerError
+from linker.meta import move_entries
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +123,18 @@ def _flatten(spans: Sequence[Span]) -> list[Span]:
 
 def read_corpora(paths: Sequence[str | os.PathLike[str]], *, types: Iterable[str] = (),
                  exclude_types: Iterable[str] = (), label: str | None = None) -> tuple[list[AnnotatedDoc], CorpusStats]:
-    """All documents of several corpora; a document id seen twice (across files) is an error."""
+    """All documents of several corpora; a document id seen twice in files of one name (one file, or the
+    same split of two corpora) is an error."""
     stats = CorpusStats()
     docs: list[AnnotatedDoc] = []
-    seen: dict[str, str] = {}
+    seen: set[tuple[str, str]] = set()
     types, exclude_types = tuple(types), tuple(exclude_types)
     for path in paths:
         for doc in read_corpus(path, types=types, exclude_types=exclude_types, label=label, stats=stats):
-            key = f"{Path(path).name}\0{doc.doc_id}"
+            key = (Path(path).name, doc.doc_id)
             if key in seen:
                 raise LinkerError(f"{path}: document {doc.doc_id} appears twice; each document once per corpus")
-            seen[key] = str(path)
+            seen.add(key)
             docs.append(doc)
     if stats.dropped_bad_offsets:
         log.warning("%d span(s) whose offsets do not match their text were left out", stats.dropped_bad_offsets)
@@ -192,9 +194,4 @@ def save_pipeline_into(nlp: Any, out: Path, staging: Path, extra: dict[str, str]
     nlp.to_disk(staging)
     for name, text in (extra or {}).items():
         (staging / name).write_text(text)
-    for child in staging.iterdir():
-        target = out / child.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(child, target)
-    staging.rmdir()
+    move_entries(staging, out)

@@ -21,6 +21,7 @@ import torch
 
 from linker.encoder import mean_pool, resolve_model
 from linker.errors import ModelNotFoundError
+from linker.meta import move_entries
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +124,7 @@ def save_sentence_transformer(net: Any, tokenizer: Any, out: str | Path, *, max_
         (tmp / "README.md").write_text(
             "# concept-linker trained encoder\n\nMean pooling + L2 normalisation; trained with `linker train` "
             "(BioLORD recipe: contrastive, self-distillation, weight averaging). See training.json.\n")
-    out.mkdir(parents=True, exist_ok=True)  # entries move in one by one: OUT may also hold checkpoints and logs
-    for entry in tmp.iterdir():
-        target = out / entry.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(entry, target)
-    tmp.rmdir()
+    move_entries(tmp, out)  # entries move in one by one: OUT may also hold checkpoints and logs
     return out
 
 
