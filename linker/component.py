@@ -66,6 +66,22 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
+def saved_index(folder: Path) -> tuple[dict[str, Any], str | None]:
+    """The settings a saved ``concept_linker`` folder holds and the index folder they name (None: the default
+    index); a missing settings file or a referenced index that is not there is an error saying what to do."""
+    settings_file = folder / SETTINGS_FILE
+    if not settings_file.exists():
+        raise IndexNotFoundError(f"{folder}: no {SETTINGS_FILE}; save the pipeline with nlp.to_disk() again")
+    settings = json.loads(settings_file.read_text())
+    if settings.get("copied"):
+        return settings, str(folder / settings["index"])
+    index = settings.get("index")
+    if index is not None and not Path(index).exists():
+        raise IndexNotFoundError(f"{folder}: the pipeline refers to the index {index}, which is not there; rebuild "
+                                 "or move the index back, pass --index, or save the pipeline with copy_index=True")
+    return settings, index
+
+
 # -- the component -------------------------------------------------------------------------------------------
 @Language.factory(
     "concept_linker",
@@ -315,18 +331,7 @@ class ConceptLinker:
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> ConceptLinker:
         folder = Path(path)
-        settings_file = folder / SETTINGS_FILE
-        if not settings_file.exists():
-            raise IndexNotFoundError(f"{folder}: no {SETTINGS_FILE}; save the pipeline with nlp.to_disk() again")
-        settings = json.loads(settings_file.read_text())
-        if settings.get("copied"):
-            self.index_path = str(folder / settings["index"])
-        else:
-            self.index_path = settings.get("index")
-            if self.index_path is not None and not Path(self.index_path).exists():
-                raise IndexNotFoundError(
-                    f"{folder}: the pipeline refers to the index {self.index_path}, which is not there; "
-                    "rebuild or move the index back, or save the pipeline with copy_index=True")
+        settings, self.index_path = saved_index(folder)
         self._index, self._matcher = None, None
         self._filter = None
         recorded = settings.get("built_at")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from linker.errors import IndexNotFoundError, LinkerError
+from linker.errors import LinkerError
 from linker.types import Candidate, Mention
 
 COMPONENT = "concept_linker"
@@ -71,19 +70,10 @@ def pipeline_fingerprint(pipeline: str | os.PathLike[str]) -> str:
 
 def pipeline_index(pipeline: str | os.PathLike[str]) -> str | None:
     """The index folder a saved pipeline's ``concept_linker`` uses (None: it has no linker, or uses the default)."""
-    from linker.component import SETTINGS_FILE
+    from linker.component import saved_index
 
-    settings_file = Path(pipeline) / COMPONENT / SETTINGS_FILE
-    if not settings_file.exists():
-        return None
-    settings = json.loads(settings_file.read_text())
-    if settings.get("copied"):
-        return str(Path(pipeline) / COMPONENT / settings["index"])
-    found = settings.get("index")
-    if found is not None and not Path(found).exists():
-        raise IndexNotFoundError(f"pipeline {pipeline} uses the index {found}, which is not there; rebuild it there "
-                                 "or pass --index")
-    return found
+    folder = Path(pipeline) / COMPONENT
+    return saved_index(folder)[1] if folder.is_dir() else None
 
 
 def doc_mentions(doc: Doc) -> list[Mention]:
