@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from linker import __version__, faiss_util
-from linker.encoder import Encoder, load_encoder
+from linker.encoders import Encoder, load_encoder
 from linker.errors import LinkerError
 from linker.meta import FAISS_FILE, FORMAT_VERSION, META_FILE, TERMS_FILE, write_json_atomic
 from linker.normalize import NORMALIZER
@@ -140,6 +140,9 @@ def build_index(
         "build_seconds_last_run": round(seconds, 1),
         "build_key": key,
     }
+    ship = getattr(encoder, "ship", None)  # an encoder whose files travel with the index (an ONNX export)
+    if callable(ship):
+        meta["encoder"].update(ship(out))
     write_json_atomic(meta_path, meta)
     shutil.rmtree(state_dir)
     log.info("built %s in %.1f s", out, seconds)

@@ -268,7 +268,7 @@ def score_normalization(mentions: Sequence[GoldMention], predictions: Sequence[S
 
 
 # -- rankers ------------------------------------------------------------------------------------------------
-def index_ranker(index: Any, k: int = DEFAULT_K, batch_size: int = 1024) -> Ranker:
+def index_ranker(index: Any, k: int = DEFAULT_K, batch_size: int = 1024, *, skip_unique_exact: bool = False) -> Ranker:
     """Rank with :meth:`ConceptIndex.search` (the ranking ``linker lookup`` prints)."""
 
     def rank(texts: Sequence[str]) -> list[list[str]]:
@@ -276,7 +276,7 @@ def index_ranker(index: Any, k: int = DEFAULT_K, batch_size: int = 1024) -> Rank
         found: dict[str, list[str]] = {}
         for start in range(0, len(unique), batch_size):
             chunk = unique[start:start + batch_size]
-            for text, candidates in zip(chunk, index.search(chunk, k)):
+            for text, candidates in zip(chunk, index.search(chunk, k, skip_unique_exact=skip_unique_exact)):
                 found[text] = [c.concept_id for c in candidates]
         return [found[text] for text in texts]
 
@@ -373,7 +373,7 @@ def evaluate(
             record["end_to_end"] = evaluate_end_to_end(docs, gold, concept_index, mapper, pipeline_config or {},
                                                        pipeline=pipeline)
     if pairs is not None:
-        from linker.encoder import load_encoder
+        from linker.encoders import load_encoder
 
         encoder = concept_index.encoder if concept_index is not None and not model else load_encoder(model)
         record.setdefault("model", getattr(encoder, "name", model))

@@ -24,7 +24,7 @@ import numpy as np
 from linker import faiss_util
 from linker.build import build_index
 from linker.defaults import hpo_obo_path
-from linker.encoder import load_encoder
+from linker.encoders import load_encoder
 from linker.index import ConceptIndex
 from linker.sources import Source
 from linker.sources.obo import read_obo

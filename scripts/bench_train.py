@@ -43,7 +43,7 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from linker.encoder import TransformerEncoder
+    from linker.encoders.torch_backend import TransformerEncoder
     from linker.sources import Source
     from linker.train.evaluate import RankingTask, evaluate, synonym_task
     from linker.train.pairs import read_concepts, read_mentions, split_of

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from linker.encoder import native_bf16_cpu  # noqa: E402
+from linker.encoders.torch_backend import native_bf16_cpu  # noqa: E402
 from linker.train.loop import amp_context  # noqa: E402
 from linker.train.model import embed, load_base, similarities, symmetric_infonce  # noqa: E402
 

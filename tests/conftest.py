@@ -42,7 +42,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def encoder():
     """The packaged all-MiniLM-L6-v2 (the project's default model)."""
-    from linker.encoder import load_encoder
+    from linker.encoders import load_encoder
 
     return load_encoder()
 
@@ -62,3 +62,24 @@ def mini_index(mini_index_dir: Path, encoder):
     from linker.index import ConceptIndex
 
     return ConceptIndex.load(mini_index_dir, encoder=encoder)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _export_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ONNX exports go to a session folder, never to the user's cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("cache")
+    os.environ["LINKER_CACHE"] = str(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def onnx_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index of tests/data/mini.obo embedded with the ONNX int8 backend."""
+    from linker.build import build_index
+    from linker.encoders import load_encoder
+    from linker.sources import Source
+
+    out = tmp_path_factory.mktemp("indexes") / "mini-onnx"
+    return build_index(Source.open(DATA / "mini.obo"), out, encoder=load_encoder(backend="onnx"), progress=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from linker.encoder import default_model_path, resolve_model
+from linker.encoders import default_model_path, resolve_model
 from linker.errors import ModelNotFoundError
 
 SENTENCES = ["Seizure", "short stature", "An abnormal increase in the size of the kidney due to cysts.",
@@ -73,7 +73,7 @@ def test_sentence_transformers_folder_and_errors(tmp_path) -> None:
         resolve_model(str(tmp_path / "nowhere"))
     empty = tmp_path / "empty-model"
     empty.mkdir()
-    from linker.encoder import load_encoder
+    from linker.encoders import load_encoder
 
     with pytest.raises(ModelNotFoundError, match="cannot load model"):
         load_encoder(str(empty))
@@ -90,7 +90,7 @@ def test_encode_from_several_threads(encoder) -> None:
 
 
 def test_bf16_embeddings_stay_close_to_float32_and_are_described(encoder) -> None:
-    from linker.encoder import load_encoder
+    from linker.encoders import load_encoder
     from linker.errors import LinkerError
 
     bf16 = load_encoder(precision="bf16")
@@ -108,7 +108,7 @@ def test_an_index_embeds_queries_in_the_precision_it_was_built_with(tmp_path, da
     import json
 
     from linker.build import build_index
-    from linker.encoder import load_encoder
+    from linker.encoders import load_encoder
     from linker.index import ConceptIndex
     from linker.sources import Source
 

@@ -56,7 +56,7 @@ def test_an_index_can_ship_its_model_inside_and_be_moved(mini_index_dir, tmp_pat
     import json
     import shutil
 
-    from linker.encoder import default_model_path
+    from linker.encoders import default_model_path
     from linker.index import ConceptIndex
 
     folder = tmp_path / "with-model"

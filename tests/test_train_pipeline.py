@@ -10,7 +10,7 @@ import spacy
 from click.testing import CliRunner
 
 from linker.cli import cli
-from linker.encoder import default_model_path
+from linker.encoders import default_model_path
 from linker.train.mentions import DetectorConfig, train_detector
 
 

@@ -194,7 +194,7 @@ def test_mined_negatives_are_embedded_with_every_planned_mention_pair(tiny_model
 
 
 def test_output_folder_loads_with_linker_encoder_and_embeds(trained: Path) -> None:
-    from linker.encoder import TransformerEncoder
+    from linker.encoders.torch_backend import TransformerEncoder
 
     for folder in (trained, trained / "phase1", trained / "phase2"):
         encoder = TransformerEncoder(folder, device="cpu")
@@ -206,7 +206,7 @@ def test_output_folder_loads_with_linker_encoder_and_embeds(trained: Path) -> No
 
 def test_output_folder_is_a_sentence_transformers_model(trained: Path) -> None:
     st = pytest.importorskip("sentence_transformers")
-    from linker.encoder import TransformerEncoder
+    from linker.encoders.torch_backend import TransformerEncoder
 
     theirs = st.SentenceTransformer(str(trained), device="cpu").encode(["Seizure", "Fever"])
     ours = TransformerEncoder(trained, device="cpu").encode(["Seizure", "Fever"])

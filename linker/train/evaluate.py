@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linker.encoder import Encoder
+from linker.encoders import Encoder
 from linker.normalize import normalize
 
 log = logging.getLogger(__name__)

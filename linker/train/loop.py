@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from linker.encoder import native_bf16_cpu
+from linker.encoders.torch_backend import native_bf16_cpu
 from linker.errors import LinkerError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The trainable sentence encoder (transformer + mean pooling + L2 norm) and the sentence-transformers folder it writes.
 
 Only torch and transformers are needed: the folder layout (``modules.json``, ``1_Pooling/config.json``,
-``sentence_bert_config.json``) is written by hand, so ``linker build --model DIR``, :mod:`linker.encoder`
+``sentence_bert_config.json``) is written by hand, so ``linker build --model DIR``, :mod:`linker.encoders`
 and ``sentence_transformers.SentenceTransformer(DIR)`` all read it.
 """
 
@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from linker.encoder import mean_pool, resolve_model
+from linker.encoders import resolve_model
+from linker.encoders.torch_backend import mean_pool
 from linker.errors import ModelNotFoundError
 from linker.meta import move_entries
 
@@ -47,7 +48,7 @@ def load_base(model: str | os.PathLike[str] | None) -> tuple[Any, Any, int | Non
 
 
 def embed(net: Any, tokenizer: Any, texts: Sequence[str], max_length: int, device: str) -> torch.Tensor:
-    """Mean-pooled, L2-normalised embeddings with gradients (:func:`linker.encoder.mean_pool`, as the encoder)."""
+    """Mean-pooled, L2-normalised embeddings with gradients (:func:`linker.encoders.torch_backend.mean_pool`, as the encoder)."""
     tokens = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     tokens = {key: value.to(device) for key, value in tokens.items()}
     return mean_pool(net(**tokens).last_hidden_state, tokens["attention_mask"])
@@ -71,7 +72,7 @@ def symmetric_infonce(logits: torch.Tensor, forward: torch.Tensor | None = None,
 
 
 class LiveEncoder:
-    """An :class:`~linker.encoder.Encoder` over a model being trained (validation without saving a folder)."""
+    """An :class:`~linker.encoders.Encoder` over a model being trained (validation without saving a folder)."""
 
     def __init__(self, net: Any, tokenizer: Any, max_length: int, device: str, name: str = "training",
                  autocast: Callable[[], Any] = nullcontext) -> None:

