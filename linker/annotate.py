@@ -118,10 +118,9 @@ def _init_worker(annotator: Annotator, threads: int, parent: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     _exit_with_parent(parent)
-    if isinstance(annotator, PipelineAnnotator):
-        import torch
+    from linker.encoders import set_threads
 
-        torch.set_num_threads(threads)  # processes x threads = cores, not cores squared
+    set_threads(threads)  # processes x threads = cores, not cores squared
     _worker_annotator = annotator
     load = getattr(annotator, "load", None)
     if callable(load):
@@ -234,6 +233,10 @@ def annotate(
     if output.resolve() == Path(input_path).resolve():
         raise LinkerError(f"the output {output} is the input; write the annotations to another file")
     reader = open_reader(input_path, input_format, id_field=id_field, text_field=text_field)
+    if annotator is None and pipeline_config:
+        from linker.pipeline import check_settings
+
+        check_settings(pipeline_config)
     pipeline_arg = str(Path(pipeline).resolve()) if pipeline is not None else None
     if index is None and pipeline_arg is not None:
         from linker.pipeline import pipeline_index

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from linker.encoders import DEFAULT_BACKEND
 from linker.errors import LinkerError
 
 log = logging.getLogger("linker")
@@ -53,21 +54,24 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--max-length", type=int, help="tokens per name (default: the model's max_seq_length)")
 @click.option("--device", help="torch device for embedding (default: cuda when present, else cpu)")
-@click.option("--precision", type=click.Choice(["float32", "bf16"]), default="float32", show_default=True,
-              help="embedding precision, recorded in the index so queries embed the same way; bf16 is faster on "
-                   "GPUs and on CPUs with native bf16 (AVX512-BF16, AMX)")
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default=DEFAULT_BACKEND, show_default=True,
+              help="encoder backend, recorded in the index so queries embed the same way; onnx exports the model "
+                   "once (cached) and needs no torch at query time")
+@click.option("--precision", type=click.Choice(["float32", "bf16", "int8"]),
+              help="embedding precision (default: int8 for onnx, float32 for torch); bf16 (torch) is faster on GPUs "
+                   "and on CPUs with native bf16 (AVX512-BF16, AMX); int8 (onnx) is dynamic quantisation")
 @click.option("--force", is_flag=True, help="rebuild even if the folder holds the same index")
 def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str | None, faiss_kind: str,
           scopes: str | None, preferred_only: bool, subtree: tuple[str, ...], alt_ids: Path | None,
           languages: tuple[str, ...], sabs: tuple[str, ...], batch_size: int, max_length: int | None,
-          device: str | None, precision: str, force: bool) -> None:
+          device: str | None, backend: str, precision: str | None, force: bool) -> None:
     """Build an index folder from an ontology; with no arguments, build the embedded HPO default.
 
     Interrupted builds resume when the same command is run again.
     """
     from linker.build import build_index
     from linker.defaults import default_index_dir, hpo_obo_path
-    from linker.encoder import load_encoder
+    from linker.encoders import load_encoder
     from linker.sources import Source
 
     if source is None:
@@ -90,10 +94,25 @@ def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str
         if sabs:
             options["sources"] = list(sabs)
     scope_list = [s.strip().upper() for s in scopes.split(",") if s.strip()] if scopes else None
-    encoder = load_encoder(model, batch_size=batch_size, max_length=max_length, device=device, precision=precision)
+    encoder = load_encoder(model, backend=backend, precision=precision, batch_size=batch_size,
+                           max_length=max_length, device=device)
     folder = build_index(Source.open(source, fmt_resolved, **options), out_dir, encoder=encoder, faiss_kind=faiss_kind,
                          scopes=scope_list, preferred_only=preferred_only, force=force)
     click.echo(str(folder))
+
+
+def _settings(pairs: tuple[str, ...]) -> dict[str, object]:
+    """``--set KEY=VALUE`` pairs as a dict; VALUE read as JSON, else kept as a string."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r}: write KEY=VALUE, e.g. threshold=0.8", param_hint="--set")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def _bad_option(option: str, fmt: str) -> None:
@@ -115,11 +134,14 @@ def _queries(texts: tuple[str, ...]) -> Iterator[str]:
 @click.option("-k", default=5, show_default=True, help="concepts per query")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per query and line")
 @click.option("--batch-size", default=256, show_default=True, help="queries searched together (stdin)")
-def lookup(texts: tuple[str, ...], index_dir: Path | None, k: int, as_json: bool, batch_size: int) -> None:
+@click.option("--rank", is_flag=True, help="rank k concepts even for a query that is the name of exactly one concept")
+def lookup(texts: tuple[str, ...], index_dir: Path | None, k: int, as_json: bool, batch_size: int, rank: bool) -> None:
     """Rank concepts for each TEXT (or for each line of stdin when no TEXT is given).
 
-    A query whose best score is under the index's NIL threshold (linker calibrate) is flagged as having no
-    confident concept; its candidates are still listed."""
+    A query that is the name of exactly one concept (after normalisation) is answered with that concept from
+    the term dictionary, without loading the model; --rank ranks k concepts for it as well. A query whose best
+    score is under the index's NIL threshold (linker calibrate) is flagged as having no confident concept; its
+    candidates are still listed."""
     from linker.defaults import open_index
     from linker.linking.nil import read_threshold
 
@@ -129,10 +151,10 @@ def lookup(texts: tuple[str, ...], index_dir: Path | None, k: int, as_json: bool
     for query in _queries(texts):
         batch.append(query)
         if len(batch) >= batch_size:
-            _print_lookups(index.search(batch, k), batch, as_json, threshold)
+            _print_lookups(index.search(batch, k, skip_unique_exact=not rank), batch, as_json, threshold)
             batch = []
     if batch:
-        _print_lookups(index.search(batch, k), batch, as_json, threshold)
+        _print_lookups(index.search(batch, k, skip_unique_exact=not rank), batch, as_json, threshold)
 
 
 def _print_lookups(results: list, queries: list[str], as_json: bool, threshold: float) -> None:  # type: ignore[type-arg]
@@ -256,9 +278,13 @@ def evaluate(mentions: Path | None, index_dir: Path | None, alt_ids: tuple[Path,
               help="ranked candidates kept per mention (JSONL, SQLite)")
 @click.option("--overwrite", is_flag=True, help="start afresh instead of resuming what OUTPUT holds")
 @click.option("--pipeline", type=click.Path(path_type=Path, exists=True, file_okay=False), help=PIPELINE_HELP)
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="a concept_linker setting (docs/pipeline.md), VALUE in JSON: --set threshold=0.8 "
+                   "--set skip_exact=false --set 'types=[\"Disease\"]' (repeatable)")
 def annotate(input_path: Path, output: str, index_dir: Path | None, input_format: str | None,
              output_format: str | None, id_field: str | None, text_field: str | None, processes: int | None,
-             batch_size: int, include_text: bool, candidates: int, overwrite: bool, pipeline: Path | None) -> None:
+             batch_size: int, include_text: bool, candidates: int, overwrite: bool, pipeline: Path | None,
+             settings: tuple[str, ...]) -> None:
     """Annotate every document of INPUT into OUTPUT; run the same command again to resume after an interruption.
 
     Documents that cannot be read or annotated are listed in OUTPUT.errors.jsonl (SQLite: the errors table)
@@ -271,7 +297,7 @@ def annotate(input_path: Path, output: str, index_dir: Path | None, input_format
         stats = run(input_path, output, index=index_dir, input_format=input_format,
                     output_format_name=output_format, id_field=id_field, text_field=text_field, processes=processes,
                     batch_size=batch_size, include_text=include_text, candidates=candidates, progress=not quiet,
-                    overwrite=overwrite, pipeline=pipeline)
+                    overwrite=overwrite, pipeline=pipeline, pipeline_config=_settings(settings))
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: what is in {output} is kept; run the same command again to resume", err=True)
         sys.exit(130)

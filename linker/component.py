@@ -83,29 +83,30 @@ def saved_index(folder: Path) -> tuple[dict[str, Any], str | None]:
 
 
 # -- the component -------------------------------------------------------------------------------------------
-@Language.factory(
-    "concept_linker",
-    default_config={
-        "index": None, "k": 5, "threshold": 0.75, "sources": [UPSTREAM, DICTIONARY], "dense_threshold": 0.95,
-        "max_words": 5, "batch_size": 64, "abbreviations": True, "assertion": True, "types": [], "roots": [],
-        "overwrite": False, "unlinked": "keep", "label": "CONCEPT", "min_chars": 4, "dense_limit": 20000,
-        "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS), "acronyms": True, "longer_wins": True,
-        "composites": True, "composite_margin": 0.0, "context_ties": True,
-    },
-)
+#: The settings of ``concept_linker`` and their defaults (docs/pipeline.md).
+DEFAULT_CONFIG: dict[str, Any] = {
+    "index": None, "k": 5, "threshold": 0.75, "sources": [UPSTREAM, DICTIONARY], "dense_threshold": 0.95,
+    "max_words": 5, "batch_size": 64, "abbreviations": True, "assertion": True, "types": [], "roots": [],
+    "overwrite": False, "unlinked": "keep", "label": "CONCEPT", "min_chars": 4, "dense_limit": 20000,
+    "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS), "acronyms": True, "longer_wins": True,
+    "composites": True, "composite_margin": 0.0, "context_ties": True, "skip_exact": True,
+}
+
+
+@Language.factory("concept_linker", default_config=DEFAULT_CONFIG)
 def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, threshold: float,
                         sources: list[str], dense_threshold: float, max_words: int, batch_size: int,
                         abbreviations: bool, assertion: bool, types: list[str], roots: list[str], overwrite: bool,
                         unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool,
                         exclude_roots: list[str], acronyms: bool, longer_wins: bool, composites: bool,
-                        composite_margin: float, context_ties: bool) -> ConceptLinker:
+                        composite_margin: float, context_ties: bool, skip_exact: bool) -> ConceptLinker:
     return ConceptLinker(nlp, name, index=index, k=k, threshold=threshold, sources=sources,
                          dense_threshold=dense_threshold, max_words=max_words, batch_size=batch_size,
                          abbreviations=abbreviations, assertion=assertion, types=types, roots=roots,
                          overwrite=overwrite, unlinked=unlinked, label=label, min_chars=min_chars,
                          dense_limit=dense_limit, copy_index=copy_index, exclude_roots=exclude_roots,
                          acronyms=acronyms, longer_wins=longer_wins, composites=composites,
-                         composite_margin=composite_margin, context_ties=context_ties)
+                         composite_margin=composite_margin, context_ties=context_ties, skip_exact=skip_exact)
 
 
 class ConceptLinker:
@@ -120,7 +121,7 @@ class ConceptLinker:
                  dense_limit: int = 20000, copy_index: bool = False,
                  exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS, acronyms: bool = True,
                  longer_wins: bool = True, composites: bool = True, composite_margin: float = 0.0,
-                 context_ties: bool = True) -> None:
+                 context_ties: bool = True, skip_exact: bool = True) -> None:
         self.name = name
         self.sources = list(dict.fromkeys(sources))
         unknown = [s for s in self.sources if s not in SOURCES]
@@ -138,7 +139,7 @@ class ConceptLinker:
         self.min_chars, self.dense_limit = min_chars, dense_limit
         self.abbreviations, self.assertion, self.acronyms = abbreviations, assertion, acronyms
         self.longer_wins, self.composites, self.composite_margin = longer_wins, composites, composite_margin
-        self.context_ties = context_ties
+        self.context_ties, self.skip_exact = context_ties, skip_exact
         self.types, self.roots, self.exclude_roots = frozenset(types), frozenset(roots), frozenset(exclude_roots)
         self.overwrite, self.unlinked, self.label, self.copy_index = overwrite, unlinked, label, copy_index
         self._index: Any = None
@@ -223,9 +224,14 @@ class ConceptLinker:
         if not queries:
             return {}
         keep = self.concept_filter
-        results = self.index.search(queries, self.k * 4 if keep.active else self.k)
+        k = self.k * 4 if keep.active else self.k
+        results = self.index.search(queries, k, skip_unique_exact=self.skip_exact)
         if keep.active:
             results = [[c for c in row if keep.allowed(c.concept_id)][:self.k] for row in results]
+            if self.skip_exact:  # the one concept of an exact name was filtered out: rank the query after all
+                redo = [i for i, row in enumerate(results) if not row]
+                for i, row in zip(redo, self.index.search([queries[i] for i in redo], k) if redo else []):
+                    results[i] = [c for c in row if keep.allowed(c.concept_id)][:self.k]
         return dict(zip(queries, results))
 
     @property

@@ -9,12 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
-from linker import faiss_util
 from linker.embedding_cache import EmbeddingCache
-from linker.encoder import Encoder, load_encoder
+from linker.encoders import Encoder, load_encoder
 from linker.errors import ConceptNotFoundError, IndexMismatchError, LinkerError
 from linker.meta import FAISS_FILE, META_FILE, TERMS_FILE, read_meta
 from linker.normalize import NORMALIZER, normalize
@@ -29,31 +27,37 @@ MIN_NAMES = 32
 
 
 class ConceptIndex:
-    """Search concepts by text. Open with :meth:`load`; the encoder is loaded on the first search."""
+    """Search concepts by text. Open with :meth:`load`.
 
-    def __init__(self, path: Path, meta: dict[str, Any], termdb: TermDB, index: faiss.Index,
-                 encoder: Encoder | None = None, model: str | None = None, device: str | None = None) -> None:
+    What a search needs is read when first needed: the FAISS index (and the faiss module) on the first
+    vector search, the encoder on the first text to embed. Exact names, concept cards and ``info``
+    are answered from the term dictionary alone, without torch, transformers or faiss.
+    """
+
+    def __init__(self, path: Path, meta: dict[str, Any], termdb: TermDB, index: Any = None,
+                 encoder: Encoder | None = None, model: str | None = None, device: str | None = None,
+                 gpu: bool = True) -> None:
         self.path = path
         self.meta = meta
         self.termdb = termdb
-        self.faiss = index
+        self._faiss = index
+        self._gpu = gpu
         self._encoder = encoder
         self._model = model
         self._device = device
         self._lock = threading.Lock()
         self.embedding_cache = EmbeddingCache()
-        concept_of_term = termdb.term_concepts()
-        self._concept_ids = list(dict.fromkeys(concept_of_term))
-        ordinal = {cid: i for i, cid in enumerate(self._concept_ids)}
-        self._term_concept = np.fromiter((ordinal[c] for c in concept_of_term), dtype=np.int32,
-                                         count=len(concept_of_term))
+        self._concepts: tuple[list[str], np.ndarray] | None = None
         if encoder is not None:
             self._check_encoder(encoder)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, encoder: Encoder | None = None, model: str | None = None,
              device: str | None = None, gpu: bool = True) -> ConceptIndex:
-        """Open an index folder, checking its files agree with each other (and with *encoder* if given)."""
+        """Open an index folder, checking its files are there and its meta.json is one this linker reads.
+
+        The FAISS file is read (and checked against the term dictionary) on the first vector search.
+        """
         folder = Path(path)
         meta = read_meta(folder)
         for name in (TERMS_FILE, FAISS_FILE):
@@ -62,19 +66,42 @@ class ConceptIndex:
         if meta.get("normalizer") != NORMALIZER:
             raise IndexMismatchError(f"{folder}: built with normaliser {meta.get('normalizer')}, this linker uses "
                                      f"{NORMALIZER}; rebuild the index")
-        termdb = TermDB(folder / TERMS_FILE)
-        index = faiss.read_index(str(folder / FAISS_FILE))
-        n_terms = termdb.count("terms")
+        return cls(folder, meta, TermDB(folder / TERMS_FILE), None, encoder, model, device, gpu)
+
+    @property
+    def faiss(self) -> Any:
+        """The FAISS index, read on first use and checked against the term dictionary and meta.json."""
+        if self._faiss is None:
+            with self._lock:
+                if self._faiss is None:
+                    self._faiss = self._read_faiss()
+        return self._faiss
+
+    def _read_faiss(self) -> Any:
+        import faiss
+
+        from linker import faiss_util
+
+        index = faiss.read_index(str(self.path / FAISS_FILE))
+        n_terms = self.termdb.count("terms")
         if index.ntotal != n_terms:
-            raise IndexMismatchError(f"{folder}: {FAISS_FILE} holds {index.ntotal} vectors but {TERMS_FILE} "
+            raise IndexMismatchError(f"{self.path}: {FAISS_FILE} holds {index.ntotal} vectors but {TERMS_FILE} "
                                      f"{n_terms} terms; rebuild the index")
-        dimension = meta["encoder"]["dimension"]
+        dimension = self.meta["encoder"]["dimension"]
         if index.d != dimension:
-            raise IndexMismatchError(f"{folder}: {FAISS_FILE} has dimension {index.d}, {META_FILE} says {dimension}")
-        faiss_util.apply_params(index, meta["faiss"].get("search_params", {}))
-        if gpu:
-            index = faiss_util.to_gpu(index)
-        return cls(folder, meta, termdb, index, encoder, model, device)
+            raise IndexMismatchError(f"{self.path}: {FAISS_FILE} has dimension {index.d}, {META_FILE} says {dimension}")
+        faiss_util.apply_params(index, self.meta["faiss"].get("search_params", {}))
+        return faiss_util.to_gpu(index) if self._gpu else index
+
+    def _concept_table(self) -> tuple[list[str], np.ndarray]:
+        """The distinct concept ids, and for each term (FAISS row) the ordinal of its concept."""
+        if self._concepts is None:
+            concept_of_term = self.termdb.term_concepts()
+            concept_ids = list(dict.fromkeys(concept_of_term))
+            ordinal = {cid: i for i, cid in enumerate(concept_ids)}
+            self._concepts = concept_ids, np.fromiter((ordinal[c] for c in concept_of_term), dtype=np.int32,
+                                                      count=len(concept_of_term))
+        return self._concepts
 
     # -- encoder ---------------------------------------------------------------------------------------------
     @property
@@ -82,15 +109,28 @@ class ConceptIndex:
         if self._encoder is None:
             with self._lock:
                 if self._encoder is None:
-                    recorded = self.meta["encoder"]
-                    shipped = recorded.get("model_dir")  # the model copied inside the index folder
-                    model = self._model or (str(self.path / shipped) if shipped else recorded["model"])
-                    encoder = load_encoder(model, device=self._device,
-                                           max_length=recorded.get("max_length"),
-                                           precision=recorded.get("precision", "float32"))
+                    encoder = self._recorded_encoder()
                     self._check_encoder(encoder)
                     self._encoder = encoder
         return self._encoder
+
+    def _recorded_encoder(self) -> Encoder:
+        """The encoder meta.json records: the ONNX export shipped in the folder, else the torch model."""
+        recorded = self.meta["encoder"]
+        if recorded.get("backend") == "onnx" and self._model is None:
+            try:
+                return load_encoder(backend="onnx", precision=recorded.get("precision"), device=self._device,
+                                    folder=self.path / recorded.get("onnx_dir", "onnx"),
+                                    max_length=recorded.get("max_length"))
+            except LinkerError as err:
+                if "onnxruntime" not in str(err):
+                    raise
+                log.warning("%s; embedding queries with torch float32 instead (vectors differ slightly)", err)
+        shipped = recorded.get("model_dir")  # the model copied inside the index folder
+        model = self._model or (str(self.path / shipped) if shipped else recorded["model"])
+        precision = recorded.get("precision", "float32")
+        return load_encoder(model, device=self._device, max_length=recorded.get("max_length"),
+                            precision=precision if precision == "bf16" else "float32")
 
     def _check_encoder(self, encoder: Encoder) -> None:
         recorded = self.meta["encoder"]
@@ -103,47 +143,78 @@ class ConceptIndex:
             log.warning("index %s was built with %s; searching it with %s", self.path, recorded["model"], encoder.name)
 
     # -- search ----------------------------------------------------------------------------------------------
-    def search(self, texts: Sequence[str], k: int = 10) -> list[list[Candidate]]:
+    def search(self, texts: Sequence[str], k: int = 10, *, skip_unique_exact: bool = False) -> list[list[Candidate]]:
         """For each text, up to *k* concepts ranked by their best-matching name.
 
         Concepts with a name equal to the text after :func:`~linker.normalize.normalize` come first
-        with score 1.0 and ``exact=True``; the rest are ranked by cosine similarity.
+        with score 1.0 and ``exact=True``; the rest are ranked by cosine similarity. With
+        *skip_unique_exact*, a text that is the name of exactly one concept gets that concept alone,
+        without being embedded or searched (a name shared by several concepts is still ranked).
         """
         if k < 1:
             raise LinkerError(f"k must be at least 1, got {k}")
         texts = list(texts)
         if not texts:
             return []
-        vectors = self.embedding_cache.embed(texts, self.encoder.encode)
-        return self.search_vectors(vectors, texts, k)
+        exact = self.exact_candidates(texts)
+        out: list[list[Candidate] | None] = [None] * len(texts)
+        if skip_unique_exact:
+            for i, found in enumerate(exact):
+                if len(found) == 1:
+                    out[i] = found
+        rest = [i for i, row in enumerate(out) if row is None]
+        if rest:
+            vectors = self.embedding_cache.embed([texts[i] for i in rest], self.encoder.encode)
+            for i, row in zip(rest, self._ranked(vectors, [exact[i] for i in rest], k)):
+                out[i] = row
+        return [row or [] for row in out]
 
     def search_vectors(self, vectors: np.ndarray, texts: Sequence[str], k: int = 10) -> list[list[Candidate]]:
         """As :meth:`search`, for already embedded *texts*."""
-        n_names = min(self.faiss.ntotal, max(MIN_NAMES, k * NAMES_PER_CONCEPT))
-        scores, ids = self.faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), n_names)
+        return self._ranked(vectors, self.exact_candidates(texts), k)
+
+    def exact_candidates(self, texts: Sequence[str]) -> list[list[Candidate]]:
+        """For each text, the concepts holding a name equal to it after normalisation, from the term dictionary
+        alone: score 1.0, ``exact=True``, concepts holding it as their preferred name first, then by id."""
         keys = [normalize(text) for text in texts]
         exact = self.termdb.exact(keys)
-        ranked: list[list[tuple[str, int | str, float, bool]]] = []
+        rows = [sorted(exact.get(key, ()), key=lambda m: (not m[2], m[0])) for key in keys]
+        names = self.termdb.names(concept_id for row in rows for concept_id, _, _ in row)
+        out = []
+        for row in rows:
+            seen: dict[str, Candidate] = {}
+            for concept_id, matched, _ in row:
+                seen.setdefault(concept_id, Candidate(concept_id, names.get(concept_id, concept_id), matched, 1.0, True))
+            out.append(list(seen.values()))
+        return out
+
+    def _ranked(self, vectors: np.ndarray, exact: list[list[Candidate]], k: int) -> list[list[Candidate]]:
+        """Exact candidates first, then the concepts of the nearest names, up to *k* per row."""
+        n_names = min(self.faiss.ntotal, max(MIN_NAMES, k * NAMES_PER_CONCEPT))
+        scores, ids = self.faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), n_names)
+        concept_ids, term_concept = self._concept_table()
+        ranked: list[list[tuple[str, int | None, float]]] = []
         wanted_terms: set[int] = set()
-        for row, key in enumerate(keys):
-            seen: dict[str, tuple[str, int | str, float, bool]] = {}
-            matches = sorted(exact.get(key, ()), key=lambda m: (not m[2], m[0]))
-            for concept_id, matched, _ in matches:
-                seen.setdefault(concept_id, (concept_id, matched, 1.0, True))
+        for row, found in enumerate(exact):
+            seen: dict[str, tuple[str, int | None, float]] = {c.concept_id: (c.concept_id, None, 1.0) for c in found}
             for score, term_id in zip(scores[row], ids[row]):
                 if len(seen) >= k:
                     break
                 if term_id < 0:
                     continue
-                concept_id = self._concept_ids[self._term_concept[term_id]]
+                concept_id = concept_ids[term_concept[term_id]]
                 if concept_id not in seen:
-                    seen[concept_id] = (concept_id, int(term_id), float(score), False)
+                    seen[concept_id] = (concept_id, int(term_id), float(score))
                     wanted_terms.add(int(term_id))
             ranked.append(list(seen.values())[:k])
         term_text = self.termdb.terms(sorted(wanted_terms))
-        names = self.termdb.names(c for row in ranked for c, *_ in row)
-        return [[Candidate(cid, names.get(cid, cid), term_text[m][1] if isinstance(m, int) else m, score, is_exact)
-                 for cid, m, score, is_exact in row] for row in ranked]
+        names = self.termdb.names(c for row in ranked for c, term, _ in row if term is not None)
+        out = []
+        for row, found in zip(ranked, exact):
+            by_id = {c.concept_id: c for c in found}
+            out.append([by_id[cid] if term is None else Candidate(cid, names.get(cid, cid), term_text[term][1], score, False)
+                        for cid, term, score in row])
+        return out
 
     def lookup(self, text: str, k: int = 10) -> list[Candidate]:
         return self.search([text], k)[0]

@@ -16,6 +16,16 @@ from linker.types import Candidate, Mention
 COMPONENT = "concept_linker"
 
 
+def check_settings(config: dict[str, Any]) -> None:
+    """Refuse a ``concept_linker`` setting that does not exist, naming it and the settings that do."""
+    from linker.component import DEFAULT_CONFIG  # registers the factory even when the entry point is not installed
+
+    unknown = sorted(set(config) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise LinkerError(f"unknown concept_linker setting(s) {', '.join(unknown)}; the settings are "
+                          f"{', '.join(DEFAULT_CONFIG)} (docs/pipeline.md)")
+
+
 def load_pipeline(index: str | os.PathLike[str] | None = None, *, pipeline: str | os.PathLike[str] | None = None,
                   **config: Any) -> Language:
     """A pipeline whose last component is ``concept_linker``, its index opened.
@@ -26,8 +36,7 @@ def load_pipeline(index: str | os.PathLike[str] | None = None, *, pipeline: str 
     *config* or *index* name others. *index* is an index folder; None means the pipeline's own index, else
     the default HPO index.
     """
-    import linker.component  # noqa: F401 - registers the factory even when the entry point is not installed
-
+    check_settings(config)
     settings = dict(config)
     if index is not None:
         settings["index"] = str(index)

@@ -15,8 +15,6 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import sqlite_utils
-
 from linker.errors import LinkerError
 from linker.normalize import normalize
 from linker.types import AltId, Concept, ConceptCard, ConceptInfo, Record, Term
@@ -29,6 +27,8 @@ class TermDBWriter:
     """Fills a new dictionary from reader records, in any order; :meth:`finish` merges and numbers the terms."""
 
     def __init__(self, path: Path) -> None:
+        import sqlite_utils  # imported here: reading a dictionary does not need it (half a second)
+
         path.unlink(missing_ok=True)
         self.path = path
         self.db = sqlite_utils.Database(path)

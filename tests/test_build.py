@@ -90,7 +90,7 @@ def test_model_index_mismatch_is_a_clear_error(data_dir: Path, tmp_path: Path) -
     small.add(np.ones((3, 16), dtype=np.float32))
     faiss.write_index(small, str(broken / "faiss.index"))
     with pytest.raises(IndexMismatchError, match="holds 3 vectors but terms.sqlite 50 terms"):
-        ConceptIndex.load(broken)
+        ConceptIndex.load(broken).faiss  # noqa: B018 - read on first use
     meta = json.loads((broken / "meta.json").read_text())
     meta["format_version"] = 99
     (broken / "meta.json").write_text(json.dumps(meta))

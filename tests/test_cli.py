@@ -19,7 +19,10 @@ def test_lookup_json_and_stdin(mini_index_dir: Path) -> None:
     assert [line["query"] for line in lines] == ["Nephromegaly", "tiredness"]
     first = lines[0]["candidates"][0]
     assert first["concept_id"] == "HP:0000105" and first["name"] == "Enlarged kidney" and first["score"] == 1.0
-    assert len(lines[1]["candidates"]) == 2
+    # "tiredness" names one concept: answered from the term dictionary alone, unless --rank asks for k
+    assert [c["concept_id"] for c in lines[1]["candidates"]] == ["HP:0012378"] and lines[1]["candidates"][0]["exact"]
+    ranked = run("lookup", "--index", str(mini_index_dir), "--json", "-k", "2", "--rank", "tiredness")
+    assert len(json.loads(ranked.output)["candidates"]) == 2
     piped = run("lookup", "--index", str(mini_index_dir), "--json", "-k", "1", stdin="fever\n\nataxia\n")
     assert [json.loads(line)["candidates"][0]["concept_id"] for line in piped.output.splitlines()] == [
         "HP:0001945", "HP:0001251"]
