@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from linker import __version__, faiss_util
-from linker.encoders import Encoder, load_encoder
+from linker.encoders import DEFAULT_BUILD_BACKEND, Encoder, load_encoder
 from linker.errors import LinkerError
 from linker.meta import FAISS_FILE, FORMAT_VERSION, META_FILE, TERMS_FILE, write_json_atomic
 from linker.normalize import NORMALIZER
@@ -78,7 +78,7 @@ def build_index(
         unknown = set(scopes) - set(SCOPES)
         if unknown:
             raise LinkerError(f"unknown synonym scope(s) {', '.join(sorted(unknown))}; use some of {', '.join(SCOPES)}")
-    encoder = encoder or load_encoder(model, batch_size=batch_size)
+    encoder = encoder or load_encoder(model, backend=DEFAULT_BUILD_BACKEND, batch_size=batch_size)
     ontology = source.describe()
     key = {
         "ontology": ontology,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from linker.encoders import DEFAULT_BACKEND
+from linker.encoders import DEFAULT_BUILD_BACKEND
 from linker.errors import LinkerError
 
 log = logging.getLogger("linker")
@@ -54,12 +54,13 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--max-length", type=int, help="tokens per name (default: the model's max_seq_length)")
 @click.option("--device", help="torch device for embedding (default: cuda when present, else cpu)")
-@click.option("--backend", type=click.Choice(["torch", "onnx"]), default=DEFAULT_BACKEND, show_default=True,
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default=DEFAULT_BUILD_BACKEND, show_default=True,
               help="encoder backend, recorded in the index so queries embed the same way; onnx exports the model "
                    "once (cached) and needs no torch at query time")
 @click.option("--precision", type=click.Choice(["float32", "bf16", "int8"]),
-              help="embedding precision (default: int8 for onnx, float32 for torch); bf16 (torch) is faster on GPUs "
-                   "and on CPUs with native bf16 (AVX512-BF16, AMX); int8 (onnx) is dynamic quantisation")
+              help="embedding precision (default float32); bf16 (torch) is faster on GPUs and on CPUs with native "
+                   "bf16 (AVX512-BF16, AMX); int8 (onnx, dynamic quantisation) is faster still but a vector then "
+                   "depends slightly on the texts batched with it (docs/speed.md)")
 @click.option("--force", is_flag=True, help="rebuild even if the folder holds the same index")
 def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str | None, faiss_kind: str,
           scopes: str | None, preferred_only: bool, subtree: tuple[str, ...], alt_ids: Path | None,

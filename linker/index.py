@@ -191,7 +191,9 @@ class ConceptIndex:
     def _ranked(self, vectors: np.ndarray, exact: list[list[Candidate]], k: int) -> list[list[Candidate]]:
         """Exact candidates first, then the concepts of the nearest names, up to *k* per row."""
         n_names = min(self.faiss.ntotal, max(MIN_NAMES, k * NAMES_PER_CONCEPT))
-        scores, ids = self.faiss.search(np.ascontiguousarray(vectors, dtype=np.float32), n_names)
+        from linker import faiss_util
+
+        scores, ids = faiss_util.search(self.faiss, np.ascontiguousarray(vectors, dtype=np.float32), n_names)
         concept_ids, term_concept = self._concept_table()
         ranked: list[list[tuple[str, int | None, float]]] = []
         wanted_terms: set[int] = set()

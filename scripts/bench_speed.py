@@ -3,20 +3,26 @@
 
 Each stage runs in its own process, so its peak resident memory (ru_maxrss) is its own:
 
-  encode     our TransformerEncoder.encode vs SentenceTransformer.encode: same model folder, same strings,
-             same batch size; strings/s, ratio, and the largest cosine gap between their vectors
+  encode     the same strings through each encoder backend: torch float32, torch bf16 (where the CPU has
+             native bf16), ONNX Runtime float32 and int8, and SentenceTransformer.encode; strings/s, ratio
+             to sentence-transformers, cosine to torch float32
   search     ConceptIndex.search_vectors (FAISS + per-concept aggregation + names) vs raw FAISS vs
-             brute-force numpy top-k over the same vectors (the SapBERT evaluation's search);
-             queries/s and top-1 agreement
-  build      build_index over the first N names of the MEDIC index (TSV): names/s
-  link       the default MEDIC index linking the comparison mentions: acc@1, mentions/s (encode + search), peak RSS
+             brute-force numpy top-k over the same vectors; queries/s and top-1 agreement
+  build      build_index over the first N names of the MEDIC index (TSV), torch and ONNX int8: names/s
+  link       per backend, a MEDIC index built with it linking the comparison mentions (acc@1, acc@5,
+             mentions/s, all embedded and with exact names of one concept skipped), HPO EXACT synonyms
+             against an HPO preferred-names index (acc@1), and single warm queries (p50/mean ms, cache off)
   scispacy   scispaCy's TF-IDF candidate generator, built in memory over the same names, on the same
-             mentions, in its own virtual environment (--scispacy-python): acc@1, mentions/s, build s, peak RSS
+             mentions, in its own virtual environment (--scispacy-python): acc@1, mentions/s
+  annotate   ``linker annotate`` docs/s on the NCBI-disease and BC5CDR dev abstracts, -p 1 and -p 2, fresh
+             commands: today's settings (torch index, --set skip_exact=false), the new defaults
+             (ONNX float32 index, exact names skipped) and the same with ONNX int8
+  cli        wall time of fresh ``linker lookup`` commands, an exact name and a paraphrase, per index
 
 Comparison mentions: NCBI-disease dev (all) + BC5CDR dev (Disease), scored with linker.evaluate's
-conventions and the MEDIC alt-id map.
+conventions and the MEDIC alt-id map. Indexes the stages need are built under --work (resumable).
 
-    python scripts/bench_speed.py --json results/speed.json [--scispacy-python /tmp/scispacy-venv/bin/python]
+    python scripts/bench_speed.py --json docs/results/speed.json --scispacy-python /tmp/scispacy-venv/bin/python
 """
 
 from __future__ import annotations
@@ -70,47 +76,48 @@ def strings_for_encoding(index_dir: Path, n: int) -> list[str]:
 
 
 # -- stages (each in its own process) -----------------------------------------------------------------------
+ENCODERS = {"torch float32": ("torch", "float32"), "torch bf16": ("torch", "bf16"),
+            "onnx float32": ("onnx", "float32"), "onnx int8": ("onnx", "int8")}
+#: The backends whose indexes the link, annotate and cli stages compare.
+LINK_BACKENDS = {"torch float32": ("torch", "float32"), "onnx float32": ("onnx", "float32"),
+                 "onnx int8": ("onnx", "int8")}
+
+
 def stage_encode(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from linker.encoder import TransformerEncoder
+    from linker.encoders import default_model_path, load_encoder
+    from linker.encoders.torch_backend import native_bf16_cpu
 
     texts = strings_for_encoding(args.medic_index, args.n_encode)
-    ours = TransformerEncoder(args.model, batch_size=args.batch_size)
-    if args.model is None:
-        from linker.encoder import default_model_path
-
-        st_folder = str(default_model_path())
-    else:
-        st_folder = str(Path(args.model))
-    st = SentenceTransformer(st_folder, device=ours.device)
-    warm = texts[:args.batch_size]
-    ours.encode(warm)
-    st.encode(warm, batch_size=args.batch_size)
+    encoders = {name: load_encoder(args.model, backend=backend, precision=precision, batch_size=args.batch_size)
+                for name, (backend, precision) in ENCODERS.items() if precision != "bf16" or native_bf16_cpu()}
+    st = SentenceTransformer(str(Path(args.model)) if args.model else str(default_model_path()), device="cpu")
+    runs: dict[str, Any] = {name: (lambda e=e: e.encode(texts)) for name, e in encoders.items()}
+    runs["sentence-transformers"] = lambda: st.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
+                                                      convert_to_numpy=True)
+    for run in runs.values():  # warm up
+        run()
     timings: dict[str, float] = {}
     results: dict[str, Any] = {}
-    runs = {
-        "linker": lambda: ours.encode(texts),
-        "sentence-transformers": lambda: st.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
-                                                   convert_to_numpy=True),
-    }
     for _ in range(args.repeats):  # interleaved, best of N: the machine may be shared
         for name, run in runs.items():
             started = time.perf_counter()
             results[name] = np.asarray(run(), dtype=np.float32)
             timings[name] = min(timings.get(name, float("inf")), time.perf_counter() - started)
-    a, b = results["linker"], results["sentence-transformers"]
-    gap = float(np.max(1.0 - np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
-    return {"model": ours.name, "strings": len(texts), "batch_size": args.batch_size, "device": ours.device,
-            "repeats": args.repeats,
-            "torch_threads": torch.get_num_threads(), "max_length": ours.max_length,
-            "st_max_seq_length": st.max_seq_length,
+    reference = results["torch float32"]
+    cosine = {name: np.sum(v * reference, axis=1) for name, v in results.items()}
+    return {"model": encoders["torch float32"].name, "strings": len(texts), "batch_size": args.batch_size,
+            "repeats": args.repeats, "torch_threads": torch.get_num_threads(), "native_bf16": native_bf16_cpu(),
             "seconds": {k: round(v, 3) for k, v in timings.items()},
             "strings_per_second": {k: round(len(texts) / v, 1) for k, v in timings.items()},
-            "ratio_st_time_over_linker_time": round(timings["sentence-transformers"] / timings["linker"], 3),
-            "max_cosine_gap": gap, "peak_rss_mib": peak_rss_mib()}
+            "ratio_to_sentence_transformers": {k: round(timings["sentence-transformers"] / v, 2)
+                                               for k, v in timings.items()},
+            "cosine_to_torch_min": {k: round(float(c.min()), 4) for k, c in cosine.items()},
+            "cosine_to_torch_mean": {k: round(float(c.mean()), 4) for k, c in cosine.items()},
+            "peak_rss_mib": peak_rss_mib()}
 
 
 def stage_search(args: argparse.Namespace) -> dict[str, Any]:
@@ -157,42 +164,103 @@ def stage_search(args: argparse.Namespace) -> dict[str, Any]:
 
 def stage_build(args: argparse.Namespace) -> dict[str, Any]:
     from linker.build import build_index
-    from linker.encoder import load_encoder
+    from linker.encoders import load_encoder
     from linker.sources import Source
 
     names = medic_names(args.medic_index)[:args.n_build]
+    rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tsv = Path(tmp) / "medic_subset.tsv"
         tsv.write_text("".join(f"{c}\t{t}\t{int(p)}\n" for c, t, p in names), encoding="utf-8")
-        encoder = load_encoder(args.model, batch_size=args.batch_size)
-        started = time.perf_counter()
-        out = build_index(Source.open(tsv, "tsv"), Path(tmp) / "index", encoder=encoder, progress=False)
-        seconds = time.perf_counter() - started
-        meta = json.loads((out / "meta.json").read_text())
-    full = json.loads((args.medic_index / "meta.json").read_text())
-    return {"names": meta["counts"]["terms"], "seconds": round(seconds, 2),
-            "names_per_second": round(meta["counts"]["terms"] / seconds, 1), "model": encoder.name,
-            "full_medic_index_recorded": {"terms": full["counts"]["terms"],
-                                          "build_seconds": full.get("build_seconds_last_run")},
-            "peak_rss_mib": peak_rss_mib()}
+        for name, (backend, precision) in LINK_BACKENDS.items():
+            encoder = load_encoder(args.model, backend=backend, precision=precision, batch_size=args.batch_size)
+            started = time.perf_counter()
+            out = build_index(Source.open(tsv, "tsv"), Path(tmp) / name.replace(" ", "-"), encoder=encoder,
+                              progress=False)
+            seconds = time.perf_counter() - started
+            terms = json.loads((out / "meta.json").read_text())["counts"]["terms"]
+            rows[name] = {"names": terms, "seconds": round(seconds, 2), "names_per_second": round(terms / seconds, 1)}
+    return {"builds": rows, "peak_rss_mib": peak_rss_mib()}
+
+
+def backend_index(args: argparse.Namespace, base: Path, backend: str, precision: str, *,
+                  preferred_only: bool = False, build: bool = False) -> Path:
+    """*base* for torch float32 over all names, else the same source built with that encoder under --work."""
+    if (backend, precision) == ("torch", "float32") and not preferred_only:
+        return base
+    out = args.work / f"{base.name}--{backend}-{precision}{'-preferred' if preferred_only else ''}"
+    if build:
+        from linker.build import build_index
+        from linker.encoders import load_encoder
+        from linker.sources import Source
+
+        ontology = json.loads((base / "meta.json").read_text())["ontology"]
+        options: dict[str, Any] = dict(ontology.get("options") or {})
+        if "alt_ids" in options:
+            options["alt_ids"] = Path(options["alt_ids"])
+        log.info("building %s (resumable)", out)
+        build_index(Source.open(ontology["path"], ontology["format"], **options), out,
+                    encoder=load_encoder(args.model, backend=backend, precision=precision), preferred_only=preferred_only)
+    return out
+
+
+def stage_prepare(args: argparse.Namespace) -> dict[str, Any]:
+    """Every index the link, annotate and cli stages read, built once (and reused by a rerun)."""
+    built = []
+    for backend, precision in LINK_BACKENDS.values():
+        built.append(str(backend_index(args, args.medic_index, backend, precision, build=True)))
+        built.append(str(backend_index(args, args.hpo_index, backend, precision, build=True)))
+        built.append(str(backend_index(args, args.hpo_index, backend, precision, preferred_only=True, build=True)))
+    return {"indexes": built}
+
+
+def hpo_synonym_queries(index_dir: Path) -> list[Any]:
+    """Every EXACT synonym of a live HPO term, as a mention whose gold id is that term."""
+    from linker.evaluate import GoldMention
+    from linker.sources import Source
+    from linker.types import Term
+
+    ontology = json.loads((index_dir / "meta.json").read_text())["ontology"]
+    return [GoldMention("hp.obo", -1, -1, r.text, (r.concept_id,), r.kind or "EXACT")
+            for r in Source.open(ontology["path"], "obo").records() if isinstance(r, Term) and r.scope == "EXACT"]
 
 
 def stage_link(args: argparse.Namespace) -> dict[str, Any]:
+    import statistics
+
     from linker.evaluate import evaluate_normalization, index_mapper, index_ranker
     from linker.index import ConceptIndex
 
-    started = time.perf_counter()
-    index = ConceptIndex.load(args.medic_index, gpu=False)
-    index.encoder  # noqa: B018 - load the model before timing
-    load_seconds = time.perf_counter() - started
     mentions = comparison_mentions(args.data)
-    result = evaluate_normalization(mentions, index_ranker(index, args.k),
-                                    index_mapper(index.termdb, [args.data / "ctd_medic" / "medic_alt_ids.tsv"]))
-    return {"system": f"linker {index.meta['encoder']['model']} + FAISS {index.meta['faiss']['factory']}",
-            "load_seconds": round(load_seconds, 2), "build_seconds": index.meta.get("build_seconds_last_run"),
-            "mentions": len(mentions), "query_seconds": result["seconds"],
-            "mentions_per_second": result["mentions_per_second"], "acc@1": result["metrics"]["acc@1"],
-            "acc@5": result["metrics"]["acc@5"], "counts": result["counts"], "peak_rss_mib": peak_rss_mib()}
+    synonyms = hpo_synonym_queries(args.hpo_index)
+    rows: dict[str, Any] = {}
+    for name, (backend, precision) in LINK_BACKENDS.items():
+        started = time.perf_counter()
+        index = ConceptIndex.load(backend_index(args, args.medic_index, backend, precision), gpu=False)
+        index.encoder  # noqa: B018 - load the model before timing
+        load_seconds = time.perf_counter() - started
+        mapper = index_mapper(index.termdb, [args.data / "ctd_medic" / "medic_alt_ids.tsv"])
+        row: dict[str, Any] = {"load_seconds": round(load_seconds, 2), "mentions": len(mentions)}
+        for mode, skip in (("all embedded", False), ("exact names skipped", True)):
+            index.embedding_cache.clear()
+            result = evaluate_normalization(mentions, index_ranker(index, args.k, skip_unique_exact=skip), mapper)
+            row[mode] = {"mentions_per_second": result["mentions_per_second"], "acc@1": result["metrics"]["acc@1"],
+                         "acc@5": result["metrics"]["acc@5"]}
+        queries = [t for t in dict.fromkeys(m.text for m in mentions) if not index.exact_candidates([t])[0]]
+        queries = queries[:args.n_single]
+        latencies = []
+        for text in queries:
+            index.embedding_cache.clear()  # a query not seen before
+            t0 = time.perf_counter()
+            index.search([text], args.k)
+            latencies.append(1000 * (time.perf_counter() - t0))
+        row["single_query_ms"] = {"queries": len(queries), "p50": round(statistics.median(latencies), 2),
+                                  "mean": round(statistics.fmean(latencies), 2)}
+        hpo = ConceptIndex.load(backend_index(args, args.hpo_index, backend, precision, preferred_only=True), gpu=False)
+        scored = evaluate_normalization(synonyms, index_ranker(hpo, args.k), index_mapper(hpo.termdb, []))
+        row["hpo_synonyms"] = {"queries": len(synonyms), "acc@1": scored["metrics"]["acc@1"]}
+        rows[name] = row
+    return {"backends": rows, "peak_rss_mib": peak_rss_mib()}
 
 
 def stage_scispacy(args: argparse.Namespace) -> dict[str, Any]:
@@ -220,8 +288,54 @@ def stage_scispacy(args: argparse.Namespace) -> dict[str, Any]:
             "acc@1": scored["metrics"]["acc@1"], "acc@5": scored["metrics"]["acc@5"], "counts": scored["counts"]}
 
 
-STAGES = {"encode": stage_encode, "search": stage_search, "build": stage_build, "link": stage_link,
-          "scispacy": stage_scispacy}
+ANNOTATE_SETTINGS = {  # label: (backend of the index, extra linker annotate arguments)
+    "today (torch, every mention embedded)": (("torch", "float32"), ["--set", "skip_exact=false"]),
+    "new defaults (onnx float32, exact names skipped)": (("onnx", "float32"), []),
+    "onnx int8, exact names skipped": (("onnx", "int8"), []),
+}
+
+
+def stage_annotate(args: argparse.Namespace) -> dict[str, Any]:
+    corpora = [args.data / "ncbi_disease" / "dev.docs.jsonl", args.data / "bc5cdr" / "dev.docs.jsonl"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, ((backend, precision), extra) in ANNOTATE_SETTINGS.items():
+            index = backend_index(args, args.hpo_index, backend, precision)
+            for corpus in corpora:
+                for processes in (1, 2):
+                    out = Path(tmp) / f"{len(rows)}.jsonl"
+                    started = time.perf_counter()
+                    subprocess.run([sys.executable, "-m", "linker", "-q", "annotate", str(corpus), "-o", str(out),
+                                    "--index", str(index), "-p", str(processes), *extra], check=True,
+                                   capture_output=True)
+                    wall = time.perf_counter() - started
+                    lines = out.read_text().splitlines()
+                    rows.append({"settings": label, "corpus": f"{corpus.parent.name}/{corpus.name}",
+                                 "processes": processes, "docs": len(lines),
+                                 "mentions": sum(len(json.loads(line)["mentions"]) for line in lines),
+                                 "wall_s": round(wall, 2), "docs_per_s": round(len(lines) / wall, 2)})
+                    log.info("annotate %s", rows[-1])
+    return {"index": str(args.hpo_index), "runs": rows}
+
+
+def stage_cli(args: argparse.Namespace) -> dict[str, Any]:
+    rows = []
+    for name, (backend, precision) in LINK_BACKENDS.items():
+        index = backend_index(args, args.hpo_index, backend, precision)
+        for kind, query in (("exact name", "Seizure"), ("paraphrase", "fits of the brain")):
+            walls = []
+            for _ in range(args.repeats + 1):
+                started = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "linker", "-q", "lookup", "--index", str(index), query],
+                               check=True, capture_output=True)
+                walls.append(time.perf_counter() - started)
+            rows.append({"index": name, "kind": kind, "query": query, "best_s": round(min(walls), 2),
+                         "median_s": round(sorted(walls)[len(walls) // 2], 2)})
+    return {"runs": rows}
+
+
+STAGES = {"prepare": stage_prepare, "encode": stage_encode, "search": stage_search, "build": stage_build,
+          "link": stage_link, "scispacy": stage_scispacy, "annotate": stage_annotate, "cli": stage_cli}
 
 
 def run_stage(name: str, argv: list[str]) -> dict[str, Any]:
@@ -238,49 +352,63 @@ def run_stage(name: str, argv: list[str]) -> dict[str, Any]:
     return record
 
 
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows] + [""])
+
+
 def format_table(results: dict[str, Any]) -> str:
-    lines = []
+    lines: list[str] = []
     enc = results.get("encode")
     if enc and "error" not in enc:
-        lines += [f"Encoding {enc['strings']} MEDIC names, {enc['model']}, batch {enc['batch_size']}, {enc['device']}, "
-                  f"{enc['torch_threads']} torch threads, best of {enc['repeats']}", "",
-                  "| encoder | strings/s | seconds |", "|---|---:|---:|"]
-        lines += [f"| {name} | {enc['strings_per_second'][name]} | {enc['seconds'][name]} |" for name in enc["seconds"]]
-        lines.append("")
-        lines.append(f"ratio (sentence-transformers time / linker time): {enc['ratio_st_time_over_linker_time']}; "
-                     f"largest cosine gap between the two encoders' vectors: {enc['max_cosine_gap']:.2e}")
-        lines.append("")
+        lines += [f"Encoding {enc['strings']} MEDIC names, {enc['model']}, batch {enc['batch_size']}, "
+                  f"{enc['torch_threads']} torch threads, best of {enc['repeats']} (native bf16: {enc['native_bf16']})", ""]
+        lines += _table(["encoder", "strings/s", "× sentence-transformers", "cosine to torch (min / mean)"],
+                        [[name, enc["strings_per_second"][name], enc["ratio_to_sentence_transformers"][name],
+                          f"{enc['cosine_to_torch_min'][name]} / {enc['cosine_to_torch_mean'][name]}"]
+                         for name in enc["seconds"]])
     search = results.get("search")
     if search and "error" not in search:
-        lines += [f"Search: {search['queries']} distinct mention vectors against {search['vectors']} MEDIC name vectors",
-                  "", "| search | queries/s | seconds |", "|---|---:|---:|"]
-        lines += [f"| {name} | {search['queries_per_second'][name]} | {search['seconds'][name]} |"
-                  for name in search["seconds"]]
-        lines.append("")
-        lines.append(f"top-1 name agreement numpy vs FAISS: {search['top1_name_agreement_numpy_vs_faiss']:.4f}")
-        lines.append("")
+        lines += [f"Search: {search['queries']} distinct mention vectors against {search['vectors']} MEDIC name vectors", ""]
+        lines += _table(["search", "queries/s", "seconds"],
+                        [[name, search["queries_per_second"][name], search["seconds"][name]] for name in search["seconds"]])
     build = results.get("build")
     if build and "error" not in build:
-        lines.append(f"Index build: {build['names']} names in {build['seconds']} s = {build['names_per_second']} names/s "
-                     f"(peak RSS {build['peak_rss_mib']} MiB); full MEDIC index as recorded: "
-                     f"{build['full_medic_index_recorded']['terms']} names in "
-                     f"{build['full_medic_index_recorded']['build_seconds']} s")
-        lines.append("")
+        lines += ["Index build over the first MEDIC names", ""]
+        lines += _table(["encoder", "names", "seconds", "names/s"],
+                        [[name, r["names"], r["seconds"], r["names_per_second"]] for name, r in build["builds"].items()])
     link, sci = results.get("link"), results.get("scispacy")
-    rows = [("linker", link)] + ([("scispaCy", sci)] if sci is not None else [])
-    if link is None and sci is None:
-        return "\n".join(lines)
-    lines += ["Linking the same mentions (NCBI-disease dev + BC5CDR-disease dev) over the same MEDIC names", "",
-              "| system | mentions | acc@1 | acc@5 | mentions/s | index build s | peak RSS MiB |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
-    for label, rec in rows:
-        if rec is None:
-            continue
-        if "error" in rec:
-            lines.append(f"| {label} | failed: {rec['error']} | | | | | |")
-            continue
-        lines.append(f"| {rec['system']} | {rec['mentions']} | {rec['acc@1']:.4f} | {rec['acc@5']:.4f} | "
-                     f"{rec['mentions_per_second']} | {rec['build_seconds']} | {rec['peak_rss_mib']} |")
+    if link and "error" not in link:
+        lines += ["Linking the same mentions (NCBI-disease dev + BC5CDR-disease dev) over the same MEDIC names; "
+                  "HPO EXACT synonyms over HPO preferred names", ""]
+        rows = []
+        for name, r in link["backends"].items():
+            for mode in ("all embedded", "exact names skipped"):
+                m = r[mode]
+                rows.append([f"linker {name}, {mode}", r["mentions"], f"{m['acc@1']:.4f}", f"{m['acc@5']:.4f}",
+                             m["mentions_per_second"], f"{r['hpo_synonyms']['acc@1']:.4f}",
+                             f"{r['single_query_ms']['p50']} / {r['single_query_ms']['mean']}"])
+        if sci and "error" not in sci:
+            rows.append([sci["system"], sci["mentions"], f"{sci['acc@1']:.4f}", f"{sci['acc@5']:.4f}",
+                         sci["mentions_per_second"], "", ""])
+        elif sci:
+            rows.append([f"scispaCy: {sci['error']}", "", "", "", "", "", ""])
+        lines += _table(["system", "mentions", "acc@1", "acc@5", "mentions/s", "HPO synonyms acc@1",
+                         "single new query ms (p50 / mean)"], rows)
+    ann = results.get("annotate")
+    if ann and "error" not in ann:
+        lines += [f"linker annotate, fresh commands (wall includes start-up), index {ann['index']}", ""]
+        lines += _table(["settings", "corpus", "-p", "docs", "mentions", "wall s", "docs/s"],
+                        [[r["settings"], r["corpus"], r["processes"], r["docs"], r["mentions"], r["wall_s"],
+                          r["docs_per_s"]] for r in ann["runs"]])
+    cli = results.get("cli")
+    if cli and "error" not in cli:
+        lines += ["linker lookup, fresh commands", ""]
+        lines += _table(["index", "query", "best s", "median s"],
+                        [[r["index"], f"{r['kind']} ({r['query']!r})", r["best_s"], r["median_s"]] for r in cli["runs"]])
+    for name, record in results.items():
+        if isinstance(record, dict) and "error" in record and name != "scispacy":
+            lines.append(f"stage {name}: {record['error']}")
     return "\n".join(lines)
 
 
@@ -289,7 +417,12 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("LINKER_DATA", "/work/shared/data")))
-    parser.add_argument("--medic-index", type=Path, default=indexes_home() / "medic-minilm")
+    parser.add_argument("--medic-index", type=Path, default=indexes_home() / "medic-minilm",
+                        help="MEDIC index built with torch float32 (linker build CTD_diseases.tsv.gz DIR)")
+    parser.add_argument("--hpo-index", type=Path, default=indexes_home() / "hpo-minilm",
+                        help="HPO index built with torch float32 (the default index of an earlier release)")
+    parser.add_argument("--work", type=Path, default=ROOT / "bench-work", help="indexes built for the comparison")
+    parser.add_argument("--n-single", type=int, default=200, help="single queries timed one by one")
     parser.add_argument("--model", help="model folder (default: the packaged all-MiniLM-L6-v2)")
     parser.add_argument("--n-encode", type=int, default=4000, help="names encoded by both encoders")
     parser.add_argument("--n-build", type=int, default=4000, help="names indexed by the build stage")
@@ -298,7 +431,7 @@ def main() -> int:
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--scispacy-python", help="python of a virtual environment with scispacy installed")
     parser.add_argument("--scispacy-k", type=int, default=30, help="neighbours asked of scispaCy (its linker's default)")
-    parser.add_argument("--stages", default="encode,search,build,link,scispacy")
+    parser.add_argument("--stages", default="prepare,encode,search,build,link,scispacy,annotate,cli")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
     parser.add_argument("--stage-out", type=Path, help=argparse.SUPPRESS)
@@ -308,7 +441,8 @@ def main() -> int:
         args.stage_out.write_text(json.dumps(STAGES[args.stage](args)))
         return 0
 
-    passthrough = ["--data", str(args.data), "--medic-index", str(args.medic_index), "--n-encode", str(args.n_encode),
+    passthrough = ["--data", str(args.data), "--medic-index", str(args.medic_index), "--hpo-index", str(args.hpo_index),
+                   "--work", str(args.work), "--n-single", str(args.n_single), "--n-encode", str(args.n_encode),
                    "--n-build", str(args.n_build), "--batch-size", str(args.batch_size), "-k", str(args.k),
                    "--repeats", str(args.repeats),
                    "--scispacy-k", str(args.scispacy_k)]

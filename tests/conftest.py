@@ -82,4 +82,5 @@ def onnx_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from linker.sources import Source
 
     out = tmp_path_factory.mktemp("indexes") / "mini-onnx"
-    return build_index(Source.open(DATA / "mini.obo"), out, encoder=load_encoder(backend="onnx"), progress=False)
+    return build_index(Source.open(DATA / "mini.obo"), out, encoder=load_encoder(backend="onnx", precision="int8"),
+                       progress=False)

@@ -81,7 +81,7 @@ def _quiet() -> Iterator[None]:
         root.setLevel(level)
 
 
-def export(model: str | os.PathLike[str] | None, out_dir: str | Path, *, precision: str = "int8",
+def export(model: str | os.PathLike[str] | None, out_dir: str | Path, *, precision: str = "float32",
            max_length: int | None = None) -> Path:
     """Export *model* (a folder, a hub name or the packaged default) to the folder *out_dir*.
 
@@ -161,7 +161,7 @@ def export(model: str | os.PathLike[str] | None, out_dir: str | Path, *, precisi
     return out
 
 
-def ensure_export(model: str | os.PathLike[str] | None, *, precision: str = "int8", max_length: int | None = None,
+def ensure_export(model: str | os.PathLike[str] | None, *, precision: str = "float32", max_length: int | None = None,
                   cache_dir: str | Path | None = None) -> Path:
     """The cached export of *model* at *precision*, exported on first use."""
     _, location, _ = resolve_model(model)
@@ -177,7 +177,7 @@ class OnnxEncoder(BatchedEncoder):
     backend = "onnx"
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, folder: str | Path | None = None,
-                 precision: str = "int8", max_length: int | None = None, batch_size: int = 64,
+                 precision: str = "float32", max_length: int | None = None, batch_size: int = 64,
                  threads: int | None = None, device: str | None = None, cache_dir: str | Path | None = None) -> None:
         try:
             import onnxruntime as ort
@@ -206,6 +206,8 @@ class OnnxEncoder(BatchedEncoder):
         threads = threads or default_threads()
         if threads:
             options.intra_op_num_threads = threads
+        # idle threads sleep instead of spinning: FAISS and spaCy run on the same cores right after each batch
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device and device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
