@@ -29,6 +29,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
+@click.version_option(package_name="concept-linker", prog_name="linker")
 @click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
 @click.option("-q", "--quiet", is_flag=True, help="only warnings and errors")
 def cli(verbose: int, quiet: bool) -> None:

@@ -70,3 +70,10 @@ def test_build_tsv_with_alt_ids(data_dir: Path, tmp_path: Path) -> None:
     assert json.loads((out / "meta.json").read_text())["counts"]["alt_ids"] == 2
     got = run("get", "--index", str(out), "--json", "OMIM:114480")
     assert json.loads(got.output)["concept_id"] == "MESH:D001943"
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"linker, version {version('concept-linker')}"

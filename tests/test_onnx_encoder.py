@@ -82,3 +82,13 @@ def test_a_damaged_export_is_a_clear_error(onnx_index_dir: Path, tmp_path: Path)
     (broken / "onnx" / "model.onnx").write_bytes(b"not a graph")
     with pytest.raises(LinkerError, match="model.onnx cannot be loaded"):
         ConceptIndex.load(broken).search(["fits"], k=1)
+
+
+def test_an_onnx_index_runs_in_forked_pipeline_processes(onnx_index_dir: Path) -> None:
+    from linker.pipeline import load_pipeline
+
+    nlp = load_pipeline(onnx_index_dir, skip_exact=False)
+    texts = ["Seizures and fever.", "No fever, but ataxia.", "Large kidneys.", "Fits."]
+    single = [[(e.text, e.kb_id_) for e in doc.ents] for doc in nlp.pipe(texts)]  # the parent used its session
+    double = [[(e.text, e.kb_id_) for e in doc.ents] for doc in nlp.pipe(texts, n_process=2, batch_size=1)]
+    assert double == single and any(single)

@@ -181,7 +181,6 @@ class OnnxEncoder(BatchedEncoder):
                  threads: int | None = None, device: str | None = None, cache_dir: str | Path | None = None) -> None:
         try:
             import onnxruntime as ort
-            from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
             from tokenizers import Tokenizer
         except ImportError as err:
             raise LinkerError(f"the ONNX backend needs onnxruntime ({err}): pip install onnxruntime") from None
@@ -212,12 +211,20 @@ class OnnxEncoder(BatchedEncoder):
         if device and device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         self.device = "cuda" if providers[0].startswith("CUDA") else "cpu"
+        self._options, self._providers = options, providers
+        self._lock = threading.Lock()
+        self._open_session()
+
+    def _open_session(self) -> None:
+        import onnxruntime as ort
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
         try:
-            self.session = ort.InferenceSession(str(self.folder / GRAPH), options, providers=providers)
+            self.session = ort.InferenceSession(str(self.folder / GRAPH), self._options, providers=self._providers)
         except (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf, ort_state.NoSuchFile) as err:
             raise LinkerError(f"{self.folder / GRAPH} cannot be loaded ({str(err).splitlines()[0]}); "
                               "delete the folder to export it again, or rebuild the index") from None
-        self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.name, "dimension": self.dimension, "pooling": "mean", "normalized": True,
@@ -236,6 +243,8 @@ class OnnxEncoder(BatchedEncoder):
 
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
         with self._lock:  # one tokenizer, configured once, shared by the threads of a server
+            if self._pid != os.getpid():  # a forked child (nlp.pipe n_process): the parent's thread pool is gone
+                self._open_session()
             encodings = self.tokenizer.encode_batch(batch)
         arrays = {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
                   "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
