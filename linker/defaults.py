@@ -47,7 +47,7 @@ def hpo_obo_path() -> Path:
 
 
 def ensure_default_index(progress: bool = True) -> Path:
-    """Build the default index if it is not there yet (about 2 minutes on 2 cores) and return its folder."""
+    """Build the default index if it is not there yet (about 1.5 minutes on 2 cores) and return its folder."""
     from linker.build import build_index
     from linker.meta import META_FILE
     from linker.sources import Source
