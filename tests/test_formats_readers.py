@@ -119,3 +119,12 @@ def test_formats_told_from_names(tmp_path: Path) -> None:
     assert output_format(tmp_path / "a.xml") == "bioc"
     with pytest.raises(LinkerError, match="--to"):
         output_format(tmp_path / "a.out")
+
+
+def test_pubtator_byte_order_mark_and_reversed_offsets(tmp_path: Path) -> None:
+    path = tmp_path / "bom.pubtator"
+    path.write_bytes(b"\xef\xbb\xbf" + b"7|t|Fever and rash\n7\t0\t5\tFever\tDisease\tD005334\n\n"
+                     + b"8|t|Rash again\n8\t4\t0\tRash\tDisease\tD005076\n")
+    docs, failures = split(list(open_reader(path)))
+    assert [d.doc_id for d in docs] == ["7"] and docs[0].annotations[0].start == 0
+    assert [f.doc_id for f in failures] == ["8"] and "start 4 after end 0" in failures[0].reason

@@ -69,3 +69,16 @@ def test_format_guessing_and_errors(data_dir: Path, tmp_path: Path) -> None:
         guess_format(tmp_path)
     with pytest.raises(LinkerError, match="no such file"):
         Source.open(tmp_path / "missing.obo")
+
+
+@pytest.mark.parametrize("name", ["mini_dictionary.tsv", "mini_ctd.tsv", "umls/MRCONSO.RRF"])
+def test_a_byte_order_mark_is_not_part_of_the_first_record(data_dir: Path, tmp_path: Path, name: str) -> None:
+    plain = data_dir / name
+    with_bom = tmp_path / name
+    with_bom.parent.mkdir(parents=True, exist_ok=True)
+    for sibling in plain.parent.iterdir():  # UMLS reads MRDEF and MRSTY beside MRCONSO
+        if name.startswith("umls/") and sibling.is_file():
+            (with_bom.parent / sibling.name).write_bytes(sibling.read_bytes())
+    with_bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    fmt = {"mini_dictionary.tsv": "tsv", "mini_ctd.tsv": "ctd", "umls/MRCONSO.RRF": "umls"}[name]
+    assert list(Source.open(with_bom, fmt).records()) == list(Source.open(plain, fmt).records())

@@ -29,6 +29,8 @@ class PubTatorReader(Reader):
         first = 0
         with self.path.open("rb") as fh:
             for number, raw in enumerate(fh, start=1):
+                if number == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark is not part of the id
+                    raw = raw[3:]
                 if raw.strip():
                     if not block:
                         first = number
@@ -72,6 +74,9 @@ def _parse_block(lines: list[str], where: str) -> Document:
             continue
         cells = line.split("\t")
         if len(cells) >= 4 and cells[1].isdigit() and cells[2].isdigit():
+            if int(cells[1]) > int(cells[2]):
+                raise ValueError(f"line {offset + 1} of the block has start {cells[1]} after end {cells[2]}; "
+                                 "an annotation is start<TAB>end with start <= end")
             ids = tuple(i for i in re.split(r"[|,;]", cells[5]) if i and i != "-1") if len(cells) > 5 else ()
             annotations.append(Annotation(int(cells[1]), int(cells[2]), cells[3], cells[4] if len(cells) > 4 else "", ids))
         elif len(cells) >= 3:  # a relation line (BC5CDR CID) carries no span

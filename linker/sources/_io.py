@@ -28,7 +28,7 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         try:
             for lineno, raw in enumerate(handle, start=1):
                 try:
-                    line = raw.decode("utf-8")
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark is not data
                 except UnicodeDecodeError as err:
                     raise SourceFormatError(
                         path, lineno, f"not UTF-8 ({err.reason} at byte {err.start}); re-encode the file as UTF-8"
