@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from linker.errors import LinkerError
-from linker.formats import Document, Failure, Item, Progress, Writer, open_reader, open_writer, output_format
+from linker.formats import (
+    Document,
+    Failure,
+    Item,
+    Progress,
+    Writer,
+    open_reader,
+    open_writer,
+    output_format,
+)
+from linker.locking import exclusive
 from linker.types import Mention
 
 log = logging.getLogger(__name__)
@@ -253,38 +263,39 @@ def annotate(
         annotator = PipelineAnnotator(index_arg, pipeline_config, pipeline_arg)
     processes = max(1, processes or default_processes())
     stats = AnnotateStats(output=str(output))
-    if overwrite:
-        remove_output(output, out_kind)
-    writer = open_writer(output, out_kind, **options)
-    try:
-        done = writer.progress()
-        settings = {"input": str(Path(input_path).resolve()), "input_format": reader.format, "output_format": out_kind,
-                    "index": index_id, "id_field": id_field, "text_field": text_field, "include_text": include_text,
-                    "candidates": candidates, "pipeline_config": pipeline_config or {}}
-        if pipeline_arg is not None:
-            settings["pipeline"] = _pipeline_identity(pipeline_arg)
-        _check_same_run(output, out_kind, settings, resuming=bool(done.done_ids or done.failed_where))
-        if done.done_ids or done.failed_where:
-            log.info("%s already holds %d documents and %d failures; resuming", output, len(done.done_ids),
-                     len(done.failed_where))
-        stats.failed_total = len(done.failed_where)
-        total = reader.estimate_total()
-        remaining = None if total is None else max(0, total - len(done.done_ids) - len(done.failed_where))
-        if remaining is not None and processes > 1:  # a worker per batch at most: starting one costs seconds
-            processes = max(1, min(processes, -(-remaining // batch_size)))
-        batches = _batches(_todo(reader, done, stats), batch_size)
-        log.info("annotating %s into %s with %d process(es); loading the pipeline first", reader.path, output,
-                 processes)
-        with _progress_bar(remaining, progress) as bar:
-            if processes == 1:
-                for batch in batches:
-                    _write(writer, batch, _run_batch_safe([d.text for d in batch.documents], annotator), stats, bar)
-            else:
-                _annotate_parallel(batches, writer, annotator, processes, stats, bar)
-    finally:
-        writer.close()
-        stats.seconds = time.perf_counter() - started
-        stats.errors = _errors_location(output, out_kind)
+    with exclusive(output, f"the output {output}"):  # two runs into one output would interleave
+        if overwrite:
+            remove_output(output, out_kind)
+        writer = open_writer(output, out_kind, **options)
+        try:
+            done = writer.progress()
+            settings = {"input": str(Path(input_path).resolve()), "input_format": reader.format, "output_format": out_kind,
+                        "index": index_id, "id_field": id_field, "text_field": text_field, "include_text": include_text,
+                        "candidates": candidates, "pipeline_config": pipeline_config or {}}
+            if pipeline_arg is not None:
+                settings["pipeline"] = _pipeline_identity(pipeline_arg)
+            _check_same_run(output, out_kind, settings, resuming=bool(done.done_ids or done.failed_where))
+            if done.done_ids or done.failed_where:
+                log.info("%s already holds %d documents and %d failures; resuming", output, len(done.done_ids),
+                         len(done.failed_where))
+            stats.failed_total = len(done.failed_where)
+            total = reader.estimate_total()
+            remaining = None if total is None else max(0, total - len(done.done_ids) - len(done.failed_where))
+            if remaining is not None and processes > 1:  # a worker per batch at most: starting one costs seconds
+                processes = max(1, min(processes, -(-remaining // batch_size)))
+            batches = _batches(_todo(reader, done, stats), batch_size)
+            log.info("annotating %s into %s with %d process(es); loading the pipeline first", reader.path, output,
+                     processes)
+            with _progress_bar(remaining, progress) as bar:
+                if processes == 1:
+                    for batch in batches:
+                        _write(writer, batch, _run_batch_safe([d.text for d in batch.documents], annotator), stats, bar)
+                else:
+                    _annotate_parallel(batches, writer, annotator, processes, stats, bar)
+        finally:
+            writer.close()
+            stats.seconds = time.perf_counter() - started
+            stats.errors = _errors_location(output, out_kind)
     log.debug("%s", stats.summary())
     return stats
 

@@ -24,7 +24,14 @@ import numpy as np
 from linker import __version__, faiss_util
 from linker.encoders import DEFAULT_BUILD_BACKEND, Encoder, load_encoder
 from linker.errors import LinkerError
-from linker.meta import FAISS_FILE, FORMAT_VERSION, META_FILE, TERMS_FILE, write_json_atomic
+from linker.locking import exclusive
+from linker.meta import (
+    FAISS_FILE,
+    FORMAT_VERSION,
+    META_FILE,
+    TERMS_FILE,
+    write_json_atomic,
+)
 from linker.normalize import NORMALIZER
 from linker.sources import Source
 from linker.termdb import TermDBWriter
@@ -88,65 +95,66 @@ def build_index(
         "filters": {"scopes": sorted(scopes) if scopes is not None else None, "preferred_only": preferred_only},
         "chunk_size": chunk_size,
     }
-    state_dir = out / STATE_DIR
-    meta_path = out / META_FILE
-    if meta_path.exists() and not force:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("build_key") == key:
-            log.info("%s is already built from the same source and model; nothing to do", out)
-            return out
-    state_path = state_dir / "state.json"
-    if state_dir.exists() and (force or not state_path.exists() or json.loads(state_path.read_text()).get("key") != key):
-        log.info("discarding an unfinished build in %s made with other settings", state_dir)
-        shutil.rmtree(state_dir)
-    meta_path.unlink(missing_ok=True)
-    (state_dir / "vectors").mkdir(parents=True, exist_ok=True)
-    state = json.loads(state_path.read_text()) if state_path.exists() else {"key": key}
-    started = time.perf_counter()
+    with exclusive(out, f"the index folder {out}"):  # two builds into one folder would mix their chunks
+        state_dir = out / STATE_DIR
+        meta_path = out / META_FILE
+        if meta_path.exists() and not force:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("build_key") == key:
+                log.info("%s is already built from the same source and model; nothing to do", out)
+                return out
+        state_path = state_dir / "state.json"
+        if state_dir.exists() and (force or not state_path.exists() or json.loads(state_path.read_text()).get("key") != key):
+            log.info("discarding an unfinished build in %s made with other settings", state_dir)
+            shutil.rmtree(state_dir)
+        meta_path.unlink(missing_ok=True)
+        (state_dir / "vectors").mkdir(parents=True, exist_ok=True)
+        state = json.loads(state_path.read_text()) if state_path.exists() else {"key": key}
+        started = time.perf_counter()
 
-    db_path = state_dir / TERMS_FILE
-    if not state.get("counts"):
-        log.info("reading %s (%s)", source.path, source.format)
-        writer = TermDBWriter(db_path.with_name(TERMS_FILE + ".tmp"))
-        records: Any = _filter_terms(source.records(), scopes, preferred_only)
-        writer.add(records)
-        counts = writer.finish()
-        if counts["terms"] == 0:
-            raise LinkerError(f"{source.path}: no names read; check the file and the filters (format {source.format})")
-        os.replace(writer.path, db_path)
-        state["counts"] = counts
-        write_json_atomic(state_path, state)
-        log.info("term dictionary: %(concepts)d concepts, %(terms)d names, %(alt_ids)d alternative ids", counts)
-    first_ids, term_rows = _text_layout(db_path)
-    paths = _embed_chunks(encoder, _distinct_texts(db_path, first_ids, chunk_size), len(first_ids),
-                          state_dir / "vectors", chunk_size, progress, on_chunk)
-    factory = faiss_util.factory_string(faiss_kind, len(term_rows))
-    log.info("indexing %d vectors with FAISS %s", len(term_rows), factory)
-    index = _index_from_chunks(paths, term_rows, chunk_size, encoder.dimension, factory)
-    faiss.write_index(index, str(state_dir / (FAISS_FILE + ".tmp")))
-    os.replace(state_dir / (FAISS_FILE + ".tmp"), out / FAISS_FILE)
-    os.replace(db_path, out / TERMS_FILE)
-    seconds = time.perf_counter() - started
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "ontology": ontology,
-        "encoder": encoder.describe(),
-        "normalizer": NORMALIZER,
-        "faiss": {"factory": factory, "metric": "inner_product", "search_params": faiss_util.search_params(factory)},
-        "filters": key["filters"],
-        "counts": {**state["counts"], "distinct_texts": len(first_ids), "vectors": int(index.ntotal)},
-        "versions": _versions(),
-        "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "build_seconds_last_run": round(seconds, 1),
-        "build_key": key,
-    }
-    ship = getattr(encoder, "ship", None)  # an encoder whose files travel with the index (an ONNX export)
-    if callable(ship):
-        meta["encoder"].update(ship(out))
-    write_json_atomic(meta_path, meta)
-    shutil.rmtree(state_dir)
-    log.info("built %s in %.1f s", out, seconds)
-    return out
+        db_path = state_dir / TERMS_FILE
+        if not state.get("counts"):
+            log.info("reading %s (%s)", source.path, source.format)
+            writer = TermDBWriter(db_path.with_name(TERMS_FILE + ".tmp"))
+            records: Any = _filter_terms(source.records(), scopes, preferred_only)
+            writer.add(records)
+            counts = writer.finish()
+            if counts["terms"] == 0:
+                raise LinkerError(f"{source.path}: no names read; check the file and the filters (format {source.format})")
+            os.replace(writer.path, db_path)
+            state["counts"] = counts
+            write_json_atomic(state_path, state)
+            log.info("term dictionary: %(concepts)d concepts, %(terms)d names, %(alt_ids)d alternative ids", counts)
+        first_ids, term_rows = _text_layout(db_path)
+        paths = _embed_chunks(encoder, _distinct_texts(db_path, first_ids, chunk_size), len(first_ids),
+                              state_dir / "vectors", chunk_size, progress, on_chunk)
+        factory = faiss_util.factory_string(faiss_kind, len(term_rows))
+        log.info("indexing %d vectors with FAISS %s", len(term_rows), factory)
+        index = _index_from_chunks(paths, term_rows, chunk_size, encoder.dimension, factory)
+        faiss.write_index(index, str(state_dir / (FAISS_FILE + ".tmp")))
+        os.replace(state_dir / (FAISS_FILE + ".tmp"), out / FAISS_FILE)
+        os.replace(db_path, out / TERMS_FILE)
+        seconds = time.perf_counter() - started
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "ontology": ontology,
+            "encoder": encoder.describe(),
+            "normalizer": NORMALIZER,
+            "faiss": {"factory": factory, "metric": "inner_product", "search_params": faiss_util.search_params(factory)},
+            "filters": key["filters"],
+            "counts": {**state["counts"], "distinct_texts": len(first_ids), "vectors": int(index.ntotal)},
+            "versions": _versions(),
+            "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "build_seconds_last_run": round(seconds, 1),
+            "build_key": key,
+        }
+        ship = getattr(encoder, "ship", None)  # an encoder whose files travel with the index (an ONNX export)
+        if callable(ship):
+            meta["encoder"].update(ship(out))
+        write_json_atomic(meta_path, meta)
+        shutil.rmtree(state_dir)
+        log.info("built %s in %.1f s", out, seconds)
+        return out
 
 
 def _text_layout(db_path: Path) -> tuple[np.ndarray, np.ndarray]:
