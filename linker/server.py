@@ -327,9 +327,10 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
     """
     from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, HTTPException, Query, Request
+    from fastapi import HTTPException, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from fastapi_offline import FastAPIOffline
 
     from linker.linking.nil import confident, read_threshold
 
@@ -345,7 +346,8 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
         yield
         worker.close()
 
-    app = FastAPI(title="concept-linker", version=_version(), lifespan=lifespan,
+    # FastAPIOffline serves the Swagger UI and ReDoc assets from the package itself: /docs works offline
+    app = FastAPIOffline(title="concept-linker", version=_version(), lifespan=lifespan,
                   description="Biomedical concept lookup and annotation with sentence embeddings. "
                               f"Limits: body {limits.max_body} bytes, {limits.max_batch} texts per lookup, "
                               f"{limits.max_text} characters per lookup text, k up to {limits.max_k}.")

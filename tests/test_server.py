@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -212,3 +213,11 @@ def test_full_queue_answers_503(mini_index: Any) -> None:
         annotator.release.set()
         codes = [running.result(timeout=60), waiting.result(timeout=60), too_many]
     assert codes == [200, 200, 503]
+
+
+def test_api_docs_work_offline(client: httpx.Client) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', page.text)
+    assert assets and not [a for a in assets if a.startswith("http")]  # no CDN: everything from this server
+    assert all(client.get(a).status_code == 200 for a in assets)
