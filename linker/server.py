@@ -380,6 +380,14 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
                                          f"{limits.max_text} (annotate long text with POST /annotate)")
             if not text.strip():
                 raise HTTPException(422, f"texts[{i}] is empty")
+            check_unicode(text, f"texts[{i}]")
+
+    def check_unicode(text: str, where: str) -> None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise HTTPException(422, f"{where} holds a lone surrogate (\\u{ord(text[err.start]):04x}) at character "
+                                     f"{err.start}, which is not Unicode text; send valid UTF-8") from None
 
     async def lookup_texts(texts: list[str], k: int) -> list[dict[str, Any]]:
         check_texts(texts, k)
@@ -401,6 +409,7 @@ def create_app(index: Any, *, annotator: Any | None = None, limits: ServerLimits
     @app.post("/annotate", summary="Find, link and flag the concept mentions of a text",
               response_model=AnnotateResponse, responses={**ERRORS, 500: {"description": "the text broke the pipeline"}})
     async def annotate(body: AnnotateRequest) -> dict[str, Any]:
+        check_unicode(body.text, "text")
         future = worker.submit("annotate", [body.text])  # a full queue answers 503 from here
         try:
             mentions = (await asyncio.wrap_future(future))[0]

@@ -118,3 +118,8 @@ def test_an_index_embeds_queries_in_the_precision_it_was_built_with(tmp_path, da
     index = ConceptIndex.load(out)
     assert index.encoder.precision == "bf16"
     assert index.search(["Seizures"], k=1)[0][0].concept_id == "HP:0001250"
+
+
+def test_a_lone_surrogate_does_not_fail_the_batch(encoder) -> None:
+    vectors = encoder.encode(["Seizure", "seiz\ud800ure"])
+    assert np.allclose(vectors[1], encoder.encode(["seiz?ure"])[0], atol=1e-5)

@@ -221,3 +221,9 @@ def test_api_docs_work_offline(client: httpx.Client) -> None:
     assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', page.text)
     assert assets and not [a for a in assets if a.startswith("http")]  # no CDN: everything from this server
     assert all(client.get(a).status_code == 200 for a in assets)
+
+
+def test_a_lone_surrogate_is_a_clear_422(client: httpx.Client) -> None:
+    for path, body in (("/lookup", '{"texts": ["seiz\\ud800ure"], "k": 2}'), ("/annotate", '{"text": "a \\udc00 b"}')):
+        answer = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 422 and "lone surrogate" in answer.text, (path, answer.text)

@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any
 
+from linker.encoders import onnx_backend, torch_backend  # neither imports its runtime until used
 from linker.encoders.base import BatchedEncoder, Encoder
 from linker.encoders.models import DEFAULT_MODEL, default_model_path, resolve_model
 from linker.errors import LinkerError
@@ -18,7 +19,7 @@ from linker.errors import LinkerError
 log = logging.getLogger(__name__)
 
 #: Backends and the precisions each offers; the first precision is the backend's default.
-BACKENDS: dict[str, tuple[str, ...]] = {"torch": ("float32", "bf16"), "onnx": ("float32", "int8")}
+BACKENDS: dict[str, tuple[str, ...]] = {"torch": torch_backend.PRECISIONS, "onnx": onnx_backend.PRECISIONS}
 #: The backend of :func:`load_encoder` when none is named: the reference, and what training uses.
 DEFAULT_BACKEND = "torch"
 #: The backend ``linker build`` (and a build given no encoder) embeds with: queries then need no torch.

@@ -46,7 +46,7 @@ class BatchedEncoder:
             bar = tqdm(total=len(unique), unit="names", desc="embedding", leave=False)
         for start in range(0, len(order), size):
             idx = order[start:start + size]
-            out[idx] = self._embed_batch([unique[i] for i in idx])
+            out[idx] = self._embed_batch([_encodable(unique[i]) for i in idx])
             if bar is not None:
                 bar.update(len(idx))
         if bar is not None:
@@ -55,3 +55,13 @@ class BatchedEncoder:
             return out
         position = {text: i for i, text in enumerate(unique)}
         return out[[position[text] for text in texts]]
+
+
+def _encodable(text: str) -> str:
+    """*text*, with lone surrogates (which no tokenizer takes) replaced by ``?``; one bad character in one
+    text then does not fail the batch it is in."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
