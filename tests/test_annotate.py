@@ -176,3 +176,22 @@ def test_parallel_run_reads_ahead_only_a_few_batches() -> None:
 class _NullBar:
     def update(self, n: int) -> None:
         pass
+
+
+@pytest.mark.parametrize(("name", "bad_id"), [("out.bioc.xml", "nul\u0000id"), ("out.bioc.xml", "two\nlines"),
+                                              ("out.pubtator", "two\nlines"), ("brat", "x" * 300)])
+def test_ids_a_format_cannot_hold_are_that_documents_failure_and_resume_adds_nothing(
+        tmp_path: Path, name: str, bad_id: str) -> None:
+    source = tmp_path / "ids.jsonl"
+    source.write_text(json.dumps({"id": bad_id, "text": "seizures"}) + "\n"
+                      + json.dumps({"id": "good", "text": "seizures"}) + "\n")
+    output = tmp_path / name
+    fmt = "brat" if name == "brat" else None
+    stats = annotate(source, output, annotator=KeywordAnnotator(), processes=1, progress=False, output_format_name=fmt)
+    assert (stats.annotated, stats.failed) == (1, 1)
+    again = annotate(source, output, annotator=KeywordAnnotator(), processes=1, progress=False, output_format_name=fmt)
+    assert (again.annotated, again.skipped) == (0, 2)
+    if name.endswith(".xml"):
+        import xml.etree.ElementTree as ET
+
+        assert [d.findtext("id") for d in ET.parse(output).getroot().iter("document")] == ["good"]

@@ -128,3 +128,12 @@ def test_pubtator_byte_order_mark_and_reversed_offsets(tmp_path: Path) -> None:
     docs, failures = split(list(open_reader(path)))
     assert [d.doc_id for d in docs] == ["7"] and docs[0].annotations[0].start == 0
     assert [f.doc_id for f in failures] == ["8"] and "start 4 after end 0" in failures[0].reason
+
+
+def test_jsonl_line_nested_too_deep_is_that_documents_failure(tmp_path: Path) -> None:
+    path = tmp_path / "deep.jsonl"
+    deep = '{"doc_id": "deep", "text": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path.write_text('{"doc_id": "a", "text": "Fever."}\n' + deep + '\n{"doc_id": "b", "text": "Rash."}\n')
+    docs, failures = split(list(open_reader(path)))
+    assert [d.doc_id for d in docs] == ["a", "b"]
+    assert [(f.doc_id, f.where) for f in failures] == [("deep", "deep.jsonl:2")] and "nested" in failures[0].reason

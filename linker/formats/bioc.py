@@ -10,7 +10,7 @@ from pathlib import Path
 from xml.sax.saxutils import unescape
 
 from linker.formats.base import (AppendFile, Annotation, Document, ErrorLog, Failure, Item, Passage, Progress,
-                                 Reader, Writer, count_bytes, errors_path_for, truncate_after_last)
+                                 Reader, Writer, count_bytes, errors_path_for, truncate_after_last, control_characters)
 from linker.types import Mention
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,9 @@ class BioCWriter(Writer):
             self._started = self.path.stat().st_size > 0
         self.errors.load(progress)
         return progress
+
+    def refuse(self, doc: Document) -> str | None:
+        return control_characters(doc.doc_id)  # XML 1.0 cannot hold NUL; a line break breaks resuming
 
     def write(self, doc: Document, mentions: list[Mention]) -> None:
         if not self._started:

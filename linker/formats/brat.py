@@ -9,6 +9,8 @@ from urllib.parse import quote, unquote
 from linker.formats.base import Document, ErrorLog, Failure, Progress, Writer
 from linker.types import Mention
 
+#: Longest file name (bytes) of common file systems (ext4, XFS, APFS, NTFS in UTF-16 units).
+NAME_MAX = 255
 FLAGS = {"negated": "Negated", "historical": "Historical", "hypothetical": "Hypothetical", "family": "Family"}
 
 
@@ -38,6 +40,13 @@ class BratWriter(Writer):
                         os.unlink(entry.path)  # torn by an interrupted run
         self.errors.load(progress)
         return progress
+
+    def refuse(self, doc: Document) -> str | None:
+        longest = len((file_stem(doc.doc_id) + ".ann.tmp").encode("utf-8"))
+        if longest > NAME_MAX:
+            return (f"document id of {len(doc.doc_id)} characters makes a file name of {longest} bytes; BRAT file "
+                    f"names may have at most {NAME_MAX}: shorten the ids, or write another format")
+        return None
 
     def write(self, doc: Document, mentions: list[Mention]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

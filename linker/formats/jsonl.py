@@ -45,6 +45,10 @@ class JsonlReader(Reader):
                 except json.JSONDecodeError as err:
                     yield Failure(_guess_id(raw) or where, where, f"not valid JSON ({err.msg}, column {err.colno})")
                     continue
+                except RecursionError:
+                    yield Failure(_guess_id(raw) or where, where, "JSON nested too deeply to read; a document is "
+                                  "one flat object per line")
+                    continue
                 if not checked and isinstance(record, dict):
                     check_fields(self.path, number, list(record), self.id_field, self.text_field)
                     checked = True

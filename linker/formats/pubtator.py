@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from linker.formats.base import (AppendFile, Annotation, Document, ErrorLog, Failure, Item, Passage, Progress,
-                                 Reader, Writer, count_bytes, errors_path_for, truncate_after_last)
+                                 Reader, Writer, count_bytes, errors_path_for, truncate_after_last, control_characters)
 from linker.types import Mention
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,9 @@ class PubTatorWriter(Writer):
         return progress
 
     def refuse(self, doc: Document) -> str | None:
-        if any(c in doc.doc_id for c in "|\t\r\n"):
-            return f"document id {doc.doc_id!r} contains | or a tab or line break, which PubTator cannot hold"
-        return None
+        if "|" in doc.doc_id:
+            return f"document id {doc.doc_id!r} contains |, which PubTator cannot hold"
+        return control_characters(doc.doc_id)
 
     def write(self, doc: Document, mentions: list[Mention]) -> None:
         doc_id = doc.doc_id
