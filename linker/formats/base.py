@@ -102,14 +102,6 @@ class Writer:
         """Why *doc* cannot be written in this format (then it is recorded as failed), or None."""
         return None
 
-
-def control_characters(doc_id: str) -> str | None:
-    """Why *doc_id* cannot be an id in a line- or XML-based output (a control character), or None."""
-    bad = sorted({f"U+{ord(c):04X}" for c in doc_id if ord(c) < 0x20 or ord(c) == 0x7F})
-    if bad:
-        return f"document id {doc_id!r} holds control characters ({', '.join(bad)}), which this format cannot hold"
-    return None
-
     def write(self, doc: Document, mentions: list[Mention]) -> None:
         raise NotImplementedError
 
@@ -279,3 +271,11 @@ def count_bytes(path: Path, needle: bytes) -> int:
             if tail and needle in tail:  # pragma: no cover - tail is shorter than needle
                 count -= 1
     return count
+
+
+def control_characters(doc_id: str) -> str | None:
+    """Why *doc_id* cannot be an id in a line- or XML-based output (a control character), or None."""
+    bad = sorted({f"U+{ord(c):04X}" for c in doc_id if ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad:
+        return f"document id {doc_id!r} holds control characters ({', '.join(bad)}), which this format cannot hold"
+    return None
