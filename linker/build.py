@@ -113,6 +113,8 @@ def build_index(
         started = time.perf_counter()
 
         db_path = state_dir / TERMS_FILE
+        if state.get("counts") and not db_path.exists() and (out / TERMS_FILE).exists():
+            os.replace(out / TERMS_FILE, db_path)  # killed after moving it into place, before meta.json: undo
         if not state.get("counts"):
             log.info("reading %s (%s)", source.path, source.format)
             writer = TermDBWriter(db_path.with_name(TERMS_FILE + ".tmp"))

@@ -82,7 +82,11 @@ class ConceptIndex:
 
         from linker import faiss_util
 
-        index = faiss.read_index(str(self.path / FAISS_FILE))
+        try:
+            index = faiss.read_index(str(self.path / FAISS_FILE))
+        except RuntimeError as err:  # faiss reports a truncated or foreign file as a RuntimeError
+            raise IndexMismatchError(f"{self.path}: damaged {FAISS_FILE} ({str(err).splitlines()[0][:200]}); "
+                                     "rebuild the index (linker build … --force)") from None
         n_terms = self.termdb.count("terms")
         if index.ntotal != n_terms:
             raise IndexMismatchError(f"{self.path}: {FAISS_FILE} holds {index.ntotal} vectors but {TERMS_FILE} "

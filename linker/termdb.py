@@ -126,7 +126,11 @@ class TermDB:
             raise LinkerError(f"{path}: no term dictionary here; build the index first (linker build)")
         self.path = path
         self._local = threading.local()
-        version = self._conn().execute("PRAGMA user_version").fetchone()[0]
+        try:
+            version = self._conn().execute("PRAGMA user_version").fetchone()[0]
+            self._conn().execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as err:
+            raise LinkerError(f"{path}: damaged term dictionary ({err}); rebuild the index (linker build … --force)") from None
         if version != SCHEMA_VERSION:
             raise LinkerError(f"{path}: term dictionary schema {version}, this version reads {SCHEMA_VERSION}; rebuild the index")
 

@@ -121,3 +121,32 @@ def test_filters_and_empty_result(data_dir: Path, tmp_path: Path) -> None:
     empty.write_text("# nothing\n")
     with pytest.raises(LinkerError, match="no names read"):
         build_index(Source.open(empty), tmp_path / "none", encoder=HashEncoder(), progress=False)
+
+
+def test_a_build_killed_before_meta_json_resumes(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import linker.build as build_module
+
+    source = Source.open(data_dir / "mini.obo")
+    whole = build_index(source, tmp_path / "whole", encoder=HashEncoder(), progress=False)
+    real = build_module.write_json_atomic
+
+    def killed_at_meta(path: Path, data: object) -> None:
+        if path.name == "meta.json":
+            raise KeyboardInterrupt  # terms.sqlite and faiss.index are in place, meta.json is not
+        real(path, data)
+
+    monkeypatch.setattr(build_module, "write_json_atomic", killed_at_meta)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(source, tmp_path / "again", encoder=HashEncoder(), progress=False)
+    monkeypatch.setattr(build_module, "write_json_atomic", real)
+    again = build_index(source, tmp_path / "again", encoder=HashEncoder(), progress=False)
+    assert np.array_equal(_vectors(again), _vectors(whole)) and not (again / ".build").exists()
+
+
+@pytest.mark.parametrize("name", ["faiss.index", "terms.sqlite"])
+def test_a_damaged_index_file_is_a_clear_error(data_dir: Path, tmp_path: Path, name: str) -> None:
+    folder = build_index(Source.open(data_dir / "mini.obo"), tmp_path / "idx", encoder=HashEncoder(), progress=False)
+    damaged = folder / name
+    damaged.write_bytes(damaged.read_bytes()[:len(damaged.read_bytes()) // 3])
+    with pytest.raises(LinkerError, match=rf"damaged .*rebuild the index"):
+        ConceptIndex.load(folder).faiss  # noqa: B018 - FAISS is read on first use
