@@ -15,6 +15,8 @@ from linker.errors import LinkerError
 log = logging.getLogger(__name__)
 
 DEFAULT_INDEX_NAME = "hpo-minilm"
+#: Measured on the 2-core development machine, quiet (docs/speed.md): export, reading and embedding.
+DEFAULT_BUILD_TIME = "1.5 minutes"
 _lock = threading.Lock()
 _cache: dict[str, object] = {}
 
@@ -47,14 +49,17 @@ def hpo_obo_path() -> Path:
 
 
 def ensure_default_index(progress: bool = True) -> Path:
-    """Build the default index if it is not there yet (about 1.5 minutes on 2 cores) and return its folder."""
+    """Build the default index if it is not there yet (:data:`DEFAULT_BUILD_TIME`) and return its folder."""
     from linker.build import build_index
     from linker.meta import META_FILE
     from linker.sources import Source
 
     folder = default_index_dir()
     if not (folder / META_FILE).exists():
-        log.info("building the default index %s from %s (first use only)", folder, hpo_obo_path())
+        # a warning, so that it shows even where logging is not configured (a notebook, a spaCy script)
+        log.warning("the default index is not built yet: building it now, once, into %s (set LINKER_INDEXES to "
+                    "put it elsewhere): HPO from %s, embedded with the packaged all-MiniLM-L6-v2, about %s on "
+                    "2 cores", folder, hpo_obo_path(), DEFAULT_BUILD_TIME)
         build_index(Source.open(hpo_obo_path(), "obo"), folder, progress=progress)
     return folder
 

@@ -150,3 +150,22 @@ def test_a_damaged_index_file_is_a_clear_error(data_dir: Path, tmp_path: Path, n
     damaged.write_bytes(damaged.read_bytes()[:len(damaged.read_bytes()) // 3])
     with pytest.raises(LinkerError, match=rf"damaged .*rebuild the index"):
         ConceptIndex.load(folder).faiss  # noqa: B018 - FAISS is read on first use
+
+
+def test_the_default_index_announces_its_build_before_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    import linker.build as build_module
+    from linker import defaults
+
+    monkeypatch.setenv("LINKER_INDEXES", str(tmp_path / "home"))
+    announced: list[str] = []
+
+    def fake_build(source: Source, out: Path, **options: object) -> Path:
+        announced.extend(r.getMessage() for r in caplog.records)  # what was said before the build began
+        return Path(out)
+
+    monkeypatch.setattr(build_module, "build_index", fake_build)
+    with caplog.at_level("WARNING", logger="linker.defaults"):
+        defaults.ensure_default_index(progress=False)
+    assert len(announced) == 1 and str(tmp_path / "home" / "hpo-minilm") in announced[0]
+    assert "about 1.5 minutes" in announced[0] and "hp.obo" in announced[0]
