@@ -137,3 +137,18 @@ def test_jsonl_line_nested_too_deep_is_that_documents_failure(tmp_path: Path) ->
     docs, failures = split(list(open_reader(path)))
     assert [d.doc_id for d in docs] == ["a", "b"]
     assert [(f.doc_id, f.where) for f in failures] == [("deep", "deep.jsonl:2")] and "nested" in failures[0].reason
+
+
+def test_bioc_bad_location_and_huge_offset_fail_only_their_document(tmp_path: Path) -> None:
+    def document(doc_id: str, offset: str, location: str) -> str:
+        return (f"<document><id>{doc_id}</id><passage><offset>{offset}</offset><text>Fever.</text>"
+                f'<annotation id="1"><location offset="{location}" length="5"/><text>Fever</text></annotation>'
+                "</passage></document>")
+
+    path = tmp_path / "bad.xml"
+    path.write_text("<collection>" + document("a", "0", "0") + document("b", "0", "x")
+                    + document("c", "900000000", "0") + document("d", "0", "0") + "</collection>")
+    docs, failures = split(list(open_reader(path)))
+    assert [d.doc_id for d in docs] == ["a", "d"] and docs[0].annotations[0].end == 5
+    assert [f.doc_id for f in failures] == ["b", "c"]
+    assert "offset='x'" in failures[0].reason and "at most 10,000,000" in failures[1].reason

@@ -19,6 +19,8 @@ HEADER = ("<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE collection SYSTEM '
           "<collection><source>concept-linker</source><date></date><key>concept-linker.key</key>\n")
 FOOTER = "</collection>\n"
 _END = b"</document>\n"
+#: Longest document text a BioC reader builds (passage offsets place text: a huge offset would allocate it).
+MAX_DOCUMENT_CHARS = 10_000_000
 _DOC_ID = re.compile(r"<document><id>(.*?)</id>")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -67,6 +69,9 @@ class BioCReader(Reader):
             except ValueError:
                 return Failure(doc_id, where, f"passage offset {passage.findtext('offset')!r} is not a number")
             text = passage.findtext("text") or ""
+            if offset + len(text) > MAX_DOCUMENT_CHARS:
+                return Failure(doc_id, where, f"passage offset {offset} would make a document of {offset + len(text):,} "
+                                              f"characters; a document may have at most {MAX_DOCUMENT_CHARS:,}")
             if offset < length:
                 return Failure(doc_id, where, f"passage at offset {offset} overlaps the previous one (ends at {length})")
             pieces.append(" " * (offset - length))
@@ -79,9 +84,13 @@ class BioCReader(Reader):
                 loc = ann.find("location")
                 if loc is None:
                     continue
-                start = int(loc.get("offset", "0"))
+                try:
+                    start, span = int(loc.get("offset", "0")), int(loc.get("length", "0"))
+                except ValueError:
+                    return Failure(doc_id, where, f"annotation location offset={loc.get('offset')!r} "
+                                                  f"length={loc.get('length')!r} is not a pair of numbers")
                 ids = tuple(i for i in re.split(r"[|,;]", infons.get("identifier", infons.get("MESH", ""))) if i and i != "-")
-                annotations.append(Annotation(start, start + int(loc.get("length", "0")), ann.findtext("text") or "",
+                annotations.append(Annotation(start, start + span, ann.findtext("text") or "",
                                               infons.get("type", ""), ids))
         return Document(doc_id, "".join(pieces), where, tuple(passages), tuple(annotations))
 
