@@ -21,6 +21,8 @@ from linker.types import AltId, Concept, ConceptCard, ConceptInfo, Record, Term
 
 SCHEMA_VERSION = 1
 _BATCH = 10_000
+#: Longest name a dictionary takes (MEDIC's longest is under 300; the encoder reads 256 tokens at most).
+MAX_NAME_CHARS = 10_000
 
 
 class TermDBWriter:
@@ -51,6 +53,9 @@ class TermDBWriter:
                              "definition": record.definition, "types": json.dumps(list(record.types)),
                              "parents": json.dumps(list(record.parents))})
             elif isinstance(record, Term):
+                if len(record.text) > MAX_NAME_CHARS:
+                    raise LinkerError(f"concept {record.concept_id} has a name of {len(record.text):,} characters; a "
+                                      f"name may have at most {MAX_NAME_CHARS:,}: fix or drop it in the source")
                 rows.append({"concept_id": record.concept_id, "text": " ".join(record.text.split()),
                              "scope": record.scope, "kind": record.kind})
             elif isinstance(record, AltId):

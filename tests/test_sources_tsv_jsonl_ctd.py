@@ -82,3 +82,18 @@ def test_a_byte_order_mark_is_not_part_of_the_first_record(data_dir: Path, tmp_p
     with_bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
     fmt = {"mini_dictionary.tsv": "tsv", "mini_ctd.tsv": "ctd", "umls/MRCONSO.RRF": "umls"}[name]
     assert list(Source.open(with_bom, fmt).records()) == list(Source.open(plain, fmt).records())
+
+
+def test_huge_names_and_lines_are_clear_errors(tmp_path: Path) -> None:
+    from linker.build import build_index
+
+    from conftest import HashEncoder
+
+    long_name = tmp_path / "long.tsv"
+    long_name.write_text("MESH:D1\tFine\t1\nMESH:D2\t" + "a" * 20_000 + "\t1\n")
+    with pytest.raises(LinkerError, match="MESH:D2 has a name of 20,000 characters"):
+        build_index(Source.open(long_name, "tsv"), tmp_path / "idx", encoder=HashEncoder(), progress=False)
+    huge_line = tmp_path / "huge.tsv"
+    huge_line.write_text("MESH:D1\tFine\t1\nMESH:D2\t" + "a" * 2_000_000 + "\t1\n")
+    with pytest.raises(SourceFormatError, match="huge.tsv:2: a line of 2,000,0"):
+        list(read_tsv(huge_line))

@@ -10,6 +10,9 @@ from typing import IO
 
 from linker.errors import LinkerError, SourceFormatError
 
+#: Longest line an ontology reader accepts: a longer one is a damaged file, not a name.
+MAX_LINE_CHARS = 1_000_000
+
 
 def _open_binary(path: Path) -> IO[bytes]:
     if not path.exists():
@@ -33,6 +36,9 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                     raise SourceFormatError(
                         path, lineno, f"not UTF-8 ({err.reason} at byte {err.start}); re-encode the file as UTF-8"
                     ) from None
+                if len(line) > MAX_LINE_CHARS:
+                    raise SourceFormatError(path, lineno, f"a line of {len(line):,} characters; an ontology line may "
+                                                          f"have at most {MAX_LINE_CHARS:,} (is the file damaged?)")
                 yield lineno, line.rstrip("\r\n")
         except (OSError, EOFError, gzip.BadGzipFile) as err:
             raise SourceFormatError(path, lineno + 1, f"cannot read ({err}); is the file complete?") from None
