@@ -17,19 +17,24 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
+from linker.annotate_plan import (
+    Plan,
+    check_same_run,
+    errors_location,
+    plan_run,
+    remove_output,
+)
 from linker.errors import LinkerError
 from linker.formats import (
+    SPARK_OUTPUT_FORMATS,
     Document,
     Failure,
     Item,
     Progress,
     Writer,
-    open_reader,
     open_writer,
-    output_format,
 )
 from linker.locking import exclusive
 from linker.types import Mention
@@ -38,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: texts -> mentions of each text; must be picklable to run in worker processes
 Annotator = Callable[[Sequence[str]], list[list[Mention]]]
+#: Where the batches run: worker processes of this machine, or Spark tasks (``linker.spark.job``).
+ENGINES = ("local", "spark")
 
 
 class PipelineAnnotator:
@@ -164,6 +171,19 @@ def _run_batch_safe(texts: list[str], annotator: Annotator | None = None) -> lis
         return [f"{type(err).__name__}: {err}"]
 
 
+def annotate_texts(texts: list[str], annotator: Annotator) -> list[list[Mention] | str]:
+    """Mentions of each text, or the reason it failed; one result per text, whatever the annotator did."""
+    return complete_results(_run_batch_safe(texts, annotator), len(texts))
+
+
+def complete_results(results: list[list[Mention] | str], n: int) -> list[list[Mention] | str]:
+    """*results* of *n* texts; a short list (the whole batch failed as one text would) fails every text."""
+    if len(results) == n:
+        return results
+    reason = results[0] if results and isinstance(results[0], str) else "annotator returned too few results"
+    return [reason] * n
+
+
 # -- main side -------------------------------------------------------------------------------------------------
 def default_processes() -> int:
     try:
@@ -229,75 +249,81 @@ def annotate(
     annotator: Annotator | None = None,
     overwrite: bool = False,
     pipeline: str | os.PathLike[str] | None = None,
+    engine: str = "local",
+    spark: Any = None,
 ) -> AnnotateStats:
     """Annotate every document of *input_path* into *output_path*, resuming what an earlier run left.
 
     *pipeline* is a spaCy pipeline folder (a trained detector, or a whole trained pipeline) run instead of
     blank English + ``concept_linker``; without *index*, its own index is used.
     *annotator* replaces the spaCy pipeline (tests); it must be picklable when *processes* > 1.
-    *overwrite* removes what an earlier run wrote instead of resuming it. Returns the counts; documents that failed are in the output's errors file or table.
+    *overwrite* removes what an earlier run wrote instead of resuming it. *engine* ``spark`` runs the
+    batches as Spark tasks (:mod:`linker.spark.job`; *spark* is its :class:`~linker.spark.session.SparkOptions`),
+    with the same output. Returns the counts; documents that failed are in the output's errors file or table.
     """
     started = time.perf_counter()
-    out_kind = output_format(output_path, output_format_name)
-    output = Path(output_path)
-    if output.resolve() == Path(input_path).resolve():
-        raise LinkerError(f"the output {output} is the input; write the annotations to another file")
-    reader = open_reader(input_path, input_format, id_field=id_field, text_field=text_field)
-    if annotator is None and pipeline_config:
-        from linker.pipeline import check_settings
-
-        check_settings(pipeline_config)
-    pipeline_arg = str(Path(pipeline).resolve()) if pipeline is not None else None
-    if index is None and pipeline_arg is not None:
-        from linker.pipeline import pipeline_index
-
-        index = pipeline_index(pipeline_arg)
-    index_arg = str(index) if index is not None else None
-    options: dict[str, Any] = {"include_text": include_text, "candidates": candidates}
-    if out_kind == "sqlite":
-        options["concepts"] = _concept_lookup(index_arg)
-    index_id: str | None = None
-    if annotator is None or index_arg is not None:
-        index_id = _index_identity(index_arg)  # a missing index fails here, clearly, not inside every worker
-    if annotator is None:
-        annotator = PipelineAnnotator(index_arg, pipeline_config, pipeline_arg)
-    processes = max(1, processes or default_processes())
+    if engine not in ENGINES:
+        raise LinkerError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    plan = plan_run(input_path, output_path, index=index, input_format=input_format,
+                    output_format_name=output_format_name, id_field=id_field, text_field=text_field,
+                    batch_size=batch_size, include_text=include_text, candidates=candidates,
+                    pipeline_config=pipeline_config, annotator=annotator, pipeline=pipeline)
+    if engine == "local" and (plan.reader is None or plan.out_kind in SPARK_OUTPUT_FORMATS):
+        raise LinkerError(f"{'reading a Spark table' if plan.reader is None else 'Parquet output'} needs the Spark "
+                          "engine: add --engine spark")
+    output = plan.output
     stats = AnnotateStats(output=str(output))
     with exclusive(output, f"the output {output}"):  # two runs into one output would interleave
         if overwrite:
-            remove_output(output, out_kind)
-        writer = open_writer(output, out_kind, **options)
+            remove_output(output, plan.out_kind)
         try:
-            done = writer.progress()
-            settings = {"input": str(Path(input_path).resolve()), "input_format": reader.format, "output_format": out_kind,
-                        "index": index_id, "id_field": id_field, "text_field": text_field, "include_text": include_text,
-                        "candidates": candidates, "pipeline_config": pipeline_config or {}}
-            if pipeline_arg is not None:
-                settings["pipeline"] = _pipeline_identity(pipeline_arg)
-            _check_same_run(output, out_kind, settings, resuming=bool(done.done_ids or done.failed_where))
-            if done.done_ids or done.failed_where:
-                log.info("%s already holds %d documents and %d failures; resuming", output, len(done.done_ids),
-                         len(done.failed_where))
-            stats.failed_total = len(done.failed_where)
-            total = reader.estimate_total()
-            remaining = None if total is None else max(0, total - len(done.done_ids) - len(done.failed_where))
-            if remaining is not None and processes > 1:  # a worker per batch at most: starting one costs seconds
-                processes = max(1, min(processes, -(-remaining // batch_size)))
-            batches = _batches(_todo(reader, done, stats), batch_size)
-            log.info("annotating %s into %s with %d process(es); loading the pipeline first", reader.path, output,
-                     processes)
-            with _progress_bar(remaining, progress) as bar:
-                if processes == 1:
-                    for batch in batches:
-                        _write(writer, batch, _run_batch_safe([d.text for d in batch.documents], annotator), stats, bar)
-                else:
-                    _annotate_parallel(batches, writer, annotator, processes, stats, bar)
+            if engine == "spark":
+                from linker.spark.job import run_spark
+
+                run_spark(plan, stats, spark, progress)
+            else:
+                _run_local(plan, stats, processes, progress)
         finally:
-            writer.close()
             stats.seconds = time.perf_counter() - started
-            stats.errors = _errors_location(output, out_kind)
+            stats.errors = errors_location(output, plan.out_kind)
     log.debug("%s", stats.summary())
     return stats
+
+
+def _run_local(plan: Plan, stats: AnnotateStats, processes: int | None, progress: bool) -> None:
+    assert plan.reader is not None
+    processes = max(1, processes or default_processes())
+    writer = open_writer(plan.output, plan.out_kind, **plan.writer_options)
+    try:
+        done = start_writing(plan, writer, stats)
+        total = plan.reader.estimate_total()
+        remaining = None if total is None else max(0, total - len(done.done_ids) - len(done.failed_where))
+        if remaining is not None and processes > 1:  # a worker per batch at most: starting one costs seconds
+            processes = max(1, min(processes, -(-remaining // plan.batch_size)))
+        batches = _batches(_todo(plan.reader, done, stats), plan.batch_size)
+        log.info("annotating %s into %s with %d process(es); loading the pipeline first", plan.reader.path,
+                 plan.output, processes)
+        with _progress_bar(remaining, progress) as bar:
+            if processes == 1:
+                for batch in batches:
+                    _write(writer, batch, _run_batch_safe([d.text for d in batch.documents], plan.annotator), stats,
+                           bar)
+            else:
+                _annotate_parallel(batches, writer, plan.annotator, processes, stats, bar)
+    finally:
+        writer.close()
+
+
+def start_writing(plan: Plan, writer: Writer, stats: AnnotateStats) -> Progress:
+    """What *writer*'s output already holds, after checking that it was made by the same command."""
+    done = writer.progress()
+    resuming = bool(done.done_ids or done.failed_where)
+    check_same_run(plan.output, plan.out_kind, plan.settings, resuming=resuming)
+    if resuming:
+        log.info("%s already holds %d documents and %d failures; resuming", plan.output, len(done.done_ids),
+                 len(done.failed_where))
+    stats.failed_total = len(done.failed_where)
+    return done
 
 
 def _annotate_parallel(batches: Iterator[_Batch], writer: Writer, annotator: Annotator, processes: int,
@@ -330,9 +356,7 @@ def _annotate_parallel(batches: Iterator[_Batch], writer: Writer, annotator: Ann
 
 def _write(writer: Writer, batch: _Batch, results: list[list[Mention] | str], stats: AnnotateStats, bar: Any) -> None:
     documents = batch.documents
-    if len(results) != len(documents):  # the whole batch failed as one text would
-        results = [results[0] if results and isinstance(results[0], str) else "annotator returned too few results"] \
-            * len(documents)
+    results = complete_results(results, len(documents))
     outcome = dict(zip((id(d) for d in documents), results))
     for item in batch.items:
         bar.update(1)
@@ -363,8 +387,8 @@ class _Bar:
     """tqdm (documents/s, ETA), started when the first batch is written so that loading the model does not
     count against the rate; without *enabled* it only counts."""
 
-    def __init__(self, total: int | None, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
+    def __init__(self, total: int | None, enabled: bool, desc: str = "annotating") -> None:
+        self.total, self.enabled, self.desc = total, enabled, desc
         self._bar: Any = None
 
     def update(self, n: int) -> None:
@@ -373,7 +397,7 @@ class _Bar:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, unit="doc", desc="annotating", smoothing=0.1, dynamic_ncols=True)
+            self._bar = tqdm(total=self.total, unit="doc", desc=self.desc, smoothing=0.1, dynamic_ncols=True)
         self._bar.update(n)
 
     def __enter__(self) -> _Bar:
@@ -384,77 +408,7 @@ class _Bar:
             self._bar.close()
 
 
-def _progress_bar(total: int | None, enabled: bool) -> _Bar:
-    return _Bar(total, enabled)
+def _progress_bar(total: int | None, enabled: bool, desc: str = "annotating") -> _Bar:
+    return _Bar(total, enabled, desc)
 
 
-def run_file(output: Path, kind: str) -> Path:
-    """Where the settings of the run that writes *output* are kept, to refuse resuming with other settings."""
-    return output / ".run.json" if kind == "brat" else Path(f"{output}.run.json")
-
-
-def _check_same_run(output: Path, kind: str, settings: dict[str, Any], resuming: bool) -> None:
-    import json
-
-    from linker.meta import write_json_atomic
-
-    path = run_file(output, kind)
-    if resuming and path.exists():
-        before = json.loads(path.read_text())
-        changed = [f"{key} was {before.get(key)!r}, now {value!r}" for key, value in settings.items()
-                   if before.get(key) != value]
-        if changed:
-            raise LinkerError(f"{output} holds the output of another command ({'; '.join(changed)}); run that "
-                              "command again to resume it, or add --overwrite to start afresh")
-    write_json_atomic(path, settings)
-
-
-def _index_identity(index: str | None) -> str:
-    from linker.defaults import resolve_index_dir
-    from linker.meta import read_meta
-
-    folder = resolve_index_dir(index)
-    meta = read_meta(folder)
-    ontology = meta.get("ontology", {})
-    return (f"{folder.resolve()} ({ontology.get('name')} {ontology.get('release') or ''}, "
-            f"{meta.get('encoder', {}).get('model')}, built {meta.get('built_at')})")
-
-
-def _pipeline_identity(pipeline: str) -> str:
-    from linker.pipeline import pipeline_fingerprint
-
-    return f"{pipeline} ({pipeline_fingerprint(pipeline)})"
-
-
-def remove_output(output: Path, kind: str) -> None:
-    """Delete what a run into *output* wrote (a BRAT folder loses only its .txt/.ann files and errors log)."""
-    from linker.formats.base import errors_path_for
-
-    if kind == "brat":
-        if output.is_dir():
-            for file in output.iterdir():
-                if file.suffix in {".ann", ".txt", ".tmp"} or file.name in {"errors.jsonl", ".run.json"}:
-                    file.unlink()
-        return
-    for path in (output, errors_path_for(output), run_file(output, kind), Path(f"{output}-wal"), Path(f"{output}-shm")):
-        path.unlink(missing_ok=True)
-
-
-def _concept_lookup(index: str | None) -> Callable[[str], Any]:
-    """Concept metadata (name, parents) straight from the index's term dictionary, without loading the model."""
-    from linker.defaults import resolve_index_dir
-    from linker.meta import TERMS_FILE
-    from linker.termdb import TermDB
-
-    termdb = TermDB(resolve_index_dir(index) / TERMS_FILE)
-    return termdb.concept
-
-
-def _errors_location(output: Path, kind: str) -> str:
-    from linker.formats.base import errors_path_for
-
-    if kind == "sqlite":
-        return f"the errors table of {output}"
-    if kind == "brat":
-        return str(output / "errors.jsonl")
-    return str(errors_path_for(output))

@@ -35,13 +35,20 @@ from linker.meta import (
 from linker.normalize import NORMALIZER
 from linker.sources import Source
 from linker.termdb import TermDBWriter
-from linker.types import SCOPES, Record, Term
+from linker.types import SCOPES, Term
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".build"
 CHUNK_SIZE = 2048
 ADD_BLOCK = 65_536
+
+#: Embeds the distinct texts, chunk by chunk, into ``folder/NNNNNNNNN.npy`` files (the start of each chunk,
+#: 9 digits) that are kept across runs, and returns every chunk's file in order:
+#: ``(encoder, chunks, total, folder, chunk_size, progress, on_chunk) -> paths``. The default embeds here;
+#: :class:`linker.spark.embed.SparkChunkEmbedder` embeds on Spark executors.
+ChunkEmbedder = Callable[[Encoder, Iterator[list[str]], int, Path, int, bool, Callable[[int], None] | None],
+                         list[Path]]
 
 
 def _filter_terms(records: Any, scopes: Collection[str] | None, preferred_only: bool) -> Any:
@@ -74,11 +81,14 @@ def build_index(
     progress: bool = True,
     force: bool = False,
     on_chunk: Callable[[int], None] | None = None,
+    embedder: ChunkEmbedder | None = None,
+    engine: str = "local",
 ) -> Path:
     """Build (or finish building) the index folder *out_dir* and return it.
 
     *scopes* keeps only synonyms of those scopes (labels are always kept); *preferred_only* keeps
     only each concept's name. *on_chunk* is called after each saved chunk (tests use it to interrupt).
+    *embedder* embeds the names elsewhere (Spark), *engine* names it in meta.json; the index is the same.
     """
     out = Path(out_dir)
     if scopes is not None:
@@ -128,8 +138,8 @@ def build_index(
             write_json_atomic(state_path, state)
             log.info("term dictionary: %(concepts)d concepts, %(terms)d names, %(alt_ids)d alternative ids", counts)
         first_ids, term_rows = _text_layout(db_path)
-        paths = _embed_chunks(encoder, _distinct_texts(db_path, first_ids, chunk_size), len(first_ids),
-                              state_dir / "vectors", chunk_size, progress, on_chunk)
+        paths = (embedder or embed_chunks)(encoder, _distinct_texts(db_path, first_ids, chunk_size), len(first_ids),
+                                           state_dir / "vectors", chunk_size, progress, on_chunk)
         factory = faiss_util.factory_string(faiss_kind, len(term_rows))
         log.info("indexing %d vectors with FAISS %s", len(term_rows), factory)
         index = _index_from_chunks(paths, term_rows, chunk_size, encoder.dimension, factory)
@@ -148,6 +158,7 @@ def build_index(
             "versions": _versions(),
             "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "build_seconds_last_run": round(seconds, 1),
+            "build_engine": engine,
             "build_key": key,
         }
         ship = getattr(encoder, "ship", None)  # an encoder whose files travel with the index (an ONNX export)
@@ -192,7 +203,19 @@ def _distinct_texts(db_path: Path, first_ids: np.ndarray, chunk_size: int) -> It
         conn.close()
 
 
-def _embed_chunks(
+def chunk_path(folder: Path, start: int) -> Path:
+    """The vectors of the chunk of distinct texts that begins at *start*."""
+    return folder / f"{start:09d}.npy"
+
+
+def save_chunk(path: Path, vectors: np.ndarray) -> None:
+    """Write one chunk's vectors atomically: a killed build leaves the chunk whole or absent."""
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, np.ascontiguousarray(vectors, dtype=np.float32))
+    os.replace(tmp, path)
+
+
+def embed_chunks(
     encoder: Encoder,
     chunks: Iterator[list[str]],
     total: int,
@@ -205,19 +228,16 @@ def _embed_chunks(
     from tqdm import tqdm
 
     starts = range(0, total, chunk_size)
-    done = {start for start in starts if (folder / f"{start:09d}.npy").exists()}
+    done = {start for start in starts if chunk_path(folder, start).exists()}
     finished = sum(min(chunk_size, total - start) for start in done)
     if done:
         log.info("resuming: %d of %d names already embedded", finished, total)
     bar = tqdm(total=total, initial=finished, unit="names", desc="embedding", disable=not progress, smoothing=0.1)
     paths = []
     for start, texts in zip(starts, chunks):
-        path = folder / f"{start:09d}.npy"
+        path = chunk_path(folder, start)
         if start not in done:
-            vectors = encoder.encode(texts)
-            tmp = path.with_name(path.stem + ".tmp.npy")
-            np.save(tmp, np.ascontiguousarray(vectors, dtype=np.float32))
-            os.replace(tmp, path)
+            save_chunk(path, encoder.encode(texts))
             bar.update(len(texts))
             if on_chunk is not None:
                 on_chunk(start)

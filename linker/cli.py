@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -63,10 +64,15 @@ def cli(verbose: int, quiet: bool) -> None:
                    "bf16 (AVX512-BF16, AMX); int8 (onnx, dynamic quantisation) is faster still but a vector then "
                    "depends slightly on the texts batched with it (docs/speed.md)")
 @click.option("--force", is_flag=True, help="rebuild even if the folder holds the same index")
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+              help="embed the names here, or on Spark executors (the same index; docs/spark.md)")
+@click.option("--master", help="Spark: master URL (default: the running session, else local[*])")
+@click.option("--conf", "spark_conf", multiple=True, metavar="KEY=VALUE", help="Spark: a setting (repeatable)")
 def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str | None, faiss_kind: str,
           scopes: str | None, preferred_only: bool, subtree: tuple[str, ...], alt_ids: Path | None,
           languages: tuple[str, ...], sabs: tuple[str, ...], batch_size: int, max_length: int | None,
-          device: str | None, backend: str, precision: str | None, force: bool) -> None:
+          device: str | None, backend: str, precision: str | None, force: bool, engine: str, master: str | None,
+          spark_conf: tuple[str, ...]) -> None:
     """Build an index folder from an ontology; with no arguments, build the embedded HPO default.
 
     Interrupted builds resume when the same command is run again.
@@ -96,10 +102,17 @@ def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str
         if sabs:
             options["sources"] = list(sabs)
     scope_list = [s.strip().upper() for s in scopes.split(",") if s.strip()] if scopes else None
+    spark = _spark_options(engine, None, master, None, spark_conf, ())
+    embedder = None
+    if spark is not None:
+        from linker.spark.embed import SparkChunkEmbedder
+
+        embedder = SparkChunkEmbedder(spark)
     encoder = load_encoder(model, backend=backend, precision=precision, batch_size=batch_size,
                            max_length=max_length, device=device)
     folder = build_index(Source.open(source, fmt_resolved, **options), out_dir, encoder=encoder, faiss_kind=faiss_kind,
-                         scopes=scope_list, preferred_only=preferred_only, force=force)
+                         scopes=scope_list, preferred_only=preferred_only, force=force, embedder=embedder,
+                         engine=engine)
     click.echo(str(folder))
 
 
@@ -262,15 +275,42 @@ def evaluate(mentions: Path | None, index_dir: Path | None, alt_ids: tuple[Path,
         json_out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 
+def _input_format(value: str | None) -> str | None:
+    from linker.formats import INPUT_FORMATS
+
+    if value is None or value in INPUT_FORMATS or (value.startswith("spark:") and len(value) > len("spark:")):
+        return value
+    raise click.BadParameter(f"{value!r} is not one of {', '.join(INPUT_FORMATS)} or spark:FORMAT (a Spark reader: "
+                             "spark:parquet, spark:csv, spark:json, spark:jdbc …)")
+
+
+def _spark_options(engine: str, processes: int | None, master: str | None, partitions: int | None,
+                   conf: tuple[str, ...], read_options: tuple[str, ...]) -> Any:
+    """The Spark options of a command line; Spark options without --engine spark (or -p with it) are refused."""
+    spark_given = [name for name, value in (("--master", master), ("--partitions", partitions), ("--conf", conf),
+                                            ("--read-option", read_options)) if value]
+    if engine != "spark":
+        if spark_given:
+            raise LinkerError(f"{', '.join(spark_given)} only apply with --engine spark")
+        return None
+    if processes is not None:
+        raise LinkerError("--processes is for the local engine; with --engine spark the slots of --master "
+                          "(local[N]) or of the cluster run the tasks")
+    from linker.spark.session import SparkOptions, parse_conf
+
+    return SparkOptions(master, partitions, parse_conf(conf), parse_conf(read_options))
+
+
 @cli.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, exists=True))
+@click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="output file or folder; format from --to or the suffix "
-              "(.jsonl, .pubtator, .xml/.bioc, .sqlite/.db, a folder ending in / for BRAT)")
+              "(.jsonl, .pubtator, .xml/.bioc, .sqlite/.db, a folder ending in / for BRAT, .parquet with --engine spark)")
 @click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
-@click.option("--from", "input_format", type=click.Choice(["txt", "jsonl", "csv", "tsv", "pubtator", "bioc"]),
-              help="input format (default: from the name; a folder is .txt files)")
-@click.option("--to", "output_format", type=click.Choice(["jsonl", "pubtator", "bioc", "brat", "sqlite"]),
-              help="output format (default: from the suffix)")
+@click.option("--from", "input_format", callback=lambda ctx, param, value: _input_format(value),
+              help="input format: txt, jsonl, csv, tsv, pubtator, bioc (default: from the name; a folder is .txt "
+                   "files), or with --engine spark any table Spark reads: spark:parquet, spark:csv, spark:jdbc …")
+@click.option("--to", "output_format", type=click.Choice(["jsonl", "pubtator", "bioc", "brat", "sqlite", "parquet"]),
+              help="output format (default: from the suffix); parquet needs --engine spark")
 @click.option("--id-field", help="JSONL/CSV: field or column of the document id (default: doc_id, id, note_id…)")
 @click.option("--text-field", help="JSONL/CSV: field or column of the text (default: text, note_text, body…)")
 @click.option("-p", "--processes", type=click.IntRange(min=1), help="worker processes (default: all cores)")
@@ -283,10 +323,21 @@ def evaluate(mentions: Path | None, index_dir: Path | None, alt_ids: tuple[Path,
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="a concept_linker setting (docs/pipeline.md), VALUE in JSON: --set threshold=0.8 "
                    "--set skip_exact=false --set 'types=[\"Disease\"]' (repeatable)")
-def annotate(input_path: Path, output: str, index_dir: Path | None, input_format: str | None,
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+              help="local worker processes, or Spark tasks (pip install 'concept-linker[spark]'; docs/spark.md)")
+@click.option("--master", help="Spark: master URL, local[N], spark://host:7077, yarn (default: the running "
+              "session, else local[*])")
+@click.option("--partitions", type=click.IntRange(min=1), help="Spark: parts the input is cut into (default: "
+              "about 2,000 documents each, at least 8); a rerun resumes at the parts still missing")
+@click.option("--conf", "spark_conf", multiple=True, metavar="KEY=VALUE", help="Spark: a setting, e.g. "
+              "spark.executor.memory=4g (repeatable)")
+@click.option("--read-option", "read_options", multiple=True, metavar="KEY=VALUE",
+              help="Spark: an option of the --from spark:FORMAT reader, e.g. url=jdbc:… dbtable=notes (repeatable)")
+def annotate(input_path: str, output: str, index_dir: Path | None, input_format: str | None,
              output_format: str | None, id_field: str | None, text_field: str | None, processes: int | None,
              batch_size: int, include_text: bool, candidates: int, overwrite: bool, pipeline: Path | None,
-             settings: tuple[str, ...]) -> None:
+             settings: tuple[str, ...], engine: str, master: str | None, partitions: int | None,
+             spark_conf: tuple[str, ...], read_options: tuple[str, ...]) -> None:
     """Annotate every document of INPUT into OUTPUT; run the same command again to resume after an interruption.
 
     Documents that cannot be read or annotated are listed in OUTPUT.errors.jsonl (SQLite: the errors table)
@@ -295,11 +346,13 @@ def annotate(input_path: Path, output: str, index_dir: Path | None, input_format
     from linker.annotate import annotate as run
 
     quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    spark = _spark_options(engine, processes, master, partitions, spark_conf, read_options)
     try:
         stats = run(input_path, output, index=index_dir, input_format=input_format,
                     output_format_name=output_format, id_field=id_field, text_field=text_field, processes=processes,
                     batch_size=batch_size, include_text=include_text, candidates=candidates, progress=not quiet,
-                    overwrite=overwrite, pipeline=pipeline, pipeline_config=_settings(settings))
+                    overwrite=overwrite, pipeline=pipeline, pipeline_config=_settings(settings), engine=engine,
+                    spark=spark)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: what is in {output} is kept; run the same command again to resume", err=True)
         sys.exit(130)
@@ -317,7 +370,8 @@ def annotate(input_path: Path, output: str, index_dir: Path | None, input_format
 @click.option("--pipeline", type=click.Path(path_type=Path, exists=True, file_okay=False), help=PIPELINE_HELP)
 def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch: int, pipeline: Path | None) -> None:
     """Serve lookup, annotation and concept cards over HTTP (JSON; OpenAPI at /docs and /openapi.json)."""
-    from linker.server import ServerLimits, serve as run
+    from linker.server import ServerLimits
+    from linker.server import serve as run
 
     run(index_dir, host=host, port=port, limits=ServerLimits(max_body=max_body, max_batch=max_batch),
         pipeline=str(pipeline) if pipeline is not None else None)

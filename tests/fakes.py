@@ -48,3 +48,19 @@ class InterruptAfter(KeywordAnnotator):
             raise KeyboardInterrupt
         self.left -= 1
         return super().__call__(texts)
+
+
+class HoldAnnotator(KeywordAnnotator):
+    """A :class:`KeywordAnnotator` that, on a text containing ``<<hold>>``, waits until the file *release* exists:
+    a run that can be killed while one batch is certainly unfinished and every other one may be done."""
+
+    def __init__(self, release: str) -> None:
+        self.release = release
+
+    def __call__(self, texts: Sequence[str]) -> list[list[Mention]]:
+        import os
+        import time
+
+        while any("<<hold>>" in text for text in texts) and not os.path.exists(self.release):
+            time.sleep(0.05)
+        return super().__call__(texts)

@@ -11,18 +11,30 @@ from pathlib import Path
 from typing import Any
 
 from linker.errors import LinkerError
-from linker.formats.base import Annotation, Document, Failure, Item, Passage, Progress, Reader, Writer
+from linker.formats.base import (
+    Annotation,
+    Document,
+    Failure,
+    Item,
+    Passage,
+    Progress,
+    Reader,
+    Writer,
+)
 
-__all__ = ["INPUT_FORMATS", "OUTPUT_FORMATS", "Annotation", "Document", "Failure", "Item", "Passage", "Progress",
+__all__ = ["INPUT_FORMATS", "OUTPUT_FORMATS", "SPARK_OUTPUT_FORMATS", "Annotation", "Document", "Failure", "Item", "Passage", "Progress",
            "Reader", "Writer", "input_format", "open_reader", "open_writer", "output_format"]
 
 INPUT_FORMATS = ("txt", "jsonl", "csv", "tsv", "pubtator", "bioc")
 OUTPUT_FORMATS = ("jsonl", "pubtator", "bioc", "brat", "sqlite")
+#: Outputs only the Spark engine writes (a folder of part files: ``mentions/``, ``failures/``).
+SPARK_OUTPUT_FORMATS = ("parquet",)
 
 _INPUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
                    ".pubtator": "pubtator", ".xml": "bioc", ".bioc": "bioc"}
 _OUTPUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".pubtator": "pubtator", ".xml": "bioc", ".bioc": "bioc",
-                    ".sqlite": "sqlite", ".sqlite3": "sqlite", ".db": "sqlite", ".brat": "brat"}
+                    ".sqlite": "sqlite", ".sqlite3": "sqlite", ".db": "sqlite", ".brat": "brat",
+                    ".parquet": "parquet"}
 
 
 class UnknownFormatError(LinkerError):
@@ -54,15 +66,18 @@ def input_format(path: Path, fmt: str | None = None) -> str:
 
 
 def output_format(path: str | Path, fmt: str | None = None) -> str:
-    """*fmt*, else told by the suffix of *path*; an existing folder or a name ending in ``/`` is BRAT."""
+    """*fmt*, else told by the suffix of *path*; an existing folder or a name ending in ``/`` is BRAT, unless it
+    ends in ``.parquet``."""
     if fmt:
-        if fmt not in OUTPUT_FORMATS:
-            raise UnknownFormatError(f"output format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+        if fmt not in OUTPUT_FORMATS + SPARK_OUTPUT_FORMATS:
+            raise UnknownFormatError(f"output format {fmt!r} is not one of {', '.join(OUTPUT_FORMATS + SPARK_OUTPUT_FORMATS)}")
         return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        return "parquet"
     if str(path).endswith(("/", "\\")) or Path(path).is_dir():
         return "brat"
     path = Path(path)
-    suffix = path.suffix.lower()
     if suffix in _OUTPUT_SUFFIXES:
         return _OUTPUT_SUFFIXES[suffix]
     raise UnknownFormatError(f"cannot tell the output format from {path}; name it with --to "

