@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write docs/results.md from the JSON records of bench_accuracy.py and bench_speed.py.
+"""Write docs/results.md from the JSON records of bench_accuracy.py, bench_speed.py (and bench_spark.py).
 
     python scripts/make_results.py docs/results/accuracy.json docs/results/speed.json -o docs/results.md
 """
@@ -50,6 +50,14 @@ def speed_section(record: dict[str, Any]) -> list[str]:
             f"Run: {record['date']}", "", format_table(record["results"])]
 
 
+def spark_section(record: dict[str, Any]) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_spark import table  # re-rendered from the stored results
+
+    return ["## Spark engine (one run)", "", f"Command: `{record['command']}`  ", f"Run: {record['date']}", "",
+            table(record)]
+
+
 def end_to_end_section(record: dict[str, Any], command: str) -> list[str]:
     e2e = record["end_to_end"]
     lines = ["## End to end (spaCy pipeline finds and links the mentions)", "", f"Command: `{command}`", "",
@@ -71,6 +79,7 @@ def main() -> int:
     parser.add_argument("-o", "--out", type=Path, default=Path("docs/results.md"))
     parser.add_argument("--end-to-end", type=Path, help="a 'linker evaluate --docs … --json' record")
     parser.add_argument("--end-to-end-command", default="", help="the command that wrote --end-to-end")
+    parser.add_argument("--spark", type=Path, help="a bench_spark.py record (its section follows speed)")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended as the Notes section")
     parser.add_argument("--machine", default="", help="a sentence describing the machine (added to the header)")
     args = parser.parse_args()
@@ -86,6 +95,8 @@ def main() -> int:
     if args.end_to_end:
         lines += end_to_end_section(json.loads(args.end_to_end.read_text()), args.end_to_end_command) + [""]
     lines += speed_section(speed) + [""]
+    if args.spark:
+        lines += spark_section(json.loads(args.spark.read_text())) + [""]
     if args.notes:
         lines += ["## Notes", "", args.notes.read_text().strip(), ""]
     args.out.write_text("\n".join(lines))

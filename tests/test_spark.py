@@ -87,6 +87,35 @@ def test_annotate_dataframe_gives_the_mentions_of_a_local_run(spark, index_dir: 
             assert ours["score"] == pytest.approx(theirs["score"], abs=1e-4)
 
 
+def test_an_index_shipped_with_the_job_gives_the_same_mentions(spark, index_dir: Path) -> None:
+    from linker.spark import annotate_dataframe
+
+    df = spark.createDataFrame([json.loads(line) for line in CORPUS.read_text().splitlines()], "doc_id string, text string")
+    key = lambda r: (r.doc_id, r.start, r.end, r.concept_id)  # noqa: E731
+    shared = sorted(map(key, annotate_dataframe(df, index=index_dir).collect()))
+    shipped = sorted(map(key, annotate_dataframe(df, index=index_dir, ship_index=True).collect()))
+    assert shipped == shared and len(shared) > 5
+
+
+def test_a_csv_table_read_by_spark_with_reader_options(spark, index_dir: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    source = DATA / "notes" / "notes.csv"
+    annotate(source, tmp_path / "local.jsonl", index=index_dir, processes=1, progress=False)
+    result = CliRunner().invoke(cli, ["-q", "annotate", str(source), "--from", "spark:csv", "--read-option", "header=true",
+                                      "--read-option", "multiLine=true", "--id-field", "note_id", "--text-field",
+                                      "note_text", "-o", str(tmp_path / "out.parquet"), "--index", str(index_dir),
+                                      "--engine", "spark"])
+    assert result.exit_code in (0, 1), result.output
+    local = local_mentions(tmp_path / "local.jsonl")
+    assert sorted((m["doc_id"], m["start"], m["end"], m["concept_id"])
+                  for m in pq.read_table(tmp_path / "out.parquet" / "mentions").to_pylist()) == \
+        sorted((doc_id, m["start"], m["end"], m["concept_id"]) for doc_id, ms in local.items() for m in ms)
+    bad = CliRunner().invoke(cli, ["annotate", str(source), "--from", "spark:csv", "--conf", "novalue",
+                                   "-o", str(tmp_path / "x.parquet"), "--engine", "spark"])
+    assert bad.exit_code == 2 and "'novalue' is not KEY=VALUE" in bad.output
+
+
 def test_annotate_dataframe_names_missing_columns(spark) -> None:
     from linker.spark import annotate_dataframe
 

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: Pipelines loaded in this (worker) process, by what they were loaded from.
 _LOADED: dict[str, Annotator] = {}
+#: An index shipped with the job: ``SHIPPED + folder name``, found on an executor with ``SparkFiles.get``.
+SHIPPED = "sparkfiles:"
 
 
 def worker_annotator(annotator: Annotator, threads: int) -> Annotator:
@@ -40,6 +42,11 @@ def worker_annotator(annotator: Annotator, threads: int) -> Annotator:
     loaded = _LOADED.get(key)
     if loaded is None:
         set_threads(threads)  # slots x threads = cores, not cores squared
+        if annotator.index is not None and annotator.index.startswith(SHIPPED):
+            from pyspark import SparkFiles
+
+            annotator = PipelineAnnotator(SparkFiles.get(annotator.index.removeprefix(SHIPPED)), annotator.config,
+                                          annotator.pipeline)
         annotator.load()
         loaded = _LOADED[key] = annotator
     return loaded
@@ -96,6 +103,7 @@ def annotate_dataframe(
     batch_size: int = 32,
     candidates: int | None = 5,
     threads: int | None = None,
+    ship_index: bool = False,
 ) -> Any:
     """Mentions of every document of the Spark DataFrame *df*: one row per mention, lazily (a DataFrame).
 
@@ -109,7 +117,8 @@ def annotate_dataframe(
     *index* (an index folder on storage every executor reads, or the default HPO index) and *pipeline*
     (a spaCy pipeline folder, e.g. ``linker train-pipeline``'s) are as for :func:`linker.annotate.annotate`;
     *config* holds ``concept_linker`` settings. *threads* is the compute threads of each worker (default:
-    ``spark.task.cpus``, or on ``local[N]`` the machine's cores over N).
+    ``spark.task.cpus``, 1 unless set). *ship_index* sends the index folder with the job (``SparkContext.addFile``)
+    instead of reading it from shared storage: each executor then opens its own copy.
     """
     require_pyspark()
     missing = [name for name in (id_col, text_col) if name not in df.columns]
@@ -125,6 +134,12 @@ def annotate_dataframe(
         from linker.pipeline import pipeline_index
 
         annotator.index = pipeline_index(annotator.pipeline)
+    if ship_index:
+        from linker.defaults import resolve_index_dir
+
+        folder = resolve_index_dir(annotator.index).resolve()  # the default index too; a missing one fails here
+        df.sparkSession.sparkContext.addFile(str(folder), recursive=True)
+        annotator.index = SHIPPED + folder.name
     from pyspark.sql import functions as F
 
     threads = threads or task_threads(df.sparkSession)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,7 +63,10 @@ def run_spark(plan: Plan, stats: AnnotateStats, options: SparkOptions | None, pr
         if not manifest.get("staged"):
             manifest = _stage_reader(plan, layout, done, options, progress)
         _annotate_parts(plan, layout, manifest, options, progress, candidates=None)
+        started = time.perf_counter()
         _merge(plan, layout, manifest, writer, done, stats, progress)
+        log.info("wrote %d documents into %s in %.1f s", stats.annotated + stats.failed, plan.output,
+                 time.perf_counter() - started)
     finally:
         writer.close()
     shutil.rmtree(layout.root, ignore_errors=True)  # every part is in the output now
@@ -109,6 +113,7 @@ def _stage_reader(plan: Plan, layout: JobLayout, done: Progress, options: SparkO
         for values in columns.values():
             values.clear()
 
+    started = time.perf_counter()
     bar = tqdm(total=todo, unit="doc", desc="staging", disable=not progress)
     for item in _todo(plan.reader, done, AnnotateStats()):
         if isinstance(item, Failure):
@@ -119,7 +124,7 @@ def _stage_reader(plan: Plan, layout: JobLayout, done: Progress, options: SparkO
         columns["text"].append(item.text)
         columns["where"].append(item.where)
         bar.update(1)
-        if len(columns["doc_id"]) == size and len(documents) < parts - 1:
+        if len(columns["doc_id"]) == size:  # an input longer than its estimate gets more parts, not a huge last one
             flush()
     if columns["doc_id"] or not documents:
         flush()
@@ -127,6 +132,7 @@ def _stage_reader(plan: Plan, layout: JobLayout, done: Progress, options: SparkO
     manifest = {"settings": plan.settings, "staged": True, "table": False, "parts": len(documents),
                 "documents": documents}
     layout.save_manifest(manifest)
+    log.info("staged %d documents in %.1f s", sum(documents), time.perf_counter() - started)
     return manifest
 
 
@@ -183,10 +189,12 @@ def _annotate_parts(plan: Plan, layout: JobLayout, manifest: dict[str, Any], opt
     total = sum(sizes[part] for part in missing) if sizes else None
     log.info("annotating %d of %d parts on %s with %d thread(s) per task", len(missing), parts,
              session.sparkContext.master, threads)
+    started = time.perf_counter()
     with _progress_bar(total, progress) as bar:
         run_tasks(session, missing, task, f"concept-linker: annotate {len(missing)} parts of {plan.input}",
                   lambda part: layout.mentions_part(part).exists(),
                   lambda part: bar.update(sizes[part] if sizes else 0), "parts")
+    log.info("annotated %d parts in %.1f s", len(missing), time.perf_counter() - started)
 
 
 class _PartTask:
@@ -209,7 +217,7 @@ class _PartTask:
         import pyarrow.parquet as pq
 
         from linker.spark.dataframe import annotate_rows, worker_annotator
-        from linker.spark.records import arrow_schema
+        from linker.spark.records import arrow_schema, failure_row
 
         target = layout.mentions_part(part)
         if target.exists():  # a task attempt run twice (speculation, a retried stage)
@@ -223,7 +231,7 @@ class _PartTask:
             staged = pa.table({"doc_id": pa.array([], pa.string()), "text": pa.array([], pa.string()),
                                "where": pa.array([], pa.string())})
         ids, texts = staged.column("doc_id").to_pylist(), staged.column("text").to_pylist()
-        copies = staged.column("copies").to_pylist() if self.table else [1] * len(ids)
+        copies = staged.column("copies").to_pylist() if "copies" in staged.column_names else [1] * len(ids)
         rows: list[dict[str, Any]] = []
         duplicates = {i for i, n in enumerate(copies) if n and n > 1 and ids[i] is not None}
         keep = [i for i in range(len(ids)) if i not in duplicates]
@@ -231,8 +239,6 @@ class _PartTask:
                                   worker_annotator(self.annotator, self.threads), self.batch_size, self.candidates)
         rows.extend(annotated)
         for i in sorted(duplicates):
-            from linker.spark.records import failure_row
-
             rows.append(failure_row(ids[i], f"duplicate document id ({copies[i]} rows have it); none is annotated"))
         failed = [row for row in rows if row["error"] is not None]
         counts = {"part": part, "documents": len(ids), "failed": len(failed), "mentions": len(rows) - len(failed)}

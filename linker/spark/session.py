@@ -82,16 +82,11 @@ def parse_conf(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
 
 
 def task_threads(session: Any) -> int:
-    """Compute threads one task may use: ``spark.task.cpus``, or for ``local[N]`` the cores per slot."""
-    conf = session.sparkContext.getConf()
-    declared = conf.get("spark.task.cpus", None)
-    if declared:
-        return max(1, int(declared))
-    master = session.sparkContext.master
-    if master.startswith("local"):
-        slots = session.sparkContext.defaultParallelism
-        return max(1, (os.cpu_count() or 1) // max(1, slots))
-    return 1
+    """Compute threads one task may use: ``spark.task.cpus`` (default 1), as Spark schedules cores.
+
+    ``local[N]`` means N cores, one per slot, so a task gets one thread unless ``spark.task.cpus`` gives it
+    more; more threads than that would oversubscribe the cores Spark was told it may use."""
+    return max(1, int(session.sparkContext.getConf().get("spark.task.cpus", "1")))
 
 
 def run_tasks(session: Any, items: list[int], task: Callable[[Iterator[int]], Iterator[Any]], description: str,
