@@ -49,6 +49,18 @@ def test_csv_and_tsv_readers() -> None:
     assert [d.doc_id for d in docs] == ["n1", "n2", "n3"]
 
 
+def test_csv_unterminated_quote_is_reported_not_swallowed(tmp_path: Path) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_text('id,text,ward\nn1,"fever, cough,A\nn2,seizures",B\nn3,"two lines\nof one note",C\nn4,ok,D\n')
+    docs, failures = split(list(open_reader(path)))
+    assert [d.doc_id for d in docs] == ["n3", "n4"]  # an honest multi-line note still reads
+    assert [(f.doc_id, f.where) for f in failures] == [("n1", "notes.csv:3")]
+    assert "unterminated quote" in failures[0].reason and "n2,seizures" in failures[0].reason
+    path.write_text('id,text,ward\nn1,"fever,A\nn2,seizures,B\n')  # open until the end of the file
+    docs, failures = split(list(open_reader(path)))
+    assert docs == [] and len(failures) == 1 and "check quoting" in failures[0].reason
+
+
 def test_csv_reader_names_a_missing_column() -> None:
     with pytest.raises(SourceFormatError, match="no column 'body'.*note_id, note_text, ward"):
         list(open_reader(NOTES / "notes.csv", text_field="body"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,12 @@ class CsvReader(Reader):
                 if isinstance(item, Failure):
                     yield item
                     continue
+                swallowed = _swallowed_record(item.doc_id, row, self.delimiter)
+                if swallowed is not None:
+                    yield Failure(item.doc_id, where, f"a quoted field runs over several lines and one of them starts "
+                                  f"like another record ({swallowed!r}): an unterminated quote swallows the rows after "
+                                  "it; close the quote (or double a quote inside the text) and run again")
+                    continue
                 try:
                     item.text.encode("utf-8")
                 except UnicodeEncodeError:
@@ -65,6 +72,25 @@ class CsvReader(Reader):
 
     def estimate_total(self) -> int | None:
         return max(0, count_bytes(self.path, b"\n") - 1)
+
+
+def _id_shape(value: str) -> str:
+    """What an id looks like, digits aside: ``n12`` and ``n3`` share the shape ``n0``, ``PMC77`` is ``PMC0``."""
+    return re.sub(r"\d+", "0", value)
+
+
+def _swallowed_record(doc_id: str, row: list[str], delimiter: str) -> str | None:
+    """The start of a line inside one of *row*'s cells that begins as a row of this file does, an id shaped
+    like *doc_id* and then the delimiter: the mark of an unterminated quote. None for an honest multi-line text."""
+    if not any(char.isdigit() for char in doc_id):  # an id without a number has no shape to recognise
+        return None
+    shape = _id_shape(doc_id)
+    for cell in row:
+        for line in cell.splitlines()[1:]:
+            first, sep, _ = line.partition(delimiter)
+            if sep and first.strip() and " " not in first.strip() and _id_shape(first.strip()) == shape:
+                return line[:60]
+    return None
 
 
 def _missing_column(path: Path, name: str, header: list[str]) -> Exception:
