@@ -28,7 +28,6 @@ from linker.annotate_plan import (
 )
 from linker.errors import LinkerError
 from linker.formats import (
-    SPARK_OUTPUT_FORMATS,
     Document,
     Failure,
     Item,
@@ -192,7 +191,7 @@ def default_processes() -> int:
         return os.cpu_count() or 1
 
 
-def _todo(items: Iterable[Item], done: Progress, stats: AnnotateStats) -> Iterator[Item]:
+def pending(items: Iterable[Item], done: Progress, stats: AnnotateStats) -> Iterator[Item]:
     """Items not yet in the output, with repeated document ids turned into failures."""
     seen: set[str] = set()
     for item in items:
@@ -217,7 +216,7 @@ def _todo(items: Iterable[Item], done: Progress, stats: AnnotateStats) -> Iterat
         yield item
 
 
-def _batches(items: Iterator[Item], size: int) -> Iterator[_Batch]:
+def batched(items: Iterator[Item], size: int) -> Iterator[_Batch]:
     batch = _Batch()
     n_docs = 0
     for item in items:
@@ -267,10 +266,7 @@ def annotate(
     plan = plan_run(input_path, output_path, index=index, input_format=input_format,
                     output_format_name=output_format_name, id_field=id_field, text_field=text_field,
                     batch_size=batch_size, include_text=include_text, candidates=candidates,
-                    pipeline_config=pipeline_config, annotator=annotator, pipeline=pipeline)
-    if engine == "local" and (plan.reader is None or plan.out_kind in SPARK_OUTPUT_FORMATS):
-        raise LinkerError(f"{'reading a Spark table' if plan.reader is None else 'Parquet output'} needs the Spark "
-                          "engine: add --engine spark")
+                    pipeline_config=pipeline_config, annotator=annotator, pipeline=pipeline, engine=engine)
     output = plan.output
     stats = AnnotateStats(output=str(output))
     with exclusive(output, f"the output {output}"):  # two runs into one output would interleave
@@ -300,13 +296,13 @@ def _run_local(plan: Plan, stats: AnnotateStats, processes: int | None, progress
         remaining = None if total is None else max(0, total - len(done.done_ids) - len(done.failed_where))
         if remaining is not None and processes > 1:  # a worker per batch at most: starting one costs seconds
             processes = max(1, min(processes, -(-remaining // plan.batch_size)))
-        batches = _batches(_todo(plan.reader, done, stats), plan.batch_size)
+        batches = batched(pending(plan.reader, done, stats), plan.batch_size)
         log.info("annotating %s into %s with %d process(es); loading the pipeline first", plan.reader.path,
                  plan.output, processes)
-        with _progress_bar(remaining, progress) as bar:
+        with progress_bar(remaining, progress) as bar:
             if processes == 1:
                 for batch in batches:
-                    _write(writer, batch, _run_batch_safe([d.text for d in batch.documents], plan.annotator), stats,
+                    write_batch(writer, batch, _run_batch_safe([d.text for d in batch.documents], plan.annotator), stats,
                            bar)
             else:
                 _annotate_parallel(batches, writer, plan.annotator, processes, stats, bar)
@@ -340,10 +336,10 @@ def _annotate_parallel(batches: Iterator[_Batch], writer: Writer, annotator: Ann
                 window.append((batch, pool.submit(_run_batch_safe, [d.text for d in batch.documents])))
                 while len(window) > 2 * processes:
                     head, future = window.popleft()
-                    _write(writer, head, future.result(), stats, bar)
+                    write_batch(writer, head, future.result(), stats, bar)
             while window:
                 head, future = window.popleft()
-                _write(writer, head, future.result(), stats, bar)
+                write_batch(writer, head, future.result(), stats, bar)
         except BrokenProcessPool:
             raise LinkerError("a worker process died or could not load the pipeline (out of memory? see the log "
                               "above); run the same command again to resume, with fewer --processes or a smaller "
@@ -354,7 +350,7 @@ def _annotate_parallel(batches: Iterator[_Batch], writer: Writer, annotator: Ann
     pool.shutdown()
 
 
-def _write(writer: Writer, batch: _Batch, results: list[list[Mention] | str], stats: AnnotateStats, bar: Any) -> None:
+def write_batch(writer: Writer, batch: _Batch, results: list[list[Mention] | str], stats: AnnotateStats, bar: Any) -> None:
     documents = batch.documents
     results = complete_results(results, len(documents))
     outcome = dict(zip((id(d) for d in documents), results))
@@ -408,7 +404,7 @@ class _Bar:
             self._bar.close()
 
 
-def _progress_bar(total: int | None, enabled: bool, desc: str = "annotating") -> _Bar:
+def progress_bar(total: int | None, enabled: bool, desc: str = "annotating") -> _Bar:
     return _Bar(total, enabled, desc)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from linker.errors import LinkerError
-from linker.formats import Reader, open_reader, output_format
+from linker.formats import SPARK_OUTPUT_FORMATS, Reader, open_reader, output_format
 
 
 @dataclass(slots=True)
@@ -38,11 +38,14 @@ def plan_run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[
              input_format: str | None = None, output_format_name: str | None = None, id_field: str | None = None,
              text_field: str | None = None, batch_size: int = 32, include_text: bool = False, candidates: int = 5,
              pipeline_config: dict[str, Any] | None = None, annotator: Any = None,
-             pipeline: str | os.PathLike[str] | None = None) -> Plan:
-    """Check everything a run needs before any work: formats, the input, the settings, the index."""
+             pipeline: str | os.PathLike[str] | None = None, engine: str = "local") -> Plan:
+    """Check everything a run needs before any work: formats, the engine, the input, the settings, the index."""
     out_kind = output_format(output_path, output_format_name)
     output = Path(output_path)
     table = input_format is not None and input_format.startswith("spark:")
+    if engine == "local" and (table or out_kind in SPARK_OUTPUT_FORMATS):
+        raise LinkerError(f"{'reading a Spark table' if table else 'Parquet output'} needs the Spark engine: add "
+                          "--engine spark")
     if not table and output.resolve() == Path(input_path).resolve():
         raise LinkerError(f"the output {output} is the input; write the annotations to another file")
     reader = None if table else open_reader(input_path, input_format, id_field=id_field, text_field=text_field)
