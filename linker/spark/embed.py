@@ -96,12 +96,12 @@ class SparkChunkEmbedder:
             if start in todo and not _texts_path(texts_dir, start).exists():
                 write_table(pa.table({"text": pa.array(texts, pa.string())}), _texts_path(texts_dir, start))
         spec = encoder_spec(encoder, folder.parent)
-        session = spark_session(self.options.master, self.options.conf)
+        session = spark_session(self.options.master, self.options.conf, progress=progress)
         task = _EmbedTask(spec, str(folder.resolve()), str(texts_dir.resolve()), task_threads(session))
         log.info("embedding %d chunks of names on %s", len(missing), session.sparkContext.master)
         finished = total - sum(min(chunk_size, total - start) for start in missing)
         with tqdm(total=total, initial=finished, unit="names", desc="embedding", disable=not progress) as bar:
             run_tasks(session, missing, task, f"concept-linker: embed {len(missing)} chunks of names",
                       lambda start: chunk_path(folder, start).exists(),
-                      lambda start: bar.update(min(chunk_size, total - start)), "chunks")
+                      lambda start: bar.update(min(chunk_size, total - start)), "chunks", tick=bar.refresh)
         return [chunk_path(folder, start) for start in starts]

@@ -20,13 +20,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from tqdm import tqdm
+
 from linker.annotate import (
     AnnotateStats,
-    _batches,
-    _progress_bar,
-    _todo,
-    _write,
+    batched,
+    pending,
+    progress_bar,
     start_writing,
+    write_batch,
 )
 from linker.annotate_plan import Plan, check_same_run
 from linker.errors import LinkerError
@@ -94,7 +96,6 @@ def _stage_reader(plan: Plan, layout: JobLayout, done: Progress, options: SparkO
                   failures: list[Failure] | None = None) -> dict[str, Any]:
     """Cut the documents still to do into parts of the input, in order; read failures go to *failures*."""
     import pyarrow as pa
-    from tqdm import tqdm
 
     assert plan.reader is not None
     total = plan.reader.estimate_total()
@@ -115,7 +116,7 @@ def _stage_reader(plan: Plan, layout: JobLayout, done: Progress, options: SparkO
 
     started = time.perf_counter()
     bar = tqdm(total=todo, unit="doc", desc="staging", disable=not progress)
-    for item in _todo(plan.reader, done, AnnotateStats()):
+    for item in pending(plan.reader, done, AnnotateStats()):
         if isinstance(item, Failure):
             if failures is not None:
                 failures.append(item)
@@ -181,19 +182,20 @@ def _annotate_parts(plan: Plan, layout: JobLayout, manifest: dict[str, Any], opt
     missing = [part for part in range(parts) if part not in set(layout.finished(parts))]
     if not missing:
         return
-    session = session or spark_session(options.master, options.conf)
+    session = session or spark_session(options.master, options.conf, progress=progress)
     threads = task_threads(session)
     task = _PartTask(str(layout.root), bool(manifest["table"]), plan.annotator, threads, plan.batch_size, candidates,
                      final=plan.out_kind == "parquet")
     sizes = manifest.get("documents")
-    total = sum(sizes[part] for part in missing) if sizes else None
     log.info("annotating %d of %d parts on %s with %d thread(s) per task", len(missing), parts,
              session.sparkContext.master, threads)
     started = time.perf_counter()
-    with _progress_bar(total, progress) as bar:
+    unit, total = ("doc", sum(sizes[part] for part in missing)) if sizes else ("part", len(missing))
+    with tqdm(total=total, unit=unit, desc="annotating", disable=not progress, dynamic_ncols=True) as bar:
+        # shown from the start: the first parts finish only once each worker has loaded its pipeline
         run_tasks(session, missing, task, f"concept-linker: annotate {len(missing)} parts of {plan.input}",
                   lambda part: layout.mentions_part(part).exists(),
-                  lambda part: bar.update(sizes[part] if sizes else 0), "parts")
+                  lambda part: bar.update(sizes[part] if sizes else 1), "parts", tick=bar.refresh)
     log.info("annotated %d parts in %.1f s", len(missing), time.perf_counter() - started)
 
 
@@ -275,7 +277,7 @@ def _run_into_parquet(plan: Plan, layout: JobLayout, stats: AnnotateStats, optio
     session = None
     if not manifest.get("staged"):
         if plan.reader is None:
-            session = spark_session(options.master, options.conf)
+            session = spark_session(options.master, options.conf, progress=progress)
             manifest = _stage_table(plan, layout, options, session, plan.settings["id_field"],
                                     plan.settings["text_field"])
         else:
@@ -310,9 +312,9 @@ def _merge(plan: Plan, layout: JobLayout, manifest: dict[str, Any], writer: Any,
     staged = _staged_results(layout, int(manifest["parts"]))
     total = plan.reader.estimate_total()
     remaining = None if total is None else max(0, total - len(done.done_ids) - len(done.failed_where))
-    with _progress_bar(remaining, progress, "writing") as bar:
-        for batch in _batches(_todo(plan.reader, done, stats), plan.batch_size):
-            _write(writer, batch, [_result_of(doc, staged) for doc in batch.documents], stats, bar)
+    with progress_bar(remaining, progress, "writing") as bar:
+        for batch in batched(pending(plan.reader, done, stats), plan.batch_size):
+            write_batch(writer, batch, [_result_of(doc, staged) for doc in batch.documents], stats, bar)
 
 
 def _result_of(doc: Document, staged: Iterator[tuple[str, list[dict[str, Any]]]]) -> Any:

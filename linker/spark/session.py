@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,12 +40,38 @@ def require_pyspark() -> Any:
     return pyspark
 
 
-def spark_session(master: str | None = None, conf: Mapping[str, str] | None = None, app_name: str = "concept-linker") -> Any:
+@contextlib.contextmanager
+def ticking(desc: str, enabled: bool = True) -> Iterator[None]:
+    """A line with the elapsed time while a blocking step runs (starting the JVM and its workers)."""
+    if not enabled:
+        yield
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc=desc, bar_format="{desc}: {elapsed}", dynamic_ncols=True)
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.5):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, name="ticking", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        bar.close()
+
+
+def spark_session(master: str | None = None, conf: Mapping[str, str] | None = None, app_name: str = "concept-linker",
+                  progress: bool = False) -> Any:
     """The active Spark session, or a new one on *master* (``local[N]``, ``spark://…``, ``yarn``).
 
     Without *master* an already running session is used as is (spark-submit, Databricks); only when there is
     none is a ``local[*]`` one started. Python workers run this interpreter and are reused across tasks, so a
-    worker loads its pipeline once.
+    worker loads its pipeline once. *progress* shows the elapsed time while the JVM starts.
     """
     require_pyspark()
     from pyspark.sql import SparkSession
@@ -62,7 +90,8 @@ def spark_session(master: str | None = None, conf: Mapping[str, str] | None = No
         builder = builder.config(key, value)
     log.info("starting Spark on %s (the JVM takes a few seconds)", master or "local[*]")
     try:
-        session = builder.getOrCreate()
+        with ticking(f"starting Spark on {master or 'local[*]'}", progress):
+            session = builder.getOrCreate()
     except Exception as err:  # noqa: BLE001 - Java missing or the master unreachable: a py4j/Runtime error
         raise LinkerError(f"Spark could not start on {master or 'local[*]'} ({str(err).splitlines()[0]}); check "
                           "that Java 17+ is installed (java -version) and the master address") from None
@@ -90,15 +119,14 @@ def task_threads(session: Any) -> int:
 
 
 def run_tasks(session: Any, items: list[int], task: Callable[[Iterator[int]], Iterator[Any]], description: str,
-              finished: Callable[[int], bool], on_finished: Callable[[int], None], what: str) -> list[Any]:
+              finished: Callable[[int], bool], on_finished: Callable[[int], None], what: str,
+              tick: Callable[[], None] | None = None) -> list[Any]:
     """Run *task* on Spark, one task per item, while this thread reports each item whose output has appeared.
 
     *finished* tells whether an item's output exists (tasks write it themselves, atomically); *on_finished*
-    is called once per item as it appears (a progress bar). A task that fails for good is a
+    is called once per item as it appears (a progress bar), *tick* twice a second (its clock). A task that fails for good is a
     :class:`LinkerError` saying that the *what* already finished are kept.
     """
-    import threading
-
     rdd = session.sparkContext.parallelize(items, len(items)).mapPartitions(task)
     session.sparkContext.setJobDescription(description)
     outcome: dict[str, Any] = {}
@@ -114,6 +142,8 @@ def run_tasks(session: Any, items: list[int], task: Callable[[Iterator[int]], It
     seen: set[int] = set()
     while True:
         worker.join(0.5)
+        if tick is not None:
+            tick()
         for item in items:
             if item not in seen and finished(item):
                 seen.add(item)
