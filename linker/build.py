@@ -21,14 +21,16 @@ from typing import Any
 import faiss
 import numpy as np
 
-from linker import __version__, faiss_util
+from linker import __version__, faiss_util, integrity
 from linker.encoders import DEFAULT_BUILD_BACKEND, Encoder, load_encoder
 from linker.errors import LinkerError
 from linker.locking import exclusive
 from linker.meta import (
+    CONCEPT_IDS_FILE,
     FAISS_FILE,
     FORMAT_VERSION,
     META_FILE,
+    TERM_CONCEPTS_FILE,
     TERMS_FILE,
     write_json_atomic,
 )
@@ -110,7 +112,7 @@ def build_index(
         meta_path = out / META_FILE
         if meta_path.exists() and not force:
             meta = json.loads(meta_path.read_text())
-            if meta.get("build_key") == key:
+            if meta.get("build_key") == key and meta.get("format_version") == FORMAT_VERSION:
                 log.info("%s is already built from the same source and model; nothing to do", out)
                 return out
         state_path = state_dir / "state.json"
@@ -140,10 +142,13 @@ def build_index(
         first_ids, term_rows = _text_layout(db_path)
         paths = (embedder or embed_chunks)(encoder, _distinct_texts(db_path, first_ids, chunk_size), len(first_ids),
                                            state_dir / "vectors", chunk_size, progress, on_chunk)
+        _write_concept_arrays(db_path, state_dir)
         factory = faiss_util.factory_string(faiss_kind, len(term_rows))
         log.info("indexing %d vectors with FAISS %s", len(term_rows), factory)
         index = _index_from_chunks(paths, term_rows, chunk_size, encoder.dimension, factory)
         faiss.write_index(index, str(state_dir / (FAISS_FILE + ".tmp")))
+        for name in (TERM_CONCEPTS_FILE, CONCEPT_IDS_FILE):
+            os.replace(state_dir / name, out / name)
         os.replace(state_dir / (FAISS_FILE + ".tmp"), out / FAISS_FILE)
         os.replace(db_path, out / TERMS_FILE)
         seconds = time.perf_counter() - started
@@ -164,10 +169,35 @@ def build_index(
         ship = getattr(encoder, "ship", None)  # an encoder whose files travel with the index (an ONNX export)
         if callable(ship):
             meta["encoder"].update(ship(out))
+        meta["files"] = integrity.fingerprint_files(out, integrity.shipped_files(out))  # checked at load, verify
         write_json_atomic(meta_path, meta)
         shutil.rmtree(state_dir)
         log.info("built %s in %.1f s", out, seconds)
         return out
+
+
+def _write_concept_arrays(db_path: Path, folder: Path) -> None:
+    """``concept_ids.npy`` (each concept's id, fixed-width UTF-8, in the dictionary's order) and
+    ``term_concepts.npy`` (each term's concept ordinal, in FAISS order), streamed from the dictionary: what a
+    search needs per term, memory-mapped at load instead of read into Python objects."""
+    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        n_concepts, width = conn.execute("SELECT count(*), max(length(CAST(concept_id AS BLOB))) FROM concepts").fetchone()
+        ids = np.fromiter((row[0].encode("utf-8") for row in conn.execute("SELECT concept_id FROM concepts ORDER BY rowid")),
+                          dtype=f"S{max(1, width or 1)}", count=n_concepts)
+        n_terms = conn.execute("SELECT count(*) FROM terms").fetchone()[0]
+        ordinals = np.fromiter((row[0] if row[0] is not None else -1 for row in conn.execute(
+            "WITH o AS (SELECT concept_id, row_number() OVER (ORDER BY rowid) - 1 AS ord FROM concepts) "
+            "SELECT o.ord FROM terms t LEFT JOIN o ON o.concept_id = t.concept_id ORDER BY t.id")),
+            dtype=np.int32, count=n_terms)
+    finally:
+        conn.close()
+    if n_terms and ordinals.min() < 0:
+        raise LinkerError(f"{db_path}: a term's concept is missing from the concepts table; rebuild with --force")
+    for name, array in ((CONCEPT_IDS_FILE, ids), (TERM_CONCEPTS_FILE, ordinals)):
+        tmp = folder / f"{name}.tmp.npy"
+        np.save(tmp, array)
+        os.replace(tmp, folder / name)
 
 
 def _text_layout(db_path: Path) -> tuple[np.ndarray, np.ndarray]:

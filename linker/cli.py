@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,20 @@ class _Group(click.Group):
         except LinkerError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
+        except (OSError, sqlite3.OperationalError) as err:
+            if not _disk_full(err):
+                raise
+            where = f" writing {err.filename}" if getattr(err, "filename", None) else ""
+            click.echo(f"error: the disk is full{where} ({err}); free some space and run the same command again: "
+                       "builds and annotation runs resume where they stopped", err=True)
+            sys.exit(2)
+
+
+def _disk_full(err: BaseException) -> bool:
+    """Whether *err* says that the disk (or the user's quota) is full, from the OS or from SQLite."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "disk is full" in str(err)  # SQLITE_FULL: "database or disk is full"
 
 
 @click.group(cls=_Group)
@@ -39,6 +55,7 @@ def cli(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if verbose < 2:
         logging.getLogger("faiss").setLevel(logging.WARNING)
+    logging.getLogger("spacy").propagate = False  # spaCy prints its records through its own handler: once, not twice
 
 
 @cli.command()
@@ -214,6 +231,27 @@ def info(index_dir: Path | None) -> None:
 
 
 @cli.command()
+@click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
+def verify(index_dir: Path | None) -> None:
+    """Check every file of an index against the SHA-256 its build recorded, then its vectors against its
+    dictionary; exit status 1 when anything is damaged. (Loading an index checks sizes and samples only.)"""
+    from linker.defaults import resolve_index_dir
+    from linker.index import ConceptIndex
+    from linker.integrity import verify as run
+
+    folder = resolve_index_dir(index_dir)
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    results = run(folder, progress=not quiet)
+    for name, status in results:
+        click.echo(f"{status:>4}  {name}" if status == "ok" else f"  !!  {name}: {status}")
+    if any(status != "ok" for _, status in results):
+        click.echo(f"{folder} is damaged; rebuild it (linker build … --force)", err=True)
+        sys.exit(1)
+    index = ConceptIndex.load(folder)
+    click.echo(f"  ok  {index.faiss.ntotal} vectors for {index.termdb.count('terms')} terms")
+
+
+@cli.command()
 @click.argument("concept_id")
 @click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
 @click.option("--json", "as_json", is_flag=True)
@@ -367,14 +405,17 @@ def annotate(input_path: str, output: str, index_dir: Path | None, input_format:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--max-body", default=1_000_000, show_default=True, help="largest request body in bytes")
 @click.option("--max-batch", default=256, show_default=True, help="most texts in one POST /lookup")
+@click.option("--max-annotate", default=100_000, show_default=True, help="most characters of one text to annotate")
+@click.option("--read-timeout", default=15.0, show_default=True, help="seconds a request body may take to arrive")
 @click.option("--pipeline", type=click.Path(path_type=Path, exists=True, file_okay=False), help=PIPELINE_HELP)
-def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch: int, pipeline: Path | None) -> None:
+def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch: int, max_annotate: int,
+          read_timeout: float, pipeline: Path | None) -> None:
     """Serve lookup, annotation and concept cards over HTTP (JSON; OpenAPI at /docs and /openapi.json)."""
     from linker.server import ServerLimits
     from linker.server import serve as run
 
-    run(index_dir, host=host, port=port, limits=ServerLimits(max_body=max_body, max_batch=max_batch),
-        pipeline=str(pipeline) if pipeline is not None else None)
+    limits = ServerLimits(max_body=max_body, max_batch=max_batch, max_annotate=max_annotate, read_timeout=read_timeout)
+    run(index_dir, host=host, port=port, limits=limits, pipeline=str(pipeline) if pipeline is not None else None)
 
 
 @cli.command()

@@ -51,13 +51,14 @@ def hpo_obo_path() -> Path:
 def ensure_default_index(progress: bool = True) -> Path:
     """Build the default index if it is not there yet (:data:`DEFAULT_BUILD_TIME`) and return its folder."""
     from linker.build import build_index
-    from linker.meta import META_FILE
+    from linker.meta import META_FILE, is_current
     from linker.sources import Source
 
     folder = default_index_dir()
-    if not (folder / META_FILE).exists():
+    if not is_current(folder):
         # a warning, so that it shows even where logging is not configured (a notebook, a spaCy script)
-        log.warning("the default index is not built yet: building it now, once, into %s (set LINKER_INDEXES to "
+        state = "was built by an older linker" if (folder / META_FILE).exists() else "is not built yet"
+        log.warning(f"the default index {state}: building it now, once, into %s (set LINKER_INDEXES to "
                     "put it elsewhere): HPO from %s, embedded with the packaged all-MiniLM-L6-v2, about %s on "
                     "2 cores", folder, hpo_obo_path(), DEFAULT_BUILD_TIME)
         build_index(Source.open(hpo_obo_path(), "obo"), folder, progress=progress)

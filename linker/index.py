@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from linker import integrity
 from linker.embedding_cache import EmbeddingCache
 from linker.encoders import Encoder, load_encoder
 from linker.errors import ConceptNotFoundError, IndexMismatchError, LinkerError
-from linker.meta import FAISS_FILE, META_FILE, TERMS_FILE, read_meta
+from linker.meta import CONCEPT_IDS_FILE, FAISS_FILE, META_FILE, TERM_CONCEPTS_FILE, TERMS_FILE, read_meta
 from linker.normalize import NORMALIZER, normalize
 from linker.termdb import TermDB
 from linker.types import Candidate, ConceptCard
@@ -46,8 +47,9 @@ class ConceptIndex:
         self._model = model
         self._device = device
         self._lock = threading.Lock()
+        self._encode_lock = threading.Lock()
         self.embedding_cache = EmbeddingCache()
-        self._concepts: tuple[list[str], np.ndarray] | None = None
+        self._concepts: tuple[np.ndarray, np.ndarray] | None = None
         if encoder is not None:
             self._check_encoder(encoder)
 
@@ -66,6 +68,7 @@ class ConceptIndex:
         if meta.get("normalizer") != NORMALIZER:
             raise IndexMismatchError(f"{folder}: built with normaliser {meta.get('normalizer')}, this linker uses "
                                      f"{NORMALIZER}; rebuild the index")
+        integrity.check(folder, meta, TERMS_FILE)
         return cls(folder, meta, TermDB(folder / TERMS_FILE), None, encoder, model, device, gpu)
 
     @property
@@ -82,6 +85,7 @@ class ConceptIndex:
 
         from linker import faiss_util
 
+        integrity.check(self.path, self.meta, FAISS_FILE)
         try:
             index = faiss.read_index(str(self.path / FAISS_FILE))
         except RuntimeError as err:  # faiss reports a truncated or foreign file as a RuntimeError
@@ -97,14 +101,21 @@ class ConceptIndex:
         faiss_util.apply_params(index, self.meta["faiss"].get("search_params", {}))
         return faiss_util.to_gpu(index) if self._gpu else index
 
-    def _concept_table(self) -> tuple[list[str], np.ndarray]:
-        """The distinct concept ids, and for each term (FAISS row) the ordinal of its concept."""
+    def _concept_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each concept's id (UTF-8 bytes, by ordinal) and each term's (FAISS row's) concept ordinal: two arrays of
+        the index folder, memory-mapped (no per-term Python objects; pages are read as searches touch them)."""
         if self._concepts is None:
-            concept_of_term = self.termdb.term_concepts()
-            concept_ids = list(dict.fromkeys(concept_of_term))
-            ordinal = {cid: i for i, cid in enumerate(concept_ids)}
-            self._concepts = concept_ids, np.fromiter((ordinal[c] for c in concept_of_term), dtype=np.int32,
-                                                      count=len(concept_of_term))
+            with self._lock:
+                if self._concepts is None:
+                    tables = []
+                    for name in (CONCEPT_IDS_FILE, TERM_CONCEPTS_FILE):
+                        integrity.check(self.path, self.meta, name)
+                        try:
+                            tables.append(np.load(self.path / name, mmap_mode="r"))
+                        except (OSError, ValueError) as err:
+                            raise IndexMismatchError(f"{self.path}: damaged or missing {name} ({err}); rebuild the "
+                                                     "index (linker build … --force)") from None
+                    self._concepts = tables[0], tables[1]
         return self._concepts
 
     # -- encoder ---------------------------------------------------------------------------------------------
@@ -122,6 +133,10 @@ class ConceptIndex:
         """The encoder meta.json records: the ONNX export shipped in the folder, else the torch model."""
         recorded = self.meta["encoder"]
         if recorded.get("backend") == "onnx" and self._model is None:
+            onnx_dir = recorded.get("onnx_dir", "onnx")
+            for name in self.meta.get("files") or {}:
+                if name.startswith(f"{onnx_dir}/"):
+                    integrity.check(self.path, self.meta, name)
             try:
                 return load_encoder(backend="onnx", precision=recorded.get("precision"), device=self._device,
                                     folder=self.path / recorded.get("onnx_dir", "onnx"),
@@ -168,10 +183,19 @@ class ConceptIndex:
                     out[i] = found
         rest = [i for i, row in enumerate(out) if row is None]
         if rest:
-            vectors = self.embedding_cache.embed([texts[i] for i in rest], self.encoder.encode)
+            vectors = self.embed([texts[i] for i in rest])
             for i, row in zip(rest, self._ranked(vectors, [exact[i] for i in rest], k)):
                 out[i] = row
         return [row or [] for row in out]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of *texts* through the query cache. Threads take turns at the encoder (a Hugging Face
+        tokenizer is not safe under concurrent calls): the server's lookups and annotations share one index."""
+        return self.embedding_cache.embed(texts, self._encode)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        with self._encode_lock:
+            return self.encoder.encode(texts)
 
     def search_vectors(self, vectors: np.ndarray, texts: Sequence[str], k: int = 10) -> list[list[Candidate]]:
         """As :meth:`search`, for already embedded *texts*."""
@@ -208,7 +232,7 @@ class ConceptIndex:
                     break
                 if term_id < 0:
                     continue
-                concept_id = concept_ids[term_concept[term_id]]
+                concept_id = concept_ids[term_concept[term_id]].decode("utf-8")
                 if concept_id not in seen:
                     seen[concept_id] = (concept_id, int(term_id), float(score))
                     wanted_terms.add(int(term_id))

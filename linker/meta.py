@@ -10,10 +10,13 @@ from typing import Any
 
 from linker.errors import IndexMismatchError, IndexNotFoundError
 
-FORMAT_VERSION = 1
+#: 2: the term -> concept arrays (term_concepts.npy, concept_ids.npy) are files of the index, memory-mapped at load
+FORMAT_VERSION = 2
 META_FILE = "meta.json"
 TERMS_FILE = "terms.sqlite"
 FAISS_FILE = "faiss.index"
+TERM_CONCEPTS_FILE = "term_concepts.npy"  # int32 per term (FAISS row): the ordinal of its concept
+CONCEPT_IDS_FILE = "concept_ids.npy"  # fixed-width UTF-8 bytes per concept ordinal
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -33,10 +36,20 @@ def read_meta(folder: Path) -> dict[str, Any]:
         raise IndexMismatchError(f"{meta_path}: not valid JSON ({err}); rebuild the index") from None
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
+        ontology = meta.get("ontology") or {}
+        source = ontology.get("path") or "SOURCE"
         raise IndexMismatchError(
-            f"{meta_path}: format_version {version}, this linker reads {FORMAT_VERSION}; rebuild the index with this version"
-        )
+            f"{meta_path}: an index of format {version}; this linker reads format {FORMAT_VERSION}. Rebuild it: "
+            f"linker build {source} {folder} --force (the default index: linker build --force)")
     return meta
+
+
+def is_current(folder: Path) -> bool:
+    """Whether *folder* holds a finished index of this linker's format."""
+    try:
+        return json.loads((folder / META_FILE).read_text()).get("format_version") == FORMAT_VERSION
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def move_entries(staging: Path, out: Path) -> None:

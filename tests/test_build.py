@@ -27,7 +27,7 @@ def _terms(folder: Path) -> list[tuple]:
 
 def test_round_trip_meta(mini_index_dir: Path, mini_index: ConceptIndex) -> None:
     meta = json.loads((mini_index_dir / "meta.json").read_text())
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2
     assert meta["ontology"]["name"] == "mini" and meta["ontology"]["release"] == "mini/releases/2026-01-01"
     assert len(meta["ontology"]["sha256"]) == 64
     assert meta["encoder"] == {"model": mini_index.encoder.name, "dimension": 384, "pooling": "mean",
@@ -36,6 +36,23 @@ def test_round_trip_meta(mini_index_dir: Path, mini_index: ConceptIndex) -> None
     assert meta["counts"] == {"concepts": 21, "terms": 50, "alt_ids": 4, "distinct_texts": 49, "vectors": 50}
     assert not (mini_index_dir / ".build").exists()
     assert mini_index.faiss.ntotal == 50
+    term_concepts, concept_ids = (np.load(mini_index_dir / name) for name in ("term_concepts.npy", "concept_ids.npy"))
+    expected = [row[1] for row in sqlite3.connect(mini_index_dir / "terms.sqlite").execute(
+        "SELECT id, concept_id FROM terms ORDER BY id")]
+    assert [concept_ids[o].decode() for o in term_concepts] == expected and term_concepts.dtype == np.int32
+    assert set(meta["files"]) >= {"terms.sqlite", "faiss.index", "term_concepts.npy", "concept_ids.npy"}
+
+
+def test_an_index_of_the_old_format_says_how_to_rebuild_it(mini_index_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(mini_index_dir, old)
+    meta = json.loads((old / "meta.json").read_text())
+    (old / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
+    with pytest.raises(LinkerError, match=r"an index of format 1; this linker reads format 2\. Rebuild it: "
+                                          r"linker build .*mini\.obo .*old --force"):
+        ConceptIndex.load(old)
 
 
 def test_interrupted_build_resumes_to_the_same_index(data_dir: Path, tmp_path: Path) -> None:
@@ -89,12 +106,16 @@ def test_model_index_mismatch_is_a_clear_error(data_dir: Path, tmp_path: Path) -
     small = faiss.IndexFlatIP(16)
     small.add(np.ones((3, 16), dtype=np.float32))
     faiss.write_index(small, str(broken / "faiss.index"))
-    with pytest.raises(IndexMismatchError, match="holds 3 vectors but terms.sqlite 50 terms"):
+    with pytest.raises(IndexMismatchError, match="damaged faiss.index: 237 bytes where the build wrote"):
         ConceptIndex.load(broken).faiss  # noqa: B018 - read on first use
     meta = json.loads((broken / "meta.json").read_text())
+    del meta["files"]["faiss.index"]  # no fingerprint to go by: the count still gives it away
+    (broken / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(IndexMismatchError, match="holds 3 vectors but terms.sqlite 50 terms"):
+        ConceptIndex.load(broken).faiss  # noqa: B018 - read on first use
     meta["format_version"] = 99
     (broken / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(IndexMismatchError, match="format_version 99"):
+    with pytest.raises(IndexMismatchError, match="an index of format 99"):
         ConceptIndex.load(broken)
 
 
@@ -150,6 +171,31 @@ def test_a_damaged_index_file_is_a_clear_error(data_dir: Path, tmp_path: Path, n
     damaged.write_bytes(damaged.read_bytes()[:len(damaged.read_bytes()) // 3])
     with pytest.raises(LinkerError, match=rf"damaged .*rebuild the index"):
         ConceptIndex.load(folder).faiss  # noqa: B018 - FAISS is read on first use
+
+
+def test_overwritten_or_swapped_files_are_caught_at_load_and_by_verify(data_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from click.testing import CliRunner
+
+    from linker.cli import cli
+
+    source = Source.open(data_dir / "mini.obo")
+    folder = build_index(source, tmp_path / "idx", encoder=HashEncoder(), progress=False)
+    other = build_index(source, tmp_path / "other", encoder=HashEncoder(dimension=16, name="other"), progress=False,
+                        preferred_only=True)
+    assert CliRunner().invoke(cli, ["verify", "--index", str(folder)]).exit_code == 0
+    vectors = (folder / "faiss.index").read_bytes()
+    middle = len(vectors) // 2
+    (folder / "faiss.index").write_bytes(vectors[:middle] + bytes(64) + vectors[middle + 64:])  # same size
+    with pytest.raises(LinkerError, match=r"damaged faiss.index: its bytes are not those the build wrote"):
+        ConceptIndex.load(folder).faiss  # noqa: B018 - FAISS is read on first use
+    result = CliRunner().invoke(cli, ["verify", "--index", str(folder)])
+    assert result.exit_code == 1 and "faiss.index: content differs" in result.output
+    (folder / "faiss.index").write_bytes(vectors)
+    shutil.copy(other / "terms.sqlite", folder / "terms.sqlite")  # another index's dictionary
+    with pytest.raises(LinkerError, match=r"damaged terms.sqlite"):
+        ConceptIndex.load(folder)
 
 
 def test_the_default_index_announces_its_build_before_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

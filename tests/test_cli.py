@@ -77,3 +77,37 @@ def test_version() -> None:
 
     result = run("--version")
     assert result.exit_code == 0 and result.output.strip() == f"linker, version {version('concept-linker')}"
+
+
+def test_a_full_disk_is_a_clear_error_not_a_traceback(mini_index_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import sqlite3
+
+    from linker.formats.jsonl import JsonlWriter
+    from linker.formats.sqlite import SqliteWriter
+
+    def no_space(self, *args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.jsonl"))
+
+    def sqlite_full(self, *args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    notes = Path(__file__).parent / "data" / "notes" / "notes.jsonl"
+    for writer, fault, output in ((JsonlWriter, no_space, "out.jsonl"), (SqliteWriter, sqlite_full, "out.sqlite")):
+        monkeypatch.setattr(writer, "write", fault)
+        result = CliRunner().invoke(cli, ["annotate", str(notes), "-o", str(tmp_path / output), "--index",
+                                          str(mini_index_dir), "-p", "1"])
+        assert result.exit_code == 2, result.output
+        assert "the disk is full" in result.output and "run the same command again" in result.output
+        assert not isinstance(result.exception, (OSError, sqlite3.Error)) and "Traceback" not in result.output
+
+
+def test_spacy_log_lines_are_printed_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = ("import logging, sys\nfrom linker.cli import cli\n"
+              "try:\n    cli(['-q', 'verify', '--index', 'no-such-index'])\nexcept SystemExit:\n    pass\n"
+              "import spacy\nlogging.getLogger('spacy').warning('a spaCy warning')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stderr.count("a spaCy warning") == 1, result.stderr

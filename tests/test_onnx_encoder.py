@@ -80,6 +80,11 @@ def test_a_damaged_export_is_a_clear_error(onnx_index_dir: Path, tmp_path: Path)
     broken = tmp_path / "broken"
     shutil.copytree(onnx_index_dir, broken)
     (broken / "onnx" / "model.onnx").write_bytes(b"not a graph")
+    with pytest.raises(LinkerError, match="damaged onnx/model.onnx: 11 bytes where the build wrote"):
+        ConceptIndex.load(broken).search(["fits"], k=1)
+    meta = json.loads((broken / "meta.json").read_text())  # without its fingerprint, ONNX Runtime says it
+    meta["files"] = {name: entry for name, entry in meta["files"].items() if not name.startswith("onnx/")}
+    (broken / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(LinkerError, match="model.onnx cannot be loaded"):
         ConceptIndex.load(broken).search(["fits"], k=1)
 

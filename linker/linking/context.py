@@ -78,8 +78,7 @@ def resolve_ties(index: Any, texts: Sequence[str], chosen: list[list[tuple[Any, 
         return chosen
     sentences = [sentence(texts[d], chosen[d][i][0].start, chosen[d][i][0].end) for d, i in wanted]
     concepts = sorted({c.concept_id for d, i in wanted for c in tied(chosen[d][i][1])})
-    vectors = index.embedding_cache.embed(sentences + [_description_of(index.termdb, c) for c in concepts],
-                                          index.encoder.encode)
+    vectors = index.embed(sentences + [_description_of(index.termdb, c) for c in concepts])
     described = dict(zip(concepts, vectors[len(sentences):]))
     out = [list(linked) for linked in chosen]
     for (d, i), context in zip(wanted, vectors[:len(sentences)]):
