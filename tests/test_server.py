@@ -48,7 +48,7 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 def server(mini_index: Any) -> Iterator[LiveServer]:
-    limits = ServerLimits(max_body=20_000, max_batch=8, max_text=200, max_k=20)
+    limits = ServerLimits(max_body=20_000, max_batch=8, max_text=200, max_k=20, max_annotate=5_000)
     with LiveServer(create_app(mini_index, annotator=KeywordAnnotator(), limits=limits)) as live:
         yield live
 
@@ -186,11 +186,20 @@ class GatedAnnotator(KeywordAnnotator):
     def __init__(self) -> None:
         super().__init__()
         self.entered, self.release = threading.Event(), threading.Event()
+        self.annotated: list[str] = []
 
     def __call__(self, texts: Any) -> Any:
         self.entered.set()
         assert self.release.wait(timeout=60), "the test never released the model thread"
+        self.annotated.extend(texts)
         return super().__call__(texts)
+
+
+def wait_for(condition: Any, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
 
 
 def test_full_queue_answers_503(mini_index: Any) -> None:
@@ -206,7 +215,7 @@ def test_full_queue_answers_503(mini_index: Any) -> None:
         assert annotator.entered.wait(timeout=60)  # the first request is being annotated
         waiting = pool.submit(post)
         deadline = time.monotonic() + 60
-        while worker._waiting < 1:  # the second request is queued (condition, not a fixed pause)
+        while worker.waiting < 1:  # the second request is queued (condition, not a fixed pause)
             assert time.monotonic() < deadline and not waiting.done(), "the second request never queued"
             time.sleep(0.01)
         too_many = post()
@@ -227,3 +236,65 @@ def test_a_lone_surrogate_is_a_clear_422(client: httpx.Client) -> None:
     for path, body in (("/lookup", '{"texts": ["seiz\\ud800ure"], "k": 2}'), ("/annotate", '{"text": "a \\udc00 b"}')):
         answer = client.post(path, content=body, headers={"content-type": "application/json"})
         assert answer.status_code == 422 and "lone surrogate" in answer.text, (path, answer.text)
+
+
+def test_lookups_answer_while_an_annotation_runs(mini_index: Any) -> None:
+    annotator = GatedAnnotator()
+    with LiveServer(create_app(mini_index, annotator=annotator)) as live, ThreadPoolExecutor(1) as pool:
+        with httpx.Client(base_url=live.url, timeout=60) as c:
+            running = pool.submit(c.post, "/annotate", json={"text": "seizures"})
+            assert annotator.entered.wait(timeout=60)  # the annotation lane is busy, and stays so
+            lookup = c.get("/lookup", params={"q": "Seizure", "k": 1})
+            assert lookup.status_code == 200 and lookup.json()["candidates"][0]["concept_id"] == "HP:0001250"
+            assert not running.done()
+            annotator.release.set()
+            assert running.result(timeout=60).status_code == 200
+
+
+def test_requests_whose_client_left_are_not_computed(mini_index: Any) -> None:
+    annotator = GatedAnnotator()
+    app = create_app(mini_index, annotator=annotator)
+    lane = app.app.state.worker.lanes["annotate"]
+    with LiveServer(app) as live, ThreadPoolExecutor(6) as pool:
+        first = pool.submit(httpx.post, f"{live.url}/annotate", json={"text": "seizures first"}, timeout=60)
+        assert annotator.entered.wait(timeout=60)
+
+        def abandon(i: int) -> None:
+            with pytest.raises(httpx.TimeoutException):  # the client gives up and closes its connection
+                httpx.post(f"{live.url}/annotate", json={"text": f"seizures {i}"}, timeout=0.5)
+
+        list(pool.map(abandon, range(5)))
+        wait_for(lambda: lane.queue.qsize() == 5 and all(job.future.cancelled() for job in list(lane.queue.queue)),
+                 "the abandoned requests were not cancelled")
+        annotator.release.set()
+        assert first.result(timeout=60).status_code == 200
+        wait_for(lambda: lane.queue.qsize() == 0 and lane.waiting == 0, "the lane did not drain")
+    assert annotator.annotated == ["seizures first"]
+
+
+def test_a_slow_body_times_out(mini_index: Any) -> None:
+    with LiveServer(create_app(mini_index, annotator=KeywordAnnotator(), limits=ServerLimits(read_timeout=0.5))) as live:
+        with socket.create_connection(("127.0.0.1", live.port), timeout=30) as sock:
+            sock.sendall(b"POST /annotate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                         b"content-length: 100\r\n\r\n{\"text\": \"sei")  # and then nothing
+            reply = b""
+            while chunk := sock.recv(4096):  # the server answers, then closes the connection
+                reply += chunk
+    text = reply.decode()
+    assert text.startswith("HTTP/1.1 408") and "did not arrive within 0.5 s" in text
+
+
+def test_every_malformed_value_is_a_4xx(client: httpx.Client) -> None:
+    too_long = client.post("/annotate", json={"text": "seizures " * 700})
+    assert too_long.status_code == 413 and "at most 5000" in too_long.json()["detail"]
+    for body in ('{"texts": ["a"], "k": NaN}', '{"texts": ["a"], "k": Infinity}', '{"texts": ["a"], "k": 1.5}',
+                 '{"texts": ["a"], "k": "many"}', '{"texts": [null]}', '{"texts": [5]}', '{"texts": ["a"], "k": -1}',
+                 '{"texts": ["a"], "k": 99999999999999999999999}'):
+        answer = client.post("/lookup", content=body, headers={"content-type": "application/json"})
+        assert 400 <= answer.status_code < 500, (body, answer.status_code, answer.text)
+    for body in ('{"text": null}', '{"text": 5}', '{"text": ["a"]}', '[]', '"text"'):
+        answer = client.post("/annotate", content=body, headers={"content-type": "application/json"})
+        assert 400 <= answer.status_code < 500, (body, answer.status_code, answer.text)
+    assert client.get("/lookup", params={"q": "seizure", "k": "NaN"}).status_code == 422
+    assert client.get("/lookup", params={"q": "", "k": 2}).status_code == 422
+    assert client.get("/concept/NOPE:1").status_code == 404
