@@ -21,7 +21,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from linker import __version__, faiss_util, integrity
+from linker import __version__, faiss_util, integrity, rescoring
 from linker.encoders import DEFAULT_BUILD_BACKEND, Encoder, load_encoder
 from linker.errors import LinkerError
 from linker.locking import exclusive
@@ -75,7 +75,7 @@ def build_index(
     *,
     model: str | None = None,
     encoder: Encoder | None = None,
-    faiss_kind: str = "flat",
+    faiss_kind: str = "auto",
     scopes: Collection[str] | None = None,
     preferred_only: bool = False,
     chunk_size: int = CHUNK_SIZE,
@@ -143,11 +143,27 @@ def build_index(
         paths = (embedder or embed_chunks)(encoder, _distinct_texts(db_path, first_ids, chunk_size), len(first_ids),
                                            state_dir / "vectors", chunk_size, progress, on_chunk)
         _write_concept_arrays(db_path, state_dir)
-        factory = faiss_util.factory_string(faiss_kind, len(term_rows))
+        preset = faiss_util.preset(faiss_kind, len(term_rows))
+        factory = faiss_util.factory_string(faiss_kind, len(term_rows), encoder.dimension)
         log.info("indexing %d vectors with FAISS %s", len(term_rows), factory)
-        index = _index_from_chunks(paths, term_rows, chunk_size, encoder.dimension, factory)
+        gather = _gatherer(paths, chunk_size, encoder.dimension)
+        index = _index_from_chunks(gather, len(first_ids), term_rows, factory)
         faiss.write_index(index, str(state_dir / (FAISS_FILE + ".tmp")))
-        for name in (TERM_CONCEPTS_FILE, CONCEPT_IDS_FILE):
+        faiss_meta: dict[str, Any] = {"preset": preset, "factory": factory, "metric": "inner_product",
+                                      "search_params": faiss_util.search_params(factory)}
+        arrays = [TERM_CONCEPTS_FILE, CONCEPT_IDS_FILE]
+        if preset in faiss_util.RESCORED:
+            rescoring.write_vectors(state_dir / rescoring.VECTORS_FILE, gather, term_rows, encoder.dimension)
+            arrays.append(rescoring.VECTORS_FILE)
+            faiss_meta["rescore"] = rescoring.SHORTLIST
+        if preset != "flat":
+            faiss_util.apply_params(index, faiss_meta["search_params"])
+            vectors = np.load(state_dir / rescoring.VECTORS_FILE, mmap_mode="r") if "rescore" in faiss_meta else None
+            log.info("measuring recall against an exact search")
+            faiss_meta["recall"] = rescoring.measure_recall(
+                lambda queries, k: rescoring.search(index, vectors, queries, k), gather, term_rows, len(first_ids))
+            log.info("recall against flat: %s", faiss_meta["recall"])
+        for name in arrays:
             os.replace(state_dir / name, out / name)
         os.replace(state_dir / (FAISS_FILE + ".tmp"), out / FAISS_FILE)
         os.replace(db_path, out / TERMS_FILE)
@@ -157,7 +173,7 @@ def build_index(
             "ontology": ontology,
             "encoder": encoder.describe(),
             "normalizer": NORMALIZER,
-            "faiss": {"factory": factory, "metric": "inner_product", "search_params": faiss_util.search_params(factory)},
+            "faiss": faiss_meta,
             "filters": key["filters"],
             "counts": {**state["counts"], "distinct_texts": len(first_ids), "vectors": int(index.ntotal)},
             "versions": _versions(),
@@ -276,9 +292,8 @@ def embed_chunks(
     return paths
 
 
-def _index_from_chunks(paths: list[Path], term_rows: np.ndarray, chunk_size: int, dimension: int,
-                       factory: str) -> faiss.Index:
-    """Add every term's vector to a new index, block by block, reading the chunk files memory-mapped."""
+def _gatherer(paths: list[Path], chunk_size: int, dimension: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Vectors of distinct-text rows, read from the chunk files memory-mapped."""
     chunks = [np.load(path, mmap_mode="r") for path in paths]
 
     def gather(rows: np.ndarray) -> np.ndarray:
@@ -289,8 +304,15 @@ def _index_from_chunks(paths: list[Path], term_rows: np.ndarray, chunk_size: int
             out[mask] = chunks[chunk][offset[mask]]
         return out
 
-    n_distinct = sum(len(chunk) for chunk in chunks)
+    return gather
+
+
+def _index_from_chunks(gather: Callable[[np.ndarray], np.ndarray], n_distinct: int, term_rows: np.ndarray,
+                       factory: str) -> faiss.Index:
+    """Add every term's vector to a new index, block by block: memory holds one block besides the index.
+    An index that needs training is trained on a sample of at most 100,000 names."""
     sample = np.unique(np.linspace(0, n_distinct - 1, min(n_distinct, 100_000)).astype(np.int64))
+    dimension = gather(sample[:1]).shape[1]
     index = faiss_util.new_index(dimension, factory, training=lambda: gather(sample))
     for start in range(0, len(term_rows), ADD_BLOCK):
         index.add(gather(term_rows[start:start + ADD_BLOCK]))

@@ -63,7 +63,11 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.argument("out_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["obo", "umls", "tsv", "jsonl", "ctd"]), help="ontology format (default: from the name)")
 @click.option("--model", help="model folder or hub name (default: the packaged all-MiniLM-L6-v2)")
-@click.option("--faiss", "faiss_kind", default="flat", show_default=True, help="flat, hnsw, ivf or a FAISS factory string")
+@click.option("--faiss", "faiss_kind", default="auto", show_default=True,
+              help="index kind: flat (exact), hnsw, ivf, or compressed with the shortlist re-scored from float16 "
+                   "vectors: ivf-sq8, hnsw-sq8, ivf-pq (OPQ + product codes, 1/32 of flat); auto = flat up to 1M "
+                   "names, ivf-pq above; or a FAISS factory string. Compressed kinds record their recall against "
+                   "flat in meta.json (linker info)")
 @click.option("--scopes", help="comma-separated synonym scopes to keep (LABEL,EXACT,RELATED,BROAD,NARROW; default all)")
 @click.option("--preferred-only", is_flag=True, help="index only each concept's preferred name")
 @click.option("--subtree", multiple=True, help="OBO: keep only these roots and their descendants (repeatable)")

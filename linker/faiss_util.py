@@ -12,16 +12,36 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-ALIASES = {"flat": "Flat", "hnsw": "HNSW32,Flat", "ivf": "IVF{nlist},Flat"}
+#: Index kinds by name. The compressed ones (``-sq8``: one byte per dimension; ``ivf-pq``: OPQ rotation and
+#: 8-bit product codes of 8 dimensions each, 1/32 of flat) keep their shortlist re-scored from float16 vectors
+#: memory-mapped from the index folder (:data:`RESCORED`).
+ALIASES = {"flat": "Flat", "hnsw": "HNSW32,Flat", "ivf": "IVF{nlist},Flat", "ivf-sq8": "IVF{nlist},SQ8",
+           "hnsw-sq8": "HNSW32,SQ8", "ivf-pq": "OPQ{m},IVF{nlist},PQ{m}"}
+RESCORED = {"ivf-sq8", "hnsw-sq8", "ivf-pq"}
+#: ``auto`` stays flat up to this many vectors (1.5 GB at 384 dimensions), then takes :data:`AUTO_LARGE`.
+AUTO_FLAT_MAX = 1_000_000
+AUTO_LARGE = "ivf-pq"
 #: Search-time parameters stored in meta.json and applied on load.
-DEFAULT_SEARCH_PARAMS = {"HNSW": {"efSearch": 128}, "IVF": {"nprobe": 16}}
+DEFAULT_SEARCH_PARAMS = {"HNSW": {"efSearch": 128}, "IVF": {"nprobe": 16}, "OPQ": {"nprobe": 32}}
 
 
-def factory_string(kind: str, n_vectors: int) -> str:
-    """FAISS factory string for ``flat``/``hnsw``/``ivf`` or a factory string given as is."""
-    factory = ALIASES.get(kind.lower(), kind)
+def preset(kind: str, n_vectors: int) -> str:
+    """The preset name *kind* stands for: ``auto`` resolved by the number of vectors, else *kind* itself."""
+    name = kind.lower()
+    if name == "auto":
+        return "flat" if n_vectors <= AUTO_FLAT_MAX else AUTO_LARGE
+    return name if name in ALIASES else kind
+
+
+def factory_string(kind: str, n_vectors: int, dimension: int = 384) -> str:
+    """FAISS factory string of a preset (``flat``, ``hnsw``, ``ivf``, ``ivf-sq8``, ``hnsw-sq8``, ``ivf-pq``,
+    ``auto``) or of a factory string given as is."""
+    factory = ALIASES.get(preset(kind, n_vectors), kind)
     if "{nlist}" in factory:
-        factory = factory.format(nlist=max(1, min(int(4 * math.sqrt(n_vectors)), n_vectors // 39 or 1)))
+        factory = factory.replace("{nlist}", str(max(1, min(int(4 * math.sqrt(n_vectors)), n_vectors // 39 or 1))))
+    if "{m}" in factory:
+        factory = factory.replace("{m}", str(next(m for m in (dimension // 8, dimension // 4, dimension // 2, 1)
+                                                  if m and dimension % m == 0)))
     return factory
 
 
@@ -30,6 +50,15 @@ def search_params(factory: str) -> dict[str, int]:
         if factory.startswith(prefix):
             return dict(params)
     return {}
+
+
+def read(path: str) -> faiss.Index:
+    """Read an index file, memory-mapped where its type allows (flat codes: the vectors stay on disk until
+    searches touch them), else into memory."""
+    try:
+        return faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    except (RuntimeError, AttributeError):
+        return faiss.read_index(path)
 
 
 def gpu_count() -> int:

@@ -11,11 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from linker import integrity
+from linker import integrity, rescoring
 from linker.embedding_cache import EmbeddingCache
 from linker.encoders import Encoder, load_encoder
 from linker.errors import ConceptNotFoundError, IndexMismatchError, LinkerError
-from linker.meta import CONCEPT_IDS_FILE, FAISS_FILE, META_FILE, TERM_CONCEPTS_FILE, TERMS_FILE, read_meta
+from linker.meta import (
+    CONCEPT_IDS_FILE,
+    FAISS_FILE,
+    META_FILE,
+    TERM_CONCEPTS_FILE,
+    TERMS_FILE,
+    read_meta,
+)
 from linker.normalize import NORMALIZER, normalize
 from linker.termdb import TermDB
 from linker.types import Candidate, ConceptCard
@@ -50,6 +57,7 @@ class ConceptIndex:
         self._encode_lock = threading.Lock()
         self.embedding_cache = EmbeddingCache()
         self._concepts: tuple[np.ndarray, np.ndarray] | None = None
+        self._vectors: np.ndarray | None = None
         if encoder is not None:
             self._check_encoder(encoder)
 
@@ -81,13 +89,12 @@ class ConceptIndex:
         return self._faiss
 
     def _read_faiss(self) -> Any:
-        import faiss
 
         from linker import faiss_util
 
         integrity.check(self.path, self.meta, FAISS_FILE)
         try:
-            index = faiss.read_index(str(self.path / FAISS_FILE))
+            index = faiss_util.read(str(self.path / FAISS_FILE))
         except RuntimeError as err:  # faiss reports a truncated or foreign file as a RuntimeError
             raise IndexMismatchError(f"{self.path}: damaged {FAISS_FILE} ({str(err).splitlines()[0][:200]}); "
                                      "rebuild the index (linker build … --force)") from None
@@ -117,6 +124,17 @@ class ConceptIndex:
                                                      "index (linker build … --force)") from None
                     self._concepts = tables[0], tables[1]
         return self._concepts
+
+    def _rescoring_vectors(self) -> np.ndarray | None:
+        """The float16 vectors a compressed index re-scores its shortlist with (memory-mapped), else None."""
+        if not self.meta["faiss"].get("rescore"):
+            return None
+        if self._vectors is None:
+            with self._lock:
+                if self._vectors is None:
+                    integrity.check(self.path, self.meta, rescoring.VECTORS_FILE)
+                    self._vectors = np.load(self.path / rescoring.VECTORS_FILE, mmap_mode="r")
+        return self._vectors
 
     # -- encoder ---------------------------------------------------------------------------------------------
     @property
@@ -219,9 +237,7 @@ class ConceptIndex:
     def _ranked(self, vectors: np.ndarray, exact: list[list[Candidate]], k: int) -> list[list[Candidate]]:
         """Exact candidates first, then the concepts of the nearest names, up to *k* per row."""
         n_names = min(self.faiss.ntotal, max(MIN_NAMES, k * NAMES_PER_CONCEPT))
-        from linker import faiss_util
-
-        scores, ids = faiss_util.search(self.faiss, np.ascontiguousarray(vectors, dtype=np.float32), n_names)
+        scores, ids = rescoring.search(self.faiss, self._rescoring_vectors(), vectors, n_names)
         concept_ids, term_concept = self._concept_table()
         ranked: list[list[tuple[str, int | None, float]]] = []
         wanted_terms: set[int] = set()

@@ -60,8 +60,9 @@ def fingerprint_files(folder: Path, names: list[str]) -> dict[str, dict[str, Any
 def shipped_files(folder: Path) -> list[str]:
     """Every file of the index folder that meta.json fingerprints: the dictionary, the vectors, a shipped encoder."""
     from linker.meta import CONCEPT_IDS_FILE, FAISS_FILE, TERM_CONCEPTS_FILE, TERMS_FILE
+    from linker.rescoring import VECTORS_FILE
 
-    names = [TERMS_FILE, FAISS_FILE, TERM_CONCEPTS_FILE, CONCEPT_IDS_FILE]
+    names = [TERMS_FILE, FAISS_FILE, TERM_CONCEPTS_FILE, CONCEPT_IDS_FILE, VECTORS_FILE]
     for sub in ("onnx",):
         if (folder / sub).is_dir():
             names += sorted(str(p.relative_to(folder)) for p in (folder / sub).rglob("*") if p.is_file())

@@ -129,6 +129,44 @@ def test_faiss_kinds(data_dir: Path, tmp_path: Path, kind: str, factory: str) ->
     assert top.concept_id == "HP:0000105" and top.exact
 
 
+@pytest.fixture(scope="module")
+def many_names(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TSV ontology of 6,000 names (2,000 concepts of 3 names each): enough to train IVF and product codes."""
+    path = tmp_path_factory.mktemp("many") / "many.tsv"
+    path.write_text("".join(f"C{c:05d}\tname {c} variant {v}\t{int(v == 0)}\n" for c in range(2000) for v in range(3)))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["hnsw-sq8", "ivf-sq8", "ivf-pq"])
+def test_compressed_presets_rescore_and_record_their_recall(many_names: Path, tmp_path: Path, kind: str) -> None:
+    encoder = HashEncoder(dimension=32)
+    folder = build_index(Source.open(many_names), tmp_path / kind, encoder=encoder, faiss_kind=kind, progress=False)
+    meta = json.loads((folder / "meta.json").read_text())["faiss"]
+    assert meta["preset"] == kind and meta["rescore"] == 4 and (folder / "vectors.f16.npy").exists()
+    assert "vectors.f16.npy" in json.loads((folder / "meta.json").read_text())["files"]
+    recall = meta["recall"]
+    assert recall["queries"] == 500 and 0.0 <= recall["recall@1"] <= 1.0 and 0.0 <= recall["recall@10"] <= 1.0
+    index = ConceptIndex.load(folder, encoder=encoder)
+    queries = ["name 17 variant 1", "name 1999 variant 2 or so", "variant 0 of name 5"]
+    ours = index.search(queries, k=5)
+    assert ours[0][0].concept_id == "C00017" and ours[0][0].exact and len(ours[1]) == 5
+    for query, row in zip(queries[1:], ours[1:]):  # re-scored: exact inner products (float16 rows), best first
+        assert [c.score for c in row] == sorted((c.score for c in row), reverse=True)
+        exact = encoder.encode([query]) @ encoder.encode([c.matched_text for c in row]).T
+        np.testing.assert_allclose([c.score for c in row], exact[0], atol=5e-3)
+    if kind == "hnsw-sq8":  # a graph over one-byte codes, re-scored: near exact on 6,000 names (margin kept)
+        assert recall["recall@10"] >= 0.9
+
+
+def test_auto_stays_flat_for_small_ontologies(data_dir: Path, tmp_path: Path) -> None:
+    from linker import faiss_util
+
+    folder = build_index(Source.open(data_dir / "mini.obo"), tmp_path / "auto", encoder=HashEncoder(), progress=False)
+    assert json.loads((folder / "meta.json").read_text())["faiss"]["preset"] == "flat"
+    assert faiss_util.preset("auto", faiss_util.AUTO_FLAT_MAX + 1) == "ivf-pq"
+    assert faiss_util.factory_string("ivf-pq", 2_000_000, 384).startswith("OPQ48,IVF")
+
+
 def test_filters_and_empty_result(data_dir: Path, tmp_path: Path) -> None:
     source = Source.open(data_dir / "mini.obo")
     preferred = build_index(source, tmp_path / "pref", encoder=HashEncoder(), preferred_only=True, progress=False)
