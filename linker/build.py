@@ -157,12 +157,15 @@ def build_index(
             arrays.append(rescoring.VECTORS_FILE)
             faiss_meta["rescore"] = rescoring.SHORTLIST
         if preset != "flat":
-            faiss_util.apply_params(index, faiss_meta["search_params"])
+            log.info("calibrating the index against an exact search")
             vectors = np.load(state_dir / rescoring.VECTORS_FILE, mmap_mode="r") if "rescore" in faiss_meta else None
-            log.info("measuring recall against an exact search")
-            faiss_meta["recall"] = rescoring.measure_recall(
-                lambda queries, k: rescoring.search(index, vectors, queries, k), gather, term_rows, len(first_ids))
-            log.info("recall against flat: %s", faiss_meta["recall"])
+            params, shortlist, faiss_meta["recall"] = rescoring.calibrate(
+                index, vectors, gather, term_rows, len(first_ids), faiss_meta["search_params"])
+            faiss_meta["search_params"] = params
+            if vectors is not None:
+                faiss_meta["rescore"] = shortlist
+            log.info("search parameters %s, shortlist %s: recall against flat %s", params, shortlist,
+                     {key: value for key, value in faiss_meta["recall"].items() if key.startswith("recall")})
         for name in arrays:
             os.replace(state_dir / name, out / name)
         os.replace(state_dir / (FAISS_FILE + ".tmp"), out / FAISS_FILE)
@@ -310,8 +313,8 @@ def _gatherer(paths: list[Path], chunk_size: int, dimension: int) -> Callable[[n
 def _index_from_chunks(gather: Callable[[np.ndarray], np.ndarray], n_distinct: int, term_rows: np.ndarray,
                        factory: str) -> faiss.Index:
     """Add every term's vector to a new index, block by block: memory holds one block besides the index.
-    An index that needs training is trained on a sample of at most 100,000 names."""
-    sample = np.unique(np.linspace(0, n_distinct - 1, min(n_distinct, 100_000)).astype(np.int64))
+    An index that needs training is trained on an evenly spaced sample of at most ``TRAIN_SAMPLE`` names."""
+    sample = np.unique(np.linspace(0, n_distinct - 1, min(n_distinct, faiss_util.TRAIN_SAMPLE)).astype(np.int64))
     dimension = gather(sample[:1]).shape[1]
     index = faiss_util.new_index(dimension, factory, training=lambda: gather(sample))
     for start in range(0, len(term_rows), ADD_BLOCK):

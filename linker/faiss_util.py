@@ -21,6 +21,9 @@ RESCORED = {"ivf-sq8", "hnsw-sq8", "ivf-pq"}
 #: ``auto`` stays flat up to this many vectors (1.5 GB at 384 dimensions), then takes :data:`AUTO_LARGE`.
 AUTO_FLAT_MAX = 1_000_000
 AUTO_LARGE = "ivf-pq"
+#: An index that needs training is trained on at most this many names, evenly spaced through the dictionary;
+#: an IVF index gets at most one list per 39 of them (FAISS's k-means wants 39 points per centroid).
+TRAIN_SAMPLE = 200_000
 #: Search-time parameters stored in meta.json and applied on load.
 DEFAULT_SEARCH_PARAMS = {"HNSW": {"efSearch": 128}, "IVF": {"nprobe": 16}, "OPQ": {"nprobe": 32}}
 
@@ -38,7 +41,8 @@ def factory_string(kind: str, n_vectors: int, dimension: int = 384) -> str:
     ``auto``) or of a factory string given as is."""
     factory = ALIASES.get(preset(kind, n_vectors), kind)
     if "{nlist}" in factory:
-        factory = factory.replace("{nlist}", str(max(1, min(int(4 * math.sqrt(n_vectors)), n_vectors // 39 or 1))))
+        nlist = min(int(4 * math.sqrt(n_vectors)), min(n_vectors, TRAIN_SAMPLE) // 39)
+        factory = factory.replace("{nlist}", str(max(1, nlist)))
     if "{m}" in factory:
         factory = factory.replace("{m}", str(next(m for m in (dimension // 8, dimension // 4, dimension // 2, 1)
                                                   if m and dimension % m == 0)))

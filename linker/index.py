@@ -237,7 +237,8 @@ class ConceptIndex:
     def _ranked(self, vectors: np.ndarray, exact: list[list[Candidate]], k: int) -> list[list[Candidate]]:
         """Exact candidates first, then the concepts of the nearest names, up to *k* per row."""
         n_names = min(self.faiss.ntotal, max(MIN_NAMES, k * NAMES_PER_CONCEPT))
-        scores, ids = rescoring.search(self.faiss, self._rescoring_vectors(), vectors, n_names)
+        scores, ids = rescoring.search(self.faiss, self._rescoring_vectors(), vectors, n_names,
+                                        self.meta["faiss"].get("rescore") or rescoring.SHORTLIST)
         concept_ids, term_concept = self._concept_table()
         ranked: list[list[tuple[str, int | None, float]]] = []
         wanted_terms: set[int] = set()

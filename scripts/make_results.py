@@ -58,6 +58,22 @@ def spark_section(record: dict[str, Any]) -> list[str]:
             table(record)]
 
 
+def scale_section(record: dict[str, Any]) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_scale import table  # re-rendered from the stored results
+
+    return ["## Index scale (one run)", "", f"Command: `{record['command']}`  ", f"Run: {record['date']}", "",
+            table(record)]
+
+
+def umls_section(record: dict[str, Any]) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_umls import table  # re-rendered from the stored results
+
+    return ["## UMLS reader at full size (one run)", "", f"Command: `{record['command']}`  ", f"Run: {record['date']}",
+            "", table(record)]
+
+
 def end_to_end_section(record: dict[str, Any], command: str) -> list[str]:
     e2e = record["end_to_end"]
     lines = ["## End to end (spaCy pipeline finds and links the mentions)", "", f"Command: `{command}`", "",
@@ -80,6 +96,8 @@ def main() -> int:
     parser.add_argument("--end-to-end", type=Path, help="a 'linker evaluate --docs … --json' record")
     parser.add_argument("--end-to-end-command", default="", help="the command that wrote --end-to-end")
     parser.add_argument("--spark", type=Path, help="a bench_spark.py record (its section follows speed)")
+    parser.add_argument("--scale", type=Path, help="a bench_scale.py record")
+    parser.add_argument("--umls", type=Path, help="a bench_umls.py record")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended as the Notes section")
     parser.add_argument("--machine", default="", help="a sentence describing the machine (added to the header)")
     args = parser.parse_args()
@@ -97,6 +115,10 @@ def main() -> int:
     lines += speed_section(speed) + [""]
     if args.spark:
         lines += spark_section(json.loads(args.spark.read_text())) + [""]
+    if args.scale:
+        lines += scale_section(json.loads(args.scale.read_text())) + [""]
+    if args.umls:
+        lines += umls_section(json.loads(args.umls.read_text())) + [""]
     if args.notes:
         lines += ["## Notes", "", args.notes.read_text().strip(), ""]
     args.out.write_text("\n".join(lines))

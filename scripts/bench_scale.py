@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""Scale benchmark: synthetic ontologies of N names built with each index kind; one table plus JSON.
+
+Vectors keep the neighbour structure of a real index: name i gets
+``normalise(v[i mod n] + 0.3 v[(i + 7919 floor(i / n) + 13) mod n] + 0.05 g_i)`` where v are the n name
+vectors of a real index (``--base-index``, e.g. MEDIC's 78k) and g_i a Gaussian vector fixed by i (two rows
+of a seeded table): copies of real names, each copy pulled towards a different real name and jittered, so
+neighbourhoods are as dense and as uneven as in the real index.
+Names are ``syn <i>``, three per concept. Each build runs ``linker.build.build_index`` (the real,
+streamed build) with an encoder that returns those vectors, in its own process, so its peak RSS is its own;
+then a fresh process loads the index (cold load: ``ConceptIndex.load`` + FAISS + the concept arrays),
+times single queries (p50/p99, warm) and a batch of 1,000 through ``search_vectors``, and reports its peak
+RSS. Recall@1/@10 against flat is what the build measured and wrote into meta.json.
+
+    python scripts/bench_scale.py --base-index /work/idx/medic-onnx --sizes 100000,1000000 \\
+        --work bench-work/scale --json docs/results/scale.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+log = logging.getLogger("bench_scale")
+PRESETS = ("flat", "ivf-sq8", "hnsw-sq8", "ivf-pq")
+NAMES_PER_CONCEPT = 3
+JITTER_ROWS = 16_384
+
+
+class SyntheticEncoder:
+    """``syn <i>`` -> the i-th synthetic vector (see the module docstring); anything else -> a perturbed real vector."""
+
+    def __init__(self, base: np.ndarray) -> None:
+        self.base = base
+        self.dimension = base.shape[1]
+        self.name = "synthetic"
+        self.jitter = np.random.default_rng(0).standard_normal((JITTER_ROWS, self.dimension)).astype(np.float32)
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        n = len(self.base)
+        ids = np.asarray(ids, dtype=np.int64)
+        partner = (ids + 7919 * (ids // n) + 13) % n  # each copy of a real name is pulled towards a different one
+        # g_i: the sum of two rows of a fixed Gaussian table, a different pair for every i below JITTER_ROWS**2
+        first, second = ids % JITTER_ROWS, (31 * ids + 7919 * (ids // JITTER_ROWS)) % JITTER_ROWS
+        noise = (self.jitter[first] + self.jitter[second]) / np.sqrt(2)
+        out = self.base[ids % n] + 0.3 * self.base[partner] + 0.05 * noise
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+    def encode(self, texts: list[str], *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        ids = np.array([int(t.split()[1]) if t.startswith("syn ") else hash(t) % 10**9 for t in texts], dtype=np.int64)
+        return self.vectors(ids)
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.name, "dimension": self.dimension, "pooling": "mean", "normalized": True, "max_length": 32}
+
+
+def base_vectors(index_dir: Path) -> np.ndarray:
+    import faiss
+
+    index = faiss.read_index(str(index_dir / "faiss.index"))
+    return index.reconstruct_n(0, index.ntotal)
+
+
+def ontology(size: int, folder: Path) -> Path:
+    path = folder / f"synthetic-{size}.tsv"
+    if not path.exists():
+        with path.open("w") as fh:
+            for i in range(size):
+                fh.write(f"S{i // NAMES_PER_CONCEPT:08d}\tsyn {i}\t{int(i % NAMES_PER_CONCEPT == 0)}\n")
+    return path
+
+
+def child_build(args: argparse.Namespace) -> None:
+    from linker.build import build_index
+    from linker.sources import Source
+
+    encoder = SyntheticEncoder(base_vectors(args.base_index))
+    started = time.perf_counter()
+    build_index(Source.open(args.source), args.out, encoder=encoder, faiss_kind=args.preset, progress=False, force=True)
+    print(json.dumps({"build_s": round(time.perf_counter() - started, 1),
+                      "build_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+def child_search(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    from linker.index import ConceptIndex
+
+    index = ConceptIndex.load(args.out)
+    index.faiss  # noqa: B018 - read on first use
+    index._concept_table()
+    cold = time.perf_counter() - started
+    encoder = SyntheticEncoder(base_vectors(args.base_index))
+    rng = np.random.default_rng(1)
+    n = index.faiss.ntotal
+    queries = encoder.vectors(rng.integers(0, n, 1100)) + 0.1 * rng.standard_normal((1100, encoder.dimension))
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    texts = [f"query {i}" for i in range(len(queries))]
+    for i in range(20):  # warm
+        index.search_vectors(queries[i:i + 1], texts[i:i + 1], 5)
+    times = []
+    for i in range(100, 300):
+        t = time.perf_counter()
+        index.search_vectors(queries[i:i + 1], texts[i:i + 1], 5)
+        times.append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    index.search_vectors(queries[100:1100], texts[100:1100], 5)
+    batch = 1000 / (time.perf_counter() - t)
+    print(json.dumps({"cold_load_s": round(cold, 2), "p50_ms": round(float(np.percentile(times, 50)), 2),
+                      "p99_ms": round(float(np.percentile(times, 99)), 2), "batch_queries_per_s": round(batch, 1),
+                      "search_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+def child(kind: str, args: argparse.Namespace, source: Path, out: Path, preset: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", kind, "--base-index", str(args.base_index), "--source", str(source),
+               "--out", str(out), "--preset", preset]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def disk_mib(folder: Path) -> float:
+    return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 1)
+
+
+def table(record: dict[str, Any]) -> str:
+    lines = [f"Scale benchmark, {record['machine']}; vectors from {record['base_index']}", "",
+             "| names | kind | build s | build peak RSS MiB | disk MiB | cold load s | load+search peak RSS MiB | "
+             "p50 ms | p99 ms | batch q/s | recall@1 | recall@10 |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in record["runs"]:
+        lines.append(f"| {r['names']} | {r['preset']} | {r['build_s']} | {r['build_peak_rss_mib']} | {r['disk_mib']} | "
+                     f"{r['cold_load_s']} | {r['search_peak_rss_mib']} | {r['p50_ms']} | {r['p99_ms']} | "
+                     f"{r['batch_queries_per_s']} | {r.get('recall@1', 1.0)} | {r.get('recall@10', 1.0)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-index", type=Path, required=True)
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--presets", default=",".join(PRESETS))
+    parser.add_argument("--work", type=Path, default=ROOT / "bench-work" / "scale")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", action="store_true", help="keep the built indexes")
+    parser.add_argument("--child", choices=["build", "search"], help=argparse.SUPPRESS)
+    parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--preset", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        logging.basicConfig(level=logging.WARNING)
+        (child_build if args.child == "build" else child_search)(args)
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args.work.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"command": " ".join(["scripts/bench_scale.py", *sys.argv[1:]]),
+                              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                              "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                              "base_index": str(args.base_index), "runs": []}
+    for size in (int(s) for s in args.sizes.split(",")):
+        source = ontology(size, args.work)
+        for preset in args.presets.split(","):
+            out = args.work / f"{size}-{preset}"
+            row: dict[str, Any] = {"names": size, "preset": preset, **child("build", args, source, out, preset)}
+            row["disk_mib"] = disk_mib(out)
+            row.update(child("search", args, source, out, preset))
+            faiss_meta = json.loads((out / "meta.json").read_text())["faiss"]
+            row["factory"] = faiss_meta["factory"]
+            row.update({key: value for key, value in (faiss_meta.get("recall") or {}).items() if key.startswith("recall")})
+            record["runs"].append(row)
+            log.info("%s", row)
+            if args.json:  # written after every run: a long run's figures survive an interruption
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(record, indent=2) + "\n")
+            if not args.keep:
+                shutil.rmtree(out)
+    print(table(record))
+
+
+if __name__ == "__main__":
+    main()
