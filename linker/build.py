@@ -14,7 +14,7 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +85,14 @@ def build_index(
     on_chunk: Callable[[int], None] | None = None,
     embedder: ChunkEmbedder | None = None,
     engine: str = "local",
+    calibration: Sequence[str] | np.ndarray | None = None,
 ) -> Path:
     """Build (or finish building) the index folder *out_dir* and return it.
 
     *scopes* keeps only synonyms of those scopes (labels are always kept); *preferred_only* keeps
     only each concept's name. *on_chunk* is called after each saved chunk (tests use it to interrupt).
     *embedder* embeds the names elsewhere (Spark), *engine* names it in meta.json; the index is the same.
+    *calibration* (query texts, or their vectors) tunes a compressed index; else the index's own names do.
     """
     out = Path(out_dir)
     if scopes is not None:
@@ -159,8 +161,10 @@ def build_index(
         if preset != "flat":
             log.info("calibrating the index against an exact search")
             vectors = np.load(state_dir / rescoring.VECTORS_FILE, mmap_mode="r") if "rescore" in faiss_meta else None
+            queries = calibration if calibration is None or isinstance(calibration, np.ndarray) else (
+                encoder.encode(list(calibration)))
             params, shortlist, faiss_meta["recall"] = rescoring.calibrate(
-                index, vectors, gather, term_rows, len(first_ids), faiss_meta["search_params"])
+                index, vectors, gather, term_rows, len(first_ids), faiss_meta["search_params"], queries)
             faiss_meta["search_params"] = params
             if vectors is not None:
                 faiss_meta["rescore"] = shortlist

@@ -68,6 +68,9 @@ def cli(verbose: int, quiet: bool) -> None:
                    "vectors: ivf-sq8, hnsw-sq8, ivf-pq (OPQ + product codes, 1/32 of flat); auto = flat up to 1M "
                    "names, ivf-pq above; or a FAISS factory string. Compressed kinds record their recall against "
                    "flat in meta.json (linker info)")
+@click.option("--calibrate-on", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="compressed kinds: queries to tune and report recall on (a text per line, or a mentions .jsonl); "
+                   "default: the index's own names, which overstate the recall mentions get")
 @click.option("--scopes", help="comma-separated synonym scopes to keep (LABEL,EXACT,RELATED,BROAD,NARROW; default all)")
 @click.option("--preferred-only", is_flag=True, help="index only each concept's preferred name")
 @click.option("--subtree", multiple=True, help="OBO: keep only these roots and their descendants (repeatable)")
@@ -90,7 +93,7 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option("--master", help="Spark: master URL (default: the running session, else local[*])")
 @click.option("--conf", "spark_conf", multiple=True, metavar="KEY=VALUE", help="Spark: a setting (repeatable)")
 def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str | None, faiss_kind: str,
-          scopes: str | None, preferred_only: bool, subtree: tuple[str, ...], alt_ids: Path | None,
+          calibrate_on: Path | None, scopes: str | None, preferred_only: bool, subtree: tuple[str, ...], alt_ids: Path | None,
           languages: tuple[str, ...], sabs: tuple[str, ...], batch_size: int, max_length: int | None,
           device: str | None, backend: str, precision: str | None, force: bool, engine: str, master: str | None,
           spark_conf: tuple[str, ...]) -> None:
@@ -98,6 +101,7 @@ def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str
 
     Interrupted builds resume when the same command is run again.
     """
+    from linker import rescoring
     from linker.build import build_index
     from linker.defaults import default_index_dir, hpo_obo_path
     from linker.encoders import load_encoder
@@ -123,6 +127,7 @@ def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str
         if sabs:
             options["sources"] = list(sabs)
     scope_list = [s.strip().upper() for s in scopes.split(",") if s.strip()] if scopes else None
+    calibration = rescoring.read_queries(calibrate_on) if calibrate_on else None
     spark = _spark_options(engine, None, master, None, spark_conf, ())
     embedder = None
     if spark is not None:
@@ -133,7 +138,7 @@ def build(source: Path | None, out_dir: Path | None, fmt: str | None, model: str
                            max_length=max_length, device=device)
     folder = build_index(Source.open(source, fmt_resolved, **options), out_dir, encoder=encoder, faiss_kind=faiss_kind,
                          scopes=scope_list, preferred_only=preferred_only, force=force, embedder=embedder,
-                         engine=engine)
+                         engine=engine, calibration=calibration)
     click.echo(str(folder))
 
 

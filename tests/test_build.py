@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import HashEncoder
 
+from linker import rescoring
 from linker.build import build_index
 from linker.errors import IndexMismatchError, IndexNotFoundError, LinkerError
 from linker.index import ConceptIndex
@@ -162,6 +163,38 @@ def test_compressed_presets_rescore_and_record_their_recall(many_names: Path, tm
         np.testing.assert_allclose([c.score for c in row], exact[0], atol=5e-3)
     if kind == "hnsw-sq8":  # a graph over one-byte codes, re-scored: near exact on 6,000 names (margin kept)
         assert recall["recall@10"] >= 0.9
+
+
+def test_compressed_index_calibrated_on_given_queries(many_names: Path, tmp_path: Path) -> None:
+    encoder = HashEncoder(dimension=32)
+    queries = [f"variant {v} of name {c}" for c in range(0, 2000, 10) for v in range(2)]
+    folder = build_index(Source.open(many_names), tmp_path / "cal", encoder=encoder, faiss_kind="ivf-sq8",
+                         progress=False, calibration=queries)
+    recall = json.loads((folder / "meta.json").read_text())["faiss"]["recall"]
+    assert recall["queries"] == len(queries) // 2 and recall["query"].startswith(f"{len(queries)} given query")
+    # the reported recall is that of the given queries: recomputed here against an exact search, it agrees
+    index = ConceptIndex.load(folder, encoder=encoder)
+    vectors = encoder.encode(queries[1::2])
+    names = encoder.encode(index.termdb.term_texts())
+    exact = np.argsort(-(vectors @ names.T), axis=1, kind="stable")[:, :10]
+    _, found = rescoring.search(index.faiss, index._rescoring_vectors(), vectors, 10,
+                                index.meta["faiss"]["rescore"])
+    texts = np.array(index.termdb.term_texts())
+    ours = np.mean([len(set(texts[f]) & set(texts[e])) / len(set(texts[e])) for f, e in zip(found, exact)])
+    assert abs(ours - recall["recall@10"]) < 0.02
+
+
+def test_calibration_queries_read_from_text_or_mentions(tmp_path: Path) -> None:
+    (tmp_path / "q.txt").write_text("\ufeffbig heart\n\nbig heart\nsmall kidney\n")
+    assert rescoring.read_queries(tmp_path / "q.txt") == ["big heart", "small kidney"]
+    (tmp_path / "q.jsonl").write_text('{"text": "fits"}\n{"text": "seizures", "ids": []}\n')
+    assert rescoring.read_queries(tmp_path / "q.jsonl") == ["fits", "seizures"]
+    (tmp_path / "bad.jsonl").write_text('{"text": "fits"}\n{"name": "x"}\n')
+    with pytest.raises(LinkerError, match=r"bad.jsonl:2: expected a JSON object with a \"text\" field"):
+        rescoring.read_queries(tmp_path / "bad.jsonl")
+    (tmp_path / "one.txt").write_text("fits\n")
+    with pytest.raises(LinkerError, match="at least two distinct queries"):
+        rescoring.read_queries(tmp_path / "one.txt")
 
 
 def test_auto_stays_flat_for_small_ontologies(data_dir: Path, tmp_path: Path) -> None:
