@@ -118,7 +118,7 @@ class ConceptIndex:
                     for name in (CONCEPT_IDS_FILE, TERM_CONCEPTS_FILE):
                         integrity.check(self.path, self.meta, name)
                         try:
-                            tables.append(np.load(self.path / name, mmap_mode="r"))
+                            tables.append(rescoring.map_array(self.path / name))
                         except (OSError, ValueError) as err:
                             raise IndexMismatchError(f"{self.path}: damaged or missing {name} ({err}); rebuild the "
                                                      "index (linker build … --force)") from None
@@ -133,7 +133,7 @@ class ConceptIndex:
             with self._lock:
                 if self._vectors is None:
                     integrity.check(self.path, self.meta, rescoring.VECTORS_FILE)
-                    self._vectors = np.load(self.path / rescoring.VECTORS_FILE, mmap_mode="r")
+                    self._vectors = rescoring.map_array(self.path / rescoring.VECTORS_FILE)
         return self._vectors
 
     # -- encoder ---------------------------------------------------------------------------------------------

@@ -32,8 +32,10 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -97,21 +99,39 @@ def ontology(size: int, folder: Path) -> Path:
     return path
 
 
+def anon_peak() -> Callable[[], float]:
+    """Start sampling the process's anonymous resident memory (``RssAnon``: its own heap, not the pages of
+    files it maps, which ``ru_maxrss`` also counts) every 0.2 s; the returned function gives the peak in MiB."""
+    peak = [0.0]
+
+    def sample() -> None:
+        while True:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    peak[0] = max(peak[0], int(line.split()[1]) / 1024)
+            time.sleep(0.2)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return lambda: round(peak[0], 1)
+
+
 def child_build(args: argparse.Namespace) -> None:
     from linker.build import build_index
     from linker.sources import Source
 
+    peak = anon_peak()
     encoder = SyntheticEncoder(base_vectors(args.base_index))
     started = time.perf_counter()
     calibration = np.load(args.queries.with_name(CALIBRATION_FILE))
     build_index(Source.open(args.source), args.out, encoder=encoder, faiss_kind=args.preset, progress=False, force=True,
                 calibration=calibration)
-    print(json.dumps({"build_s": round(time.perf_counter() - started, 1),
+    print(json.dumps({"build_s": round(time.perf_counter() - started, 1), "build_peak_anon_mib": peak(),
                       "build_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
 def child_search(args: argparse.Namespace) -> None:
     started = time.perf_counter()
+    peak = anon_peak()
     from linker import rescoring
     from linker.index import ConceptIndex
 
@@ -137,6 +157,7 @@ def child_search(args: argparse.Namespace) -> None:
     np.save(args.out / "found.npy", found)
     print(json.dumps({"cold_load_s": round(cold, 2), "p50_ms": round(float(np.percentile(times, 50)), 2),
                       "p99_ms": round(float(np.percentile(times, 99)), 2), "batch_queries_per_s": round(batch, 1),
+                      "search_peak_anon_mib": peak(),
                       "search_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
@@ -183,13 +204,16 @@ def disk_mib(folder: Path) -> float:
 
 
 def table(record: dict[str, Any]) -> str:
-    lines = [f"Scale benchmark, {record['machine']}; vectors from {record['base_index']}", "",
-             "| names | kind | build s | build peak RSS MiB | disk MiB | cold load s | load+search peak RSS MiB | "
-             "p50 ms | p99 ms | batch q/s | build recall@1 / @10 | mention recall@1 / @10 |",
+    lines = [f"Scale benchmark, {record['machine']}; vectors from {record['base_index']}. Peak RSS counts the pages "
+             "of mapped files the process touched; anon is its own memory (heap) alone.", "",
+             "| names | kind | build s | build peak RSS / anon MiB | disk MiB | cold load s | "
+             "load+search peak RSS / anon MiB | p50 ms | p99 ms | batch q/s | build recall@1 / @10 | "
+             "mention recall@1 / @10 |",
              "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in record["runs"]:
-        lines.append(f"| {r['names']} | {r['preset']} | {r['build_s']} | {r['build_peak_rss_mib']} | {r['disk_mib']} | "
-                     f"{r['cold_load_s']} | {r['search_peak_rss_mib']} | {r['p50_ms']} | {r['p99_ms']} | "
+        lines.append(f"| {r['names']} | {r['preset']} | {r['build_s']} | {r['build_peak_rss_mib']} / "
+                     f"{r.get('build_peak_anon_mib', '–')} | {r['disk_mib']} | {r['cold_load_s']} | "
+                     f"{r['search_peak_rss_mib']} / {r.get('search_peak_anon_mib', '–')} | {r['p50_ms']} | {r['p99_ms']} | "
                      f"{r['batch_queries_per_s']} | {r.get('recall@1', 1.0)} / {r.get('recall@10', 1.0)} | "
                      f"{r.get('mention_recall@1', 1.0)} / {r.get('mention_recall@10', 1.0)} |")
     return "\n".join(lines)
@@ -203,6 +227,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "bench-work" / "scale")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the built indexes")
+    parser.add_argument("--append", action="store_true", help="add this run's rows to the record in --json")
     parser.add_argument("--mentions", type=Path, nargs="+",
                         help="docs + mentions JSONL whose mention texts, embedded by the base index, are the queries")
     parser.add_argument("--child", choices=["build", "search", "truth"], help=argparse.SUPPRESS)
@@ -224,6 +249,10 @@ def main() -> None:
                               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
                               "base_index": str(args.base_index), "runs": []}
+    if args.append and args.json and args.json.exists():  # the rows of earlier runs stay, with their commands
+        earlier = json.loads(args.json.read_text())
+        record["runs"] = earlier["runs"]
+        record["command"] = "; ".join([earlier["command"], record["command"]])
     for size in (int(s) for s in args.sizes.split(",")):
         source = ontology(size, args.work)
         for preset in args.presets.split(","):

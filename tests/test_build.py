@@ -143,16 +143,21 @@ def test_compressed_presets_rescore_and_record_their_recall(many_names: Path, tm
     encoder = HashEncoder(dimension=32)
     folder = build_index(Source.open(many_names), tmp_path / kind, encoder=encoder, faiss_kind=kind, progress=False)
     meta = json.loads((folder / "meta.json").read_text())["faiss"]
-    assert meta["preset"] == kind and meta["rescore"] in (4, 8) and (folder / "vectors.f16.npy").exists()
+    assert meta["preset"] == kind and meta["rescore"] in rescoring.SHORTLISTS and (folder / "vectors.f16.npy").exists()
     assert "vectors.f16.npy" in json.loads((folder / "meta.json").read_text())["files"]
     recall = meta["recall"]
     assert recall["queries"] == 500 and 0.0 <= recall["recall@1"] <= 1.0 and 0.0 <= recall["recall@10"] <= 1.0
-    # calibrated: the cheapest setting tried that reached the target on the tuning queries, else the last tried
+    # calibrated: the cheapest setting tried that reached the target on the tuning queries, else the cheapest
+    # within NEAR_BEST of the best recall reached
     reached = [t for t in recall["tuned"] if t["recall@10"] >= recall["target"]]
-    chosen = reached[0] if reached else recall["tuned"][-1]
+    best = max(t["recall@10"] for t in recall["tuned"])
+    chosen = reached[0] if reached else next(t for t in recall["tuned"]
+                                             if t["recall@10"] >= best - rescoring.NEAR_BEST)
     assert chosen["shortlist"] == meta["rescore"]
     assert all(meta["search_params"][key] == value for key, value in chosen.items() if key in ("nprobe", "efSearch"))
-    assert recall["tuned"][0]["shortlist"] == 4 and recall["tuned"].index(chosen) == len(recall["tuned"]) - 1
+    assert recall["tuned"][0]["shortlist"] == 4
+    if reached:  # the sweep stops at the first setting that reaches the target
+        assert recall["tuned"][-1] is reached[0] or recall["tuned"][-1] == reached[0]
     index = ConceptIndex.load(folder, encoder=encoder)
     queries = ["name 17 variant 1", "name 1999 variant 2 or so", "variant 0 of name 5"]
     ours = index.search(queries, k=5)
