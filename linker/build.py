@@ -20,6 +20,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+from tqdm import tqdm
 
 from linker import __version__, faiss_util, integrity, rescoring
 from linker.encoders import DEFAULT_BUILD_BACKEND, Encoder, load_encoder
@@ -35,6 +36,7 @@ from linker.meta import (
     write_json_atomic,
 )
 from linker.normalize import NORMALIZER
+from linker.progress import ticking
 from linker.sources import Source
 from linker.termdb import TermDBWriter
 from linker.types import SCOPES, Term
@@ -133,8 +135,10 @@ def build_index(
             log.info("reading %s (%s)", source.path, source.format)
             writer = TermDBWriter(db_path.with_name(TERMS_FILE + ".tmp"))
             records: Any = _filter_terms(source.records(), scopes, preferred_only)
-            writer.add(records)
-            counts = writer.finish()
+            with tqdm(records, unit="records", desc="reading", disable=not progress, mininterval=1) as counted:
+                writer.add(counted)
+            with ticking("indexing the term dictionary", progress):
+                counts = writer.finish()
             if counts["terms"] == 0:
                 raise LinkerError(f"{source.path}: no names read; check the file and the filters (format {source.format})")
             os.replace(writer.path, db_path)
@@ -149,13 +153,14 @@ def build_index(
         factory = faiss_util.factory_string(faiss_kind, len(term_rows), encoder.dimension)
         log.info("indexing %d vectors with FAISS %s", len(term_rows), factory)
         gather = _gatherer(paths, chunk_size, encoder.dimension)
-        index = _index_from_chunks(gather, len(first_ids), term_rows, factory)
+        index = _index_from_chunks(gather, len(first_ids), term_rows, factory, progress)
         faiss.write_index(index, str(state_dir / (FAISS_FILE + ".tmp")))
         faiss_meta: dict[str, Any] = {"preset": preset, "factory": factory, "metric": "inner_product",
                                       "search_params": faiss_util.search_params(factory)}
         arrays = [TERM_CONCEPTS_FILE, CONCEPT_IDS_FILE]
         if preset in faiss_util.RESCORED:
-            rescoring.write_vectors(state_dir / rescoring.VECTORS_FILE, gather, term_rows, encoder.dimension)
+            with ticking("writing float16 vectors for re-scoring", progress):
+                rescoring.write_vectors(state_dir / rescoring.VECTORS_FILE, gather, term_rows, encoder.dimension)
             arrays.append(rescoring.VECTORS_FILE)
             faiss_meta["rescore"] = rescoring.SHORTLIST
         if preset != "flat":
@@ -163,8 +168,9 @@ def build_index(
             vectors = np.load(state_dir / rescoring.VECTORS_FILE, mmap_mode="r") if "rescore" in faiss_meta else None
             queries = calibration if calibration is None or isinstance(calibration, np.ndarray) else (
                 encoder.encode(list(calibration)))
-            params, shortlist, faiss_meta["recall"] = rescoring.calibrate(
-                index, vectors, gather, term_rows, len(first_ids), faiss_meta["search_params"], queries)
+            with ticking("calibrating against an exact search", progress):
+                params, shortlist, faiss_meta["recall"] = rescoring.calibrate(
+                    index, vectors, gather, term_rows, len(first_ids), faiss_meta["search_params"], queries)
             faiss_meta["search_params"] = params
             if vectors is not None:
                 faiss_meta["rescore"] = shortlist
@@ -278,8 +284,6 @@ def embed_chunks(
     on_chunk: Callable[[int], None] | None,
 ) -> list[Path]:
     """Embed each chunk of texts into its own ``.npy`` file (kept across runs); return the files in order."""
-    from tqdm import tqdm
-
     starts = range(0, total, chunk_size)
     done = {start for start in starts if chunk_path(folder, start).exists()}
     finished = sum(min(chunk_size, total - start) for start in done)
@@ -315,12 +319,16 @@ def _gatherer(paths: list[Path], chunk_size: int, dimension: int) -> Callable[[n
 
 
 def _index_from_chunks(gather: Callable[[np.ndarray], np.ndarray], n_distinct: int, term_rows: np.ndarray,
-                       factory: str) -> faiss.Index:
+                       factory: str, progress: bool = False) -> faiss.Index:
     """Add every term's vector to a new index, block by block: memory holds one block besides the index.
     An index that needs training is trained on an evenly spaced sample of at most ``TRAIN_SAMPLE`` names."""
     sample = np.unique(np.linspace(0, n_distinct - 1, min(n_distinct, faiss_util.TRAIN_SAMPLE)).astype(np.int64))
     dimension = gather(sample[:1]).shape[1]
-    index = faiss_util.new_index(dimension, factory, training=lambda: gather(sample))
-    for start in range(0, len(term_rows), ADD_BLOCK):
-        index.add(gather(term_rows[start:start + ADD_BLOCK]))
+    with ticking(f"training FAISS {factory} on {len(sample):,} names", progress and faiss_util.needs_training(factory, dimension)):
+        index = faiss_util.new_index(dimension, factory, training=lambda: gather(sample))
+    with tqdm(total=len(term_rows), unit="vectors", desc="indexing", disable=not progress, smoothing=0.1) as bar:
+        for start in range(0, len(term_rows), ADD_BLOCK):
+            block = gather(term_rows[start:start + ADD_BLOCK])
+            index.add(block)
+            bar.update(len(block))
     return faiss_util.to_cpu(index)

@@ -86,6 +86,11 @@ def to_cpu(index: faiss.Index) -> faiss.Index:
     return index
 
 
+def needs_training(factory: str, dimension: int) -> bool:
+    """Whether an index of *factory* must be trained before vectors are added (IVF, PQ, SQ, OPQ)."""
+    return not faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT).is_trained
+
+
 def new_index(dimension: int, factory: str, training: Callable[[], np.ndarray] | None = None) -> faiss.Index:
     """An empty inner-product index (on the GPU when there is one), trained from *training* if it needs it."""
     index = to_gpu(faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT))

@@ -79,6 +79,9 @@ class TermDBWriter:
         """Name unnamed concepts, merge metadata, number the terms 0..n-1 and index them."""
         db = self.db
         db.conn.create_function("normalize", 1, normalize, deterministic=True)
+        # indexed once the rows are in: each concept's definition and types are looked up by concept below,
+        # which without it scans every row per concept (hours on a full UMLS release)
+        db["concept_info"].create_index(["concept_id", "field"])
         with db.conn:
             # a concept known only from its names is named by its first one
             db.execute("""INSERT OR IGNORE INTO concepts (concept_id, name, types, parents)

@@ -58,7 +58,7 @@ def child(folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", type=Path, action="append", required=True)
+    parser.add_argument("--index", type=Path, action="append", default=[])
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose linker package loads the indexes")
     parser.add_argument("--label", default="", help="a name for this run (e.g. before / after)")
     parser.add_argument("--repeat", type=int, default=3, help="loads per index; the median is kept")
@@ -68,12 +68,14 @@ def main() -> None:
     if args.child:
         child(args.child)
         return
+    if not args.index:
+        parser.error("give at least one --index DIR")
     env = {**os.environ, "PYTHONPATH": str(args.code.resolve())}
     rows: list[dict[str, Any]] = []
     for folder in args.index:
         runs = []
         for _ in range(args.repeat):
-            done = subprocess.run([sys.executable, __file__, "--child", str(folder)], env=env, check=True,
+            done = subprocess.run([sys.executable, __file__, "--child", str(folder.resolve())], env=env, check=True,
                                   capture_output=True, text=True, cwd=args.code)
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
         runs.sort(key=lambda r: r["load_and_first_search_s"])

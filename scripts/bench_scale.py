@@ -199,6 +199,13 @@ def child(kind: str, args: argparse.Namespace, source: Path, out: Path, preset: 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def commit() -> str:
+    """The checkout's commit, with ``+`` when its tracked files differ from it: which code a row measured."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    return head + ("+" if dirty else "") if head else "unknown"
+
+
 def disk_mib(folder: Path) -> float:
     return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 1)
 
@@ -206,12 +213,12 @@ def disk_mib(folder: Path) -> float:
 def table(record: dict[str, Any]) -> str:
     lines = [f"Scale benchmark, {record['machine']}; vectors from {record['base_index']}. Peak RSS counts the pages "
              "of mapped files the process touched; anon is its own memory (heap) alone.", "",
-             "| names | kind | build s | build peak RSS / anon MiB | disk MiB | cold load s | "
+             "| names | kind | code | build s | build peak RSS / anon MiB | disk MiB | cold load s | "
              "load+search peak RSS / anon MiB | p50 ms | p99 ms | batch q/s | build recall@1 / @10 | "
              "mention recall@1 / @10 |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in record["runs"]:
-        lines.append(f"| {r['names']} | {r['preset']} | {r['build_s']} | {r['build_peak_rss_mib']} / "
+        lines.append(f"| {r['names']} | {r['preset']} | {r.get('commit', '–')} | {r['build_s']} | {r['build_peak_rss_mib']} / "
                      f"{r.get('build_peak_anon_mib', '–')} | {r['disk_mib']} | {r['cold_load_s']} | "
                      f"{r['search_peak_rss_mib']} / {r.get('search_peak_anon_mib', '–')} | {r['p50_ms']} | {r['p99_ms']} | "
                      f"{r['batch_queries_per_s']} | {r.get('recall@1', 1.0)} / {r.get('recall@10', 1.0)} | "
@@ -257,7 +264,8 @@ def main() -> None:
         source = ontology(size, args.work)
         for preset in args.presets.split(","):
             out = args.work / f"{size}-{preset}"
-            row: dict[str, Any] = {"names": size, "preset": preset, **child("build", args, source, out, preset)}
+            row: dict[str, Any] = {"names": size, "preset": preset, "commit": commit(),
+                                   **child("build", args, source, out, preset)}
             row["disk_mib"] = disk_mib(out)
             row.update(child("search", args, source, out, preset))
             if (out / "vectors.f16.npy").exists():  # flat is the exact search itself

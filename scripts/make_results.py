@@ -62,7 +62,7 @@ def scale_section(record: dict[str, Any]) -> list[str]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_scale import table  # re-rendered from the stored results
 
-    return ["## Index scale (one run)", "", f"Command: `{record['command']}`  ", f"Run: {record['date']}", "",
+    return ["## Index scale (runs appended; each row names its code)", "", f"Commands: `{record['command']}`  ", f"Run: {record['date']}", "",
             table(record)]
 
 
@@ -72,6 +72,15 @@ def umls_section(record: dict[str, Any]) -> list[str]:
 
     return ["## UMLS reader at full size (one run)", "", f"Command: `{record['command']}`  ", f"Run: {record['date']}",
             "", table(record)]
+
+
+def load_section(records: list[dict[str, Any]]) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_load import table  # re-rendered from the stored results
+
+    return ["## Cold load of the default and MEDIC indexes, before and after format 2", "",
+            *[f"Command: `{r['command']}` (code: `{r['code']}`)  " for r in records], f"Run: {records[-1]['date']}", "",
+            table(records)]
 
 
 def end_to_end_section(record: dict[str, Any], command: str) -> list[str]:
@@ -98,6 +107,7 @@ def main() -> int:
     parser.add_argument("--spark", type=Path, help="a bench_spark.py record (its section follows speed)")
     parser.add_argument("--scale", type=Path, help="a bench_scale.py record")
     parser.add_argument("--umls", type=Path, help="a bench_umls.py record")
+    parser.add_argument("--load", type=Path, help="bench_load.py records (before / after)")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended as the Notes section")
     parser.add_argument("--machine", default="", help="a sentence describing the machine (added to the header)")
     args = parser.parse_args()
@@ -119,6 +129,8 @@ def main() -> int:
         lines += scale_section(json.loads(args.scale.read_text())) + [""]
     if args.umls:
         lines += umls_section(json.loads(args.umls.read_text())) + [""]
+    if args.load:
+        lines += load_section(json.loads(args.load.read_text())) + [""]
     if args.notes:
         lines += ["## Notes", "", args.notes.read_text().strip(), ""]
     args.out.write_text("\n".join(lines))

@@ -297,3 +297,12 @@ def test_the_default_index_announces_its_build_before_it_starts(tmp_path: Path, 
         defaults.ensure_default_index(progress=False)
     assert len(announced) == 1 and str(tmp_path / "home" / "hpo-minilm") in announced[0]
     assert "about 1.5 minutes" in announced[0] and "hp.obo" in announced[0]
+
+
+def test_every_long_build_step_shows_progress(many_names: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build_index(Source.open(many_names), tmp_path / "shown", encoder=HashEncoder(dimension=32), faiss_kind="ivf-sq8",
+                progress=True)
+    shown = capsys.readouterr().err
+    for step in ("reading", "indexing the term dictionary", "embedding", "training FAISS IVF", "indexing:",
+                 "writing float16 vectors", "calibrating against an exact search"):
+        assert step in shown, step

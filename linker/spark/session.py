@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from linker.errors import LinkerError
+from linker.progress import ticking
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +38,6 @@ def require_pyspark() -> Any:
     except ImportError:
         raise LinkerError("the Spark engine needs pyspark: pip install 'concept-linker[spark]' (and Java 17+)") from None
     return pyspark
-
-
-@contextlib.contextmanager
-def ticking(desc: str, enabled: bool = True) -> Iterator[None]:
-    """A line with the elapsed time while a blocking step runs (starting the JVM and its workers)."""
-    if not enabled:
-        yield
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(total=None, desc=desc, bar_format="{desc}: {elapsed}", dynamic_ncols=True)
-    stop = threading.Event()
-
-    def tick() -> None:
-        while not stop.wait(0.5):
-            bar.refresh()
-
-    ticker = threading.Thread(target=tick, name="ticking", daemon=True)
-    ticker.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        ticker.join()
-        bar.close()
 
 
 def spark_session(master: str | None = None, conf: Mapping[str, str] | None = None, app_name: str = "concept-linker",
