@@ -162,10 +162,9 @@ def build_index(
             with ticking("writing float16 vectors for re-scoring", progress):
                 rescoring.write_vectors(state_dir / rescoring.VECTORS_FILE, gather, term_rows, encoder.dimension)
             arrays.append(rescoring.VECTORS_FILE)
-            faiss_meta["rescore"] = rescoring.SHORTLIST
         if preset != "flat":
             log.info("calibrating the index against an exact search")
-            vectors = np.load(state_dir / rescoring.VECTORS_FILE, mmap_mode="r") if "rescore" in faiss_meta else None
+            vectors = rescoring.map_array(state_dir / rescoring.VECTORS_FILE) if preset in faiss_util.RESCORED else None
             queries = calibration if calibration is None or isinstance(calibration, np.ndarray) else (
                 encoder.encode(list(calibration)))
             with ticking("calibrating against an exact search", progress):

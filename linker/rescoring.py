@@ -4,10 +4,10 @@ A compressed FAISS index (SQ8, product codes) ranks by approximate scores. Each 
 :data:`SHORTLIST` times the names wanted and re-scores that shortlist by exact inner product with the
 names' float16 vectors, memory-mapped from ``vectors.f16.npy`` in the index folder (half of flat's bytes,
 on disk; only the shortlisted rows are read). At build time the index is calibrated against an exact flat
-search, with queries drawn from the index's own distribution as ANN benchmarks draw them: a seeded sample of
-names, each searched for its neighbours among the other names (itself left out of both answers). The
-cheapest probe setting and shortlist that reach :data:`TARGET_RECALL` on one sample are kept, and their
-recall, measured on a second sample, is recorded in meta.json.
+search (:func:`calibrate`) on queries given with the build, or else on a seeded sample of its own names,
+each searched for its neighbours among the other names (itself left out of both answers). The cheapest
+probe setting and shortlist that reach :data:`TARGET_RECALL` on one half are kept, and their recall,
+measured on the other half, is recorded in meta.json.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def calibrate(index: Any, vectors: np.ndarray | None, gather: Callable[[np.ndarr
         limit = faiss_util.faiss.extract_index_ivf(index).nlist
     except RuntimeError:  # not an IVF index
         limit = 1 << 30
-    values = [v for v in SWEEP[key] if params[key] <= v <= limit] or [params[key]] if key else [None]
+    values = ([v for v in SWEEP[key] if params[key] <= v <= limit] or [params[key]]) if key else [None]
     shortlists = SHORTLISTS if vectors is not None else (1,)
     tried: list[dict[str, Any]] = []
     for value in values:

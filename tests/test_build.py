@@ -157,7 +157,7 @@ def test_compressed_presets_rescore_and_record_their_recall(many_names: Path, tm
     assert all(meta["search_params"][key] == value for key, value in chosen.items() if key in ("nprobe", "efSearch"))
     assert recall["tuned"][0]["shortlist"] == 4
     if reached:  # the sweep stops at the first setting that reaches the target
-        assert recall["tuned"][-1] is reached[0] or recall["tuned"][-1] == reached[0]
+        assert recall["tuned"][-1] == reached[0]
     index = ConceptIndex.load(folder, encoder=encoder)
     queries = ["name 17 variant 1", "name 1999 variant 2 or so", "variant 0 of name 5"]
     ours = index.search(queries, k=5)
