@@ -45,6 +45,12 @@ CORPUS_HELP = ("annotated documents: NAME.docs.jsonl with NAME.mentions.jsonl be
               help="transformer: windows per step")
 @click.option("--max-length", default=128, show_default=True, type=click.IntRange(min=16),
               help="transformer: sub-words per window (long texts are read in overlapping windows)")
+@click.option("--shape/--no-shape", default=True, show_default=True,
+              help="transformer: add each word's shape (lower, Title, CAPS, digits) to its sub-words; the packaged "
+                   "MiniLM is uncased and would not see 'HFE' from 'hfe' otherwise")
+@click.option("--lexicon", type=click.Path(path_type=Path, exists=True),
+              help="transformer: an index folder or ontology file whose names found in the text (B/I/O) are a "
+                   "feature of each sub-word (TaggerOne/PhenoTagger-style lexicon features)")
 @click.option("--width", default=128, show_default=True, type=click.IntRange(min=8), help="cnn: token vector width")
 @click.option("--depth", default=4, show_default=True, type=click.IntRange(min=1), help="cnn: layers")
 @click.option("--embed-rows", default=10000, show_default=True, type=click.IntRange(min=100),
@@ -53,7 +59,8 @@ CORPUS_HELP = ("annotated documents: NAME.docs.jsonl with NAME.mentions.jsonl be
 def train_mentions(corpora: tuple[Path, ...], out_dir: Path, kind: str, dev: tuple[Path, ...], dev_fraction: float,
                    weak_index: Path | None, weak_contexts: int, types: tuple[str, ...], exclude_types: tuple[str, ...], label: str | None, steps: int | None,
                    minutes: float, eval_every: int, lr: float | None, seed: int, base_model: str | None, epochs: int,
-                   batch_size: int, max_length: int, width: int, depth: int, embed_rows: int, dropout: float) -> None:
+                   batch_size: int, max_length: int, shape: bool, lexicon: Path | None, width: int, depth: int,
+                   embed_rows: int, dropout: float) -> None:
     """Train a mention detector on annotated CORPORA (or, with --weak, unlabelled ones) into OUT (a spaCy pipeline).
 
     Use it in front of the linker with `--pipeline OUT` (annotate, evaluate, serve) or spacy.load(OUT).
@@ -66,7 +73,8 @@ def train_mentions(corpora: tuple[Path, ...], out_dir: Path, kind: str, dev: tup
         from linker.train.tagger import TaggerConfig, train_tagger
 
         result = train_tagger(out_dir, TaggerConfig(**common, base_model=base_model, epochs=epochs,
-                                                    batch_size=batch_size, max_length=max_length, lr=lr or 5e-5))
+                                                    batch_size=batch_size, max_length=max_length, lr=lr or 5e-5,
+                                                    shape=shape, lexicon=str(lexicon) if lexicon else None))
         summary = {"steps": result["steps"], "seconds": result["seconds"], "best": result["best"]}
     else:
         from linker.train.mentions import DetectorConfig, train_detector
@@ -202,8 +210,12 @@ def _interpolation_weights(text: str) -> tuple[float, ...]:
               help="alt_id<TAB>concept_id map applied when scoring on dev (repeatable)")
 @click.option("--embedding-minutes", default=45.0, show_default=True,
               help="budget of the embedding recipe (linker train --minutes: phases 1+2, set-up not counted)")
-@click.option("--detector-minutes", default=20.0, show_default=True,
-              help="budget of the mention detector (linker train-mentions --minutes)")
+@click.option("--detector-minutes", default=25.0, show_default=True,
+              help="budget of the mention detector (linker train-mentions --minutes; set-up not counted)")
+@click.option("--detector-kind", type=click.Choice(["transformer", "cnn"]), default="transformer", show_default=True,
+              help="the mention detector trained (linker train-mentions --kind)")
+@click.option("--lexicon/--no-lexicon", default=True, show_default=True,
+              help="transformer detector: the ontology's names found in the text are a feature of each sub-word")
 @click.option("--detector", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="reuse a detector trained by linker train-mentions instead of training one")
 @click.option("--model", help="reuse an embedding model (a linker train output) instead of training one")
@@ -211,7 +223,8 @@ def _interpolation_weights(text: str) -> tuple[float, ...]:
 def train_pipeline_command(ontology: Path, corpora: tuple[Path, ...], dev: tuple[Path, ...], out_dir: Path,
                            fmt: str | None, types: tuple[str, ...], exclude_types: tuple[str, ...], label: str | None,
                            alt_ids: tuple[Path, ...], embedding_minutes: float, detector_minutes: float,
-                           detector: Path | None, model: str | None, seed: int) -> None:
+                           detector_kind: str, lexicon: bool, detector: Path | None, model: str | None,
+                           seed: int) -> None:
     """Train the embedding model and the mention detector, build the index and choose the linker's settings on
     --dev: one spaCy pipeline folder OUT (spacy.load(OUT), or --pipeline OUT for annotate, evaluate, serve)."""
     from linker.train.pipeline import PipelineConfig, train_pipeline
@@ -220,5 +233,5 @@ def train_pipeline_command(ontology: Path, corpora: tuple[Path, ...], dev: tuple
                             out=str(out_dir), ontology_format=fmt, types=list(types), exclude_types=list(exclude_types),
                             label=label, alt_ids=[str(a) for a in alt_ids], detector=str(detector) if detector else None,
                             model=model, embedding_minutes=embedding_minutes, detector_minutes=detector_minutes,
-                            seed=seed)
+                            detector_kind=detector_kind, lexicon=lexicon, seed=seed)
     click.echo(str(train_pipeline(config)))

@@ -37,3 +37,30 @@ def test_train_pipeline_writes_a_standalone_pipeline(data_dir: Path, tmp_path: P
     assert linker.threshold == report["chosen"]["threshold"] and linker.sources == report["chosen"]["sources"]
     doc = nlp("The boy had seizures and short stature since birth.")
     assert ("seizures", "HP:0001250") in {(e.text, e.kb_id_) for e in doc.ents}
+
+
+@pytest.mark.parametrize(("lexicon", "kind"), [(True, "transformer"), (False, "transformer"), (True, "cnn")])
+def test_pipeline_trains_the_measured_detector(data_dir: Path, tmp_path: Path, monkeypatch, lexicon: bool,
+                                               kind: str) -> None:
+    """Without --detector the pipeline trains the transformer tagger with the settings of the measured figures
+    and the ontology as its lexicon (or spaCy's ner with --detector-kind cnn)."""
+    import linker.train.mentions as cnn_module
+    import linker.train.tagger as tagger_module
+    from linker.train.pipeline import DETECTOR, PipelineConfig, _detector
+
+    seen: list[object] = []
+    monkeypatch.setattr(tagger_module, "train_tagger", lambda out, config: seen.append(config))
+    monkeypatch.setattr(cnn_module, "train_detector", lambda out, config: seen.append(config))
+    corpus = str(data_dir / "mini_corpus.docs.jsonl")
+    ontology = str(data_dir / "mini.obo")
+    cfg = PipelineConfig(ontology=ontology, corpora=[corpus], dev=[corpus], out=str(tmp_path), label="Phenotype",
+                         detector_kind=kind, lexicon=lexicon, detector_minutes=7.0, progress=False)
+    assert _detector(cfg, tmp_path) == str(tmp_path / "detector")
+    (config,) = seen
+    assert config.corpora == [corpus] and config.label == "Phenotype" and config.minutes == 7.0
+    if kind == "transformer":
+        assert isinstance(config, tagger_module.TaggerConfig)
+        assert {k: getattr(config, k) for k in DETECTOR} == DETECTOR
+        assert config.lexicon == (ontology if lexicon else None) and config.shape
+    else:
+        assert isinstance(config, cnn_module.DetectorConfig)

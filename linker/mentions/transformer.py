@@ -21,6 +21,7 @@ from spacy.tokens import Doc
 from spacy.util import filter_spans, minibatch
 
 from linker.errors import LinkerError
+from linker.mentions.features import SubwordFeatures
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,11 @@ class TransformerTagger:
         self.device, self.precision = device, precision
         self._model: Any = None
         self._tokenizer: Any = None
+        self._features: SubwordFeatures | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_model=None, _tokenizer=None)
+        state.update(_model=None, _tokenizer=None, _features=None)
         return state
 
     # -- the model -------------------------------------------------------------------------------------------
@@ -114,9 +116,16 @@ class TransformerTagger:
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+        from linker.mentions.features import feature_model, load_feature_tables
+
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        self._model = AutoModelForTokenClassification.from_pretrained(self.model_path).to(device).eval()
+        model = AutoModelForTokenClassification.from_pretrained(self.model_path)
+        self._features = SubwordFeatures.load(Path(self.model_path))
+        if self._features is not None:
+            model = feature_model(model, self._features.kinds)
+            load_feature_tables(model, Path(self.model_path))
+        self._model = model.to(device).eval()
         self.device = device
 
     def tags(self) -> list[str]:
@@ -144,12 +153,15 @@ class TransformerTagger:
         self._load()
         labels = self.tags()
         encoded = [encode_text(self._tokenizer, text) for text in texts]
-        logits = self._logits([ids for ids, _ in encoded])
+        features = [self._features.ids(text, offsets) if self._features is not None else {}
+                    for text, (_, offsets) in zip(texts, encoded)]
+        logits = self._logits([ids for ids, _ in encoded], features)
         return [decode_spans([labels[i] for i in row.argmax(-1)], offsets)
                 for row, (_, offsets) in zip(logits, encoded)]
 
-    def _logits(self, docs_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        """Sub-word logits of each document, windows averaged where they overlap."""
+    def _logits(self, docs_ids: Sequence[Sequence[int]],
+                docs_features: Sequence[dict[str, list[int]]]) -> list[np.ndarray]:
+        """Sub-word logits of each document (with its feature ids), windows averaged where they overlap."""
         import torch
 
         from linker.train.loop import amp_context
@@ -166,12 +178,16 @@ class TransformerTagger:
             width = max(e - s for _, s, e in group) + 2
             ids = torch.full((len(group), width), pad, dtype=torch.long)
             mask = torch.zeros((len(group), width), dtype=torch.long)
+            feats = {kind: torch.zeros((len(group), width), dtype=torch.long) for kind in docs_features[group[0][0]]}
             for row, (d, s, e) in enumerate(group):
                 window = [cls, *docs_ids[d][s:e], sep]
                 ids[row, :len(window)] = torch.tensor(window)
                 mask[row, :len(window)] = 1
+                for kind, values in docs_features[d].items():
+                    feats[kind][row, 1:1 + e - s] = torch.tensor(values[s:e])
             with torch.inference_mode(), autocast():
-                out = self._model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                out = self._model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                  **{f"{kind}_ids": t.to(self.device) for kind, t in feats.items()}).logits
             out = out.float().cpu().numpy()
             for row, (d, s, e) in enumerate(group):
                 sums[d][s:e] += out[row, 1:1 + e - s]
@@ -186,6 +202,8 @@ class TransformerTagger:
         if self._model is not None:
             self._model.save_pretrained(target)
             self._tokenizer.save_pretrained(target)
+            if self._features is not None:
+                self._features.save(target)
         elif self.model_path is not None and Path(self.model_path).resolve() != target.resolve():
             if target.exists():
                 shutil.rmtree(target)
@@ -196,5 +214,5 @@ class TransformerTagger:
         if not (target / "config.json").exists():
             raise LinkerError(f"{path}: no token-classification model in {target}; save the pipeline again")
         self.model_path = str(target)
-        self._model = self._tokenizer = None
+        self._model = self._tokenizer = self._features = None
         return self

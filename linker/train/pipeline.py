@@ -5,7 +5,9 @@
 1. ``OUT/.work/embedding`` — :func:`linker.train.recipe.train` on the ontology and the corpora's mentions,
    with the settings that gave the project's best figures (:data:`RECIPE`); the index embeds with its
    phase-2 model, which tested better than phase 3's pick in every corpus run so far (docs/training.md);
-2. ``OUT/.work/detector`` — :func:`linker.train.mentions.train_detector` on the corpora;
+2. ``OUT/.work/detector`` — the mention detector on the corpora: by default the transformer tagger
+   (:func:`linker.train.tagger.train_tagger`) with the settings of the measured figures (:data:`DETECTOR`) and
+   the ontology's names as its lexicon feature; ``detector_kind="cnn"`` trains spaCy's ``ner`` instead;
 3. ``OUT/concept_linker/index`` — the index of the ontology under the trained model;
 4. the linker's settings chosen on the dev documents (:data:`SWEEP`), by strict mention-level F1 summed over
    the dev corpora, every figure of the sweep recorded;
@@ -37,6 +39,8 @@ WORK, REPORT, SHIPPED_MODEL = ".work", "linker_training.json", "model"
 RECIPE: dict[str, Any] = {"minutes": 45.0, "epochs": 2, "lr": 2e-4, "max_length": 48, "checkpoint_every": 500,
                           "remine_every": 1000, "val_fraction": 0.005, "test_fraction": 0.005,
                           "phases": ("contrastive", "distill")}
+#: the transformer detector's settings of the measured figures (docs/detector.md)
+DETECTOR: dict[str, Any] = {"epochs": 4, "lr": 1e-4, "eval_every": 100}
 #: the linker settings tried on dev (every combination)
 SWEEP: dict[str, Sequence[Any]] = {"threshold": (0.6, 0.7, 0.8), "sources": (["upstream"], ["upstream", "dictionary"])}
 
@@ -55,7 +59,9 @@ class PipelineConfig:
     detector: str | None = None
     model: str | None = None
     embedding_minutes: float = RECIPE["minutes"]
-    detector_minutes: float = 20.0
+    detector_minutes: float = 25.0
+    detector_kind: str = "transformer"
+    lexicon: bool = True
     seed: int = 0
     sweep: dict[str, Sequence[Any]] = field(default_factory=lambda: dict(SWEEP))
     progress: bool = True
@@ -84,12 +90,20 @@ def _embedding(cfg: PipelineConfig, work: Path) -> str:
 def _detector(cfg: PipelineConfig, work: Path) -> str:
     if cfg.detector is not None:
         return cfg.detector
-    from linker.train.mentions import DetectorConfig, train_detector
-
     out = work / "detector"
-    train_detector(out, DetectorConfig(corpora=list(cfg.corpora), types=list(cfg.types),
-                                       exclude_types=list(cfg.exclude_types), label=cfg.label, seed=cfg.seed,
-                                       steps=None, minutes=cfg.detector_minutes, progress_bar=cfg.progress))
+    data = {"corpora": list(cfg.corpora), "types": list(cfg.types), "exclude_types": list(cfg.exclude_types),
+            "label": cfg.label, "seed": cfg.seed, "steps": None, "minutes": cfg.detector_minutes,
+            "progress_bar": cfg.progress}
+    if cfg.detector_kind == "cnn":
+        from linker.train.mentions import DetectorConfig, train_detector
+
+        train_detector(out, DetectorConfig(**data))
+    elif cfg.detector_kind == "transformer":
+        from linker.train.tagger import TaggerConfig, train_tagger
+
+        train_tagger(out, TaggerConfig(**data, **DETECTOR, lexicon=cfg.ontology if cfg.lexicon else None))
+    else:
+        raise LinkerError(f"detector kind {cfg.detector_kind!r}: use transformer or cnn")
     return str(out)
 
 
@@ -162,7 +176,9 @@ def train_pipeline(cfg: PipelineConfig) -> Path:
     nlp.get_pipe("concept_linker").initialize()
     report = {"ontology": cfg.ontology, "corpora": cfg.corpora, "dev": cfg.dev, "embedding_model": model,
               "detector": detector, "chosen": chosen, "sweep": rows, "recipe": RECIPE,
-              "embedding_minutes": cfg.embedding_minutes, "detector_minutes": cfg.detector_minutes}
+              "embedding_minutes": cfg.embedding_minutes, "detector_minutes": cfg.detector_minutes,
+              "detector_kind": cfg.detector_kind if cfg.detector is None else "given",
+              "lexicon": cfg.lexicon and cfg.detector is None}
     save_pipeline_into(nlp, out, work / "pipeline.tmp", {REPORT: json.dumps(report, indent=2) + "\n"})
     shutil.rmtree(work / "index")  # the pipeline holds its copy; the trained models stay for a rerun
     return out

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from linker.errors import LinkerError
+from linker.mentions.features import SubwordFeatures
 from linker.train.annotated import AnnotatedDoc, DetectorData, save_pipeline_into, training_docs
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,13 @@ class TaggerConfig(DetectorData):
     device: str | None = None
     threads: int | None = None
     progress_bar: bool = True
+    #: sub-word features (:mod:`linker.mentions.features`): the word's shape, and with ``lexicon`` (an index
+    #: folder or an ontology file) whether a dictionary name is found there
+    shape: bool = True
+    lexicon: str | None = None
+
+    def feature_kinds(self) -> tuple[str, ...]:
+        return (("shape",) if self.shape else ()) + (("lexicon",) if self.lexicon else ())
 
 
 def span_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Any], label_ids: dict[str, int]) -> list[int]:
@@ -62,8 +70,12 @@ def span_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Any], label_
     return out
 
 
+Example = tuple[list[int], list[int], dict[str, list[int]]]
+
+
 def _windows(docs: Sequence[AnnotatedDoc], tokenizer: Any, label_ids: dict[str, int], max_length: int,
-             stride: int) -> list[tuple[list[int], list[int]]]:
+             stride: int, features: SubwordFeatures | None) -> list[Example]:
+    """(sub-word ids, BIO label ids, feature ids) of every window, special tokens included."""
     from linker.mentions.transformer import encode_text, windows
 
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
@@ -71,8 +83,10 @@ def _windows(docs: Sequence[AnnotatedDoc], tokenizer: Any, label_ids: dict[str, 
     for doc in docs:
         ids, offsets = encode_text(tokenizer, doc.text)
         labels = span_labels(offsets, doc.spans, label_ids)
+        feats = features.ids(doc.text, offsets) if features is not None else {}
         for start, end in windows(len(ids), max_length - 2, stride):
-            out.append(([cls, *ids[start:end], sep], [IGNORE, *labels[start:end], IGNORE]))
+            out.append(([cls, *ids[start:end], sep], [IGNORE, *labels[start:end], IGNORE],
+                        {kind: [0, *row[start:end], 0] for kind, row in feats.items()}))
     return out
 
 
@@ -130,6 +144,7 @@ def train_tagger(out: str | os.PathLike[str], config: TaggerConfig) -> dict[str,
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from linker.encoders import resolve_model
+    from linker.mentions.features import feature_model, lexicon_names
     from linker.mentions.transformer import TransformerTagger, bio_labels
     from linker.train.loop import Budget, PhaseConfig, run_phase
 
@@ -149,15 +164,21 @@ def train_tagger(out: str | os.PathLike[str], config: TaggerConfig) -> dict[str,
     label_ids = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(str(location))
     net = AutoModelForTokenClassification.from_pretrained(
-        str(location), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids).to(device)
+        str(location), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids)
+    features = None
+    if config.feature_kinds():
+        setup.set_postfix_str("reading the lexicon" if config.lexicon else "adding features")
+        features = SubwordFeatures(config.feature_kinds(), lexicon_names(config.lexicon) if config.lexicon else ())
+        net = feature_model(net, features.kinds)
+    net = net.to(device)
     setup.update()
     setup.set_postfix_str("tokenizing")
-    examples = _windows(train_docs, tokenizer, label_ids, config.max_length, config.stride)
+    examples = _windows(train_docs, tokenizer, label_ids, config.max_length, config.stride, features)
     plan = _plan(len(examples), config.epochs, config.batch_size, config.seed)
     setup.update()
     tagger = TransformerTagger(None, max_length=config.max_length, stride=config.stride, device=device,  # type: ignore[arg-type]
                                precision=config.amp, batch_size=32)
-    tagger._model, tagger._tokenizer = net, tokenizer
+    tagger._model, tagger._tokenizer, tagger._features = net, tokenizer, features
     best_file = state_dir / "best.json"
     best: dict[str, Any] | None = json.loads(best_file.read_text()) if best_file.exists() else None
     setup.update()
@@ -171,12 +192,16 @@ def train_tagger(out: str | os.PathLike[str], config: TaggerConfig) -> dict[str,
         ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
         target = torch.full((len(batch), width), IGNORE, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
+        feats = {kind: torch.zeros((len(batch), width), dtype=torch.long) for kind in examples[batch[0]][2]}
         for row, i in enumerate(batch):
-            window, tags = examples[i]
+            window, tags, window_feats = examples[i]
             ids[row, :len(window)] = torch.tensor(window)
             target[row, :len(tags)] = torch.tensor(tags)
             mask[row, :len(window)] = 1
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": target.to(device)}
+            for kind, values in window_feats.items():
+                feats[kind][row, :len(values)] = torch.tensor(values)
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": target.to(device),
+                **{f"{kind}_ids": t.to(device) for kind, t in feats.items()}}
 
     def loss_fn(batch: list[int]) -> torch.Tensor:
         return net(**collate(batch)).loss
@@ -194,6 +219,8 @@ def train_tagger(out: str | os.PathLike[str], config: TaggerConfig) -> dict[str,
                 shutil.rmtree(tmp)
             net.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+            if features is not None:
+                features.save(tmp)
             if (state_dir / BEST).exists():
                 shutil.rmtree(state_dir / BEST)
             tmp.rename(state_dir / BEST)
