@@ -104,7 +104,13 @@ def train_mentions(corpora: tuple[Path, ...], out_dir: Path, kind: str, dev: tup
 @click.option("--phases", default="contrastive,distill,soup", show_default=True, help="comma-separated phases to run")
 @click.option("--steps", type=int, help="budget: phase-1 optimiser steps")
 @click.option("--pairs", "max_pairs", type=int, help="budget: phase-1 pairs seen")
-@click.option("--minutes", type=float, help="budget: minutes of phases 1+2 (validation included)")
+@click.option("--minutes", type=float,
+              help="budget: minutes of training in phases 1+2, validation included; phase 2 gets a fifth. Set-up "
+                   "(reading, embedding every name with the base model, mining negatives: minutes on a large "
+                   "ontology, shown on their own lines) and phase 3 come on top")
+@click.option("--keep-checkpoints", is_flag=True,
+              help="keep the checkpoint weights once the run is complete (by default only the final model, the "
+                   "phase models and the small plan files stay)")
 @click.option("--distill-steps", type=int, help="budget: phase-2 steps (default: a share of --steps)")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2),
               help="pairs per step (each pair's in-batch negatives are the others)")
@@ -157,7 +163,7 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
                   mention_repeat: int | None, mention_share: float,
                   mention_negatives: int, synonym_negatives: int | None, remine_every: int, max_length: int,
                   checkpoint_every: int, holdout: float, mention_holdout: float, soup_margin: float,
-                  interpolations: str, seed: int,
+                  interpolations: str, seed: int, keep_checkpoints: bool,
                   threads: int | None, device: str | None, amp: str) -> None:
     """Adapt an embedding model to ONTOLOGIES (BioLORD recipe); OUT is a model folder for `linker build --model`.
 
@@ -176,7 +182,8 @@ def train_command(ontologies: tuple[Path, ...], out_dir: Path, base_model: str |
         synonym_negatives=synonym_negatives, remine_every=remine_every, mention_val_fraction=mention_holdout,
         lr=lr, steps=steps, pairs=max_pairs,
         minutes=minutes, distill_steps=distill_steps, checkpoint_every=checkpoint_every, soup_margin=soup_margin,
-        interpolations=_interpolation_weights(interpolations), threads=threads, device=device, amp=amp)
+        interpolations=_interpolation_weights(interpolations), threads=threads, device=device, amp=amp,
+        keep_checkpoints=keep_checkpoints)
     click.echo(str(train([Source.open(path, fmt) for path in ontologies], out_dir, config,
                          extra_sources=[Source.open(path, fmt) for path in extra_ontologies])))
 

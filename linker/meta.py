@@ -19,9 +19,11 @@ TERM_CONCEPTS_FILE = "term_concepts.npy"  # int32 per term (FAISS row): the ordi
 CONCEPT_IDS_FILE = "concept_ids.npy"  # fixed-width UTF-8 bytes per concept ordinal
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, data: Any, *, indent: int | None = 2, sort_keys: bool = True) -> None:
+    """*data* as JSON in *path*, written beside it and moved into place (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(data, indent=indent, sort_keys=sort_keys, default=str) + "\n")
     os.replace(tmp, path)
 
 

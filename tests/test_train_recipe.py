@@ -35,7 +35,7 @@ def _config(tiny_model: Path, **changes) -> TrainConfig:
 @pytest.fixture(scope="module")
 def trained(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run") / "model"
-    return train([Source.open(DATA / "mini.obo")], out, _config(tiny_model))
+    return train([Source.open(DATA / "mini.obo")], out, _config(tiny_model, keep_checkpoints=True))
 
 
 def test_all_phases_run_and_log(trained: Path) -> None:
@@ -105,7 +105,7 @@ def test_two_ontologies_never_share_a_batch_a_mined_negative_or_a_validation_poo
 
 def test_mention_repeat_is_given_or_derived_from_the_mention_share(tiny_model: Path) -> None:
     from linker.train.pairs import Pair
-    from linker.train.recipe import mention_repeat
+    from linker.train.plans import mention_repeat
 
     pairs = [Pair(f"C{i}", f"a{i}", f"b{i}", "synonym") for i in range(70)] + [Pair("C0", "m", "a0", "mention")] * 3
     assert mention_repeat(_config(tiny_model), pairs) == 10  # 0.3 * 70 / (0.7 * 3)
@@ -123,7 +123,7 @@ def test_a_bad_mention_share_fails_before_the_base_model_is_used(tiny_model: Pat
 
 
 def test_pick_candidate_needs_the_margin_and_then_the_best_score() -> None:
-    from linker.train.recipe import pick_candidate
+    from linker.train.soup import pick_candidate
 
     def entry(name: str, acc: float, z: float | None = None) -> dict:
         return {"candidate": name, "validation": {"acc@1": acc}, **({} if z is None else {"z": z})}
@@ -307,7 +307,7 @@ class _CountingEncoder:
 
 def test_base_names_take_preferred_rows_from_the_all_names_embedding() -> None:
     from linker.train.pairs import OntologyConcept
-    from linker.train.recipe import BaseNames
+    from linker.train.validation import BaseNames
 
     concepts = {"C1": OntologyConcept("C1", "alpha", synonyms={"EXACT": ["apex", "arc"]}),
                 "C2": OntologyConcept("C2", "beta"),
@@ -482,11 +482,13 @@ def test_synonym_negatives_default_to_two_without_a_corpus(tiny_model: Path, tmp
 
 
 def test_negatives_are_mined_again_with_the_model_being_trained(tiny_model: Path, tmp_path: Path) -> None:
+    import linker.train.plans as plans
     import linker.train.recipe as recipe
     from linker.train.loop import amp_context
     from linker.train.model import LiveEncoder, load_base
 
-    config = _config(tiny_model, phases=("contrastive",), corpora=(), synonym_negatives=2, remine_every=2, lr=0.05)
+    config = _config(tiny_model, phases=("contrastive",), corpora=(), synonym_negatives=2, remine_every=2, lr=0.05,
+                     keep_checkpoints=True)
     out = train([Source.open(DATA / "mini.obo")], tmp_path / "r", config)
     assert json.loads((out / "training.json").read_text())["settings"]["remine_every"] == 2
     folder = out / "checkpoints" / "contrastive"
@@ -502,5 +504,41 @@ def test_negatives_are_mined_again_with_the_model_being_trained(tiny_model: Path
     pairset = recipe.build_pairs([Source.open(DATA / "mini.obo")], seed=1, val_fraction=0.2, test_fraction=0.1,
                                  mention_val_fraction=0.5)
     names = recipe.BaseNames(pairset.concepts, config.scopes, encoder, all_names_needed=True)
-    recomputed = recipe._mined_negatives(pairset, config, encoder, names, tmp_path / "n.json", fresh=True)
+    recomputed = plans.mined_negatives(pairset, config, encoder, names, tmp_path / "n.json", fresh=True)
     assert recomputed == {(q, cid): [(t, o) for t, o in negs] for q, cid, negs in again}
+
+
+def test_set_up_shows_progress_before_the_first_step(tiny_model: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Reading, loading, embedding the names, validating and mining each show a line from their first second,
+    before phase 1's bar (on MEDIC they take over ten minutes)."""
+    import linker.train.model as model_module
+
+    monkeypatch.setattr(model_module, "PROGRESS_FROM", 1)  # the fixture's few names get their bar too
+    train([Source.open(DATA / "mini.obo")], tmp_path / "shown",
+          _config(tiny_model, phases=("contrastive",), steps=2, progress=True))
+    err = capsys.readouterr().err
+    stages = ["set-up: reading the ontologies", "set-up: loading the base model", "set-up: choosing the validation",
+              "embedding", "set-up: validating the base model", "set-up: planning batches",
+              "set-up: mining dictionary negatives", "contrastive"]
+    positions = [err.find(stage) for stage in stages]
+    assert -1 not in positions, dict(zip(stages, positions))
+    assert positions[:3] == sorted(positions[:3]) and max(positions[:7]) < err.rfind("contrastive")
+
+
+def test_a_finished_run_keeps_no_checkpoint_weights_and_returns_at_once(tiny_model: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    import linker.train.recipe as recipe
+
+    config = _config(tiny_model, phases=("contrastive", "distill"))
+    out = train([Source.open(DATA / "mini.obo")], tmp_path / "pruned", config)
+    left = sorted(p.relative_to(out / "checkpoints").as_posix() for p in (out / "checkpoints").rglob("*") if p.is_file())
+    assert left and not [p for p in left if p.endswith(".pt")]
+    assert "contrastive/batches.json" in left and (out / "phase2" / "modules.json").exists()
+    before = (out / "model.safetensors").read_bytes()
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(recipe, "build_pairs", no_training)
+    assert train([Source.open(DATA / "mini.obo")], out, config) == out
+    assert (out / "model.safetensors").read_bytes() == before

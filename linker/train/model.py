@@ -71,28 +71,40 @@ def symmetric_infonce(logits: torch.Tensor, forward: torch.Tensor | None = None,
             + torch.nn.functional.cross_entropy(logits.T if backward is None else backward, labels)) / 2
 
 
+#: texts from which a :class:`LiveEncoder` call shows a bar (a few seconds on a CPU)
+PROGRESS_FROM = 2000
+
+
 class LiveEncoder:
     """An :class:`~linker.encoders.Encoder` over a model being trained (validation without saving a folder)."""
 
     def __init__(self, net: Any, tokenizer: Any, max_length: int, device: str, name: str = "training",
-                 autocast: Callable[[], Any] = nullcontext) -> None:
+                 autocast: Callable[[], Any] = nullcontext, progress: bool = False) -> None:
         """*autocast*: the context factory of the run's mixed precision (:func:`linker.train.loop.amp_context`);
-        bf16 embeds the base model's names about 3x faster on a CPU with native bf16, pooling stays float32."""
+        bf16 embeds the base model's names about 3x faster on a CPU with native bf16, pooling stays float32.
+        *progress*: a bar for every call of :data:`PROGRESS_FROM` texts or more."""
         self.net, self.tokenizer, self.max_length, self.device, self.name = net, tokenizer, max_length, device, name
         self.autocast = autocast
+        self.progress = progress
         self.dimension = int(net.config.hidden_size)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False,
+               desc: str = "embedding") -> np.ndarray:
+        from tqdm import tqdm
+
         size = batch_size or 128
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         was_training = self.net.training
         self.net.eval()
-        with torch.inference_mode(), self.autocast():
+        shown = progress or (self.progress and len(texts) >= PROGRESS_FROM)
+        with torch.inference_mode(), self.autocast(), \
+                tqdm(total=len(texts), desc=desc, unit="texts", disable=not shown, leave=False) as bar:
             for start in range(0, len(order), size):
                 idx = order[start:start + size]
                 out[idx] = embed(self.net, self.tokenizer, [texts[i] for i in idx], self.max_length,
                                  self.device).cpu().numpy()
+                bar.update(len(idx))
         self.net.train(was_training)
         return out
 
