@@ -440,10 +440,11 @@ def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch
 def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir: Path | None,
            sources: tuple[str, ...], threshold: float | None) -> None:
     """Write an HTML page (displaCy) of TEXTS or --file documents with linked spans highlighted."""
+    from linker.formats.textdir import read_text_file
     from linker.pipeline import load_pipeline
     from linker.render import write_html
 
-    documents = [(None, text) for text in texts] + [(path.name, path.read_text(encoding="utf-8")) for path in files]
+    documents = [(None, text) for text in texts] + [(path.name, read_text_file(path)) for path in files]
     if not documents:
         documents = [(None, sys.stdin.read())]
     config: dict[str, object] = {}

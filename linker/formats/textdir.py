@@ -6,7 +6,21 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from linker.errors import LinkerError
 from linker.formats.base import Document, Failure, Item, Reader
+
+
+def decode_text(data: bytes) -> str:
+    """A plain-text document's bytes as UTF-8, a leading byte-order mark dropped (it is not part of the text)."""
+    return data.decode("utf-8").removeprefix("\ufeff")
+
+
+def read_text_file(path: Path) -> str:
+    """One plain-text document; a file that is not UTF-8 is an error naming it."""
+    try:
+        return decode_text(path.read_bytes())
+    except UnicodeDecodeError as err:
+        raise LinkerError(f"{path}: not UTF-8 ({err.reason} at byte {err.start}); convert it with iconv") from None
 
 
 class TextDirReader(Reader):
@@ -30,14 +44,14 @@ class TextDirReader(Reader):
             relative = file.relative_to(self.path).as_posix()
             doc_id = relative[: -len(self.suffix)]
             try:
-                text = file.read_bytes().decode("utf-8")
+                text = decode_text(file.read_bytes())
             except UnicodeDecodeError as err:
                 yield Failure(doc_id, relative, f"not UTF-8 ({err.reason} at byte {err.start}); convert it with iconv")
                 continue
             except OSError as err:
                 yield Failure(doc_id, relative, f"cannot read: {err.strerror}")
                 continue
-            yield Document(doc_id, text.removeprefix("\ufeff"), relative)
+            yield Document(doc_id, text, relative)
 
     def estimate_total(self) -> int | None:
         return sum(1 for _ in self._files())

@@ -108,20 +108,21 @@ def describe(name: str, parent_names: Sequence[str]) -> str | None:
 
 def read_mentions(path: str | Path, types: Iterable[str] | None = None) -> Iterator[tuple[str, list[str]]]:
     """``(mention text, gold ids)`` from a ``*.mentions.jsonl`` file (keys ``text``, ``ids``, optional ``type``)."""
+    from linker.sources._io import iter_lines
+
     wanted = set(types) if types else None
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                text, ids = row["text"], list(row["ids"])
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise SourceFormatError(path, lineno, f"expected a JSON object with 'text' and 'ids' ({err}); "
-                                        "pass a *.mentions.jsonl file") from None
-            if wanted is not None and row.get("type") not in wanted:
-                continue
-            yield text, ids
+    for lineno, line in iter_lines(Path(path)):  # a byte-order mark or a bad byte is handled there
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            text, ids = row["text"], list(row["ids"])
+        except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as err:
+            raise SourceFormatError(path, lineno, f"expected a JSON object with 'text' and 'ids' ({err}); "
+                                    "pass a *.mentions.jsonl file") from None
+        if wanted is not None and row.get("type") not in wanted:
+            continue
+        yield text, ids
 
 
 @dataclass
