@@ -22,7 +22,6 @@ Conventions (stated once, used everywhere, printed in every JSON record under ``
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -37,7 +36,7 @@ from typing import Any
 from linker.errors import EvaluationInputError, LinkerError
 from linker.similarity import evaluate_similarity, read_pairs
 from linker.normalize import normalize
-from linker.sources._io import iter_lines
+from linker.sources._io import iter_lines, json_object
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +95,19 @@ def _read_mentions_jsonl(path: Path) -> Iterable[GoldMention]:
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise EvaluationInputError(path, lineno, f"not JSON ({err.msg}); one mention object per line") from None
+        shape = '{"doc_id", "start", "end", "text", "ids": [...], "type"}'
+        row = json_object(path, lineno, line, f"one mention object per line, {shape}", EvaluationInputError)
         missing = [key for key in ("doc_id", "text", "ids") if key not in row]
         if missing or not isinstance(row.get("ids"), list):
-            raise EvaluationInputError(
-                path, lineno, f"missing or bad field(s) {', '.join(missing) or 'ids'}; expected "
-                '{"doc_id", "start", "end", "text", "ids": [...], "type"}')
-        yield GoldMention(str(row["doc_id"]), int(row.get("start", -1)), int(row.get("end", -1)), str(row["text"]),
-                          tuple(str(i) for i in row["ids"]), str(row.get("type") or ""))
+            raise EvaluationInputError(path, lineno, f"missing or bad field(s) {', '.join(missing) or 'ids'}; "
+                                                     f"expected {shape}")
+        try:
+            start, end = int(row.get("start", -1)), int(row.get("end", -1))
+        except (TypeError, ValueError):
+            raise EvaluationInputError(path, lineno, f"start {row.get('start')!r} and end {row.get('end')!r} must be "
+                                                     "whole numbers (character offsets)") from None
+        yield GoldMention(str(row["doc_id"]), start, end, str(row["text"]), tuple(str(i) for i in row["ids"]),
+                          str(row.get("type") or ""))
 
 
 _BARE_MESH = re.compile(r"^[CD]\d{6,9}$")

@@ -198,22 +198,20 @@ def calibrate(index: Any, vectors: np.ndarray | None, gather: Callable[[np.ndarr
 def read_queries(path: Path) -> list[str]:
     """Calibration queries from *path*: one text per line, or JSON lines with a ``text`` field (a mentions
     file); distinct, in file order."""
-    import json
-
     from linker.errors import LinkerError
+    from linker.sources._io import iter_lines, json_object
 
     texts: dict[str, None] = {}
-    with path.open(encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    line = str(json.loads(line)["text"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise LinkerError(f"{path}:{lineno}: expected a JSON object with a \"text\" field") from None
-            texts[line] = None
+    for lineno, line in iter_lines(path):  # a byte-order mark, a bad byte or a huge line is handled there
+        line = line.strip()
+        if not line:
+            continue
+        if path.suffix == ".jsonl":
+            row = json_object(path, lineno, line, 'a JSON object with a "text" field')
+            if "text" not in row:
+                raise LinkerError(f'{path}:{lineno}: expected a JSON object with a "text" field')
+            line = str(row["text"])
+        texts[line] = None
     if len(texts) < 2:
         raise LinkerError(f"{path}: at least two distinct queries are needed to calibrate an index")
     return list(texts)

@@ -173,7 +173,7 @@ def test_cli_evaluate_reports_bad_input_as_an_error(mini_index_dir: Path, tmp_pa
     bad.write_text("{not json\n")
     result = CliRunner().invoke(cli, ["evaluate", str(bad), "--index", str(mini_index_dir)])
     assert result.exit_code == 2
-    assert "m.jsonl:1: not JSON" in result.output
+    assert "m.jsonl:1: not valid JSON" in result.output
 
 
 def test_pubtator_ids_follow_the_shared_jsonl_convention() -> None:

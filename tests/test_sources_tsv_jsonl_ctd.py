@@ -40,7 +40,7 @@ def test_jsonl_kb(data_dir: Path, tmp_path: Path) -> None:
         "Seizures", "Epileptic Seizure", "Seizure"}
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"concept_id": "C1", "canonical_name": "x"}) + "\n{not json\n")
-    with pytest.raises(SourceFormatError, match=r"bad.jsonl:2: invalid JSON"):
+    with pytest.raises(SourceFormatError, match=r"bad.jsonl:2: not valid JSON"):
         list(read_jsonl(bad))
     bad.write_text(json.dumps({"concept_id": "C1", "canonical_name": "x", "aliases": "y"}) + "\n")
     with pytest.raises(SourceFormatError, match="'aliases' must be a list"):

@@ -39,3 +39,38 @@ def test_a_text_file_drops_its_byte_order_mark_and_refuses_bad_bytes(tmp_path: P
         read_text_file(bad)
     result = CliRunner().invoke(cli, ["render", "--file", str(bad), "-o", str(tmp_path / "page.html")])
     assert result.exit_code == 2 and "not UTF-8" in result.output and "Traceback" not in result.output
+
+
+DEEP = "[" * 100_000 + "]" * 100_000 + "\n"
+
+
+def test_ontology_jsonl_nested_too_deep_names_the_line(tmp_path: Path) -> None:
+    from linker.sources.jsonl import read_jsonl
+
+    path = tmp_path / "kb.jsonl"
+    path.write_text(DEEP)
+    with pytest.raises(SourceFormatError, match=r"kb.jsonl:1: JSON nested too deeply"):
+        list(read_jsonl(path))
+
+
+def test_gold_mentions_with_offsets_that_are_not_numbers_name_the_line(tmp_path: Path) -> None:
+    from linker.evaluate import read_mentions as read_gold
+
+    path = tmp_path / "dev.mentions.jsonl"
+    path.write_text(json.dumps({"doc_id": "1", "text": "x", "ids": ["D1"], "start": "a", "end": 3}) + "\n")
+    with pytest.raises(LinkerError, match=r"dev.mentions.jsonl:1: start 'a' and end 3 must be whole numbers"):
+        read_gold(path)
+
+
+def test_calibration_queries_deep_or_not_utf8_name_the_line(tmp_path: Path) -> None:
+    from linker.rescoring import read_queries
+
+    deep, bad, bom = tmp_path / "q.jsonl", tmp_path / "q.txt", tmp_path / "b.txt"
+    deep.write_text(json.dumps({"text": "fever"}) + "\n" + DEEP)
+    bad.write_bytes(b"fever\n\xff\xfe\n")
+    bom.write_bytes(b"\xef\xbb\xbffever\nfits\n")
+    with pytest.raises(LinkerError, match=r"q.jsonl:2: JSON nested too deeply"):
+        read_queries(deep)
+    with pytest.raises(LinkerError, match=r"q.txt:2: not UTF-8"):
+        read_queries(bad)
+    assert read_queries(bom) == ["fever", "fits"]

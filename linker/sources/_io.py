@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from linker.errors import LinkerError, SourceFormatError
 
@@ -42,6 +43,21 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield lineno, line.rstrip("\r\n")
         except (OSError, EOFError, gzip.BadGzipFile) as err:
             raise SourceFormatError(path, lineno + 1, f"cannot read ({err}); is the file complete?") from None
+
+
+def json_object(path: Path, lineno: int, line: str, expected: str,
+                error: type[SourceFormatError] = SourceFormatError) -> dict[str, Any]:
+    """The JSON object on one line; invalid JSON, nesting too deep to read and a value that is not an object are
+    an *error* naming the line and what was *expected* there."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise error(path, lineno, f"not valid JSON ({err.msg} at column {err.colno}); expected {expected}") from None
+    except RecursionError:
+        raise error(path, lineno, f"JSON nested too deeply to read; expected {expected}") from None
+    if not isinstance(value, dict):
+        raise error(path, lineno, f"a JSON {type(value).__name__}, expected {expected}")
+    return value
 
 
 def file_sha256(path: Path) -> str:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from linker.errors import SourceFormatError
-from linker.sources._io import iter_lines
+from linker.sources._io import iter_lines, json_object
 from linker.types import Concept, Record, Term
 
 
@@ -22,12 +21,7 @@ def read_jsonl(path: Path) -> Iterator[Record]:
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SourceFormatError(path, lineno, f"invalid JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(record, dict):
-            raise SourceFormatError(path, lineno, "expected a JSON object per line")
+        record = json_object(path, lineno, line, "one concept object per line")
         concept_id = record.get("concept_id")
         name = record.get("canonical_name")
         if not isinstance(concept_id, str) or not concept_id or not isinstance(name, str) or not name.strip():

@@ -10,7 +10,6 @@ so a synonym shared by a held-out concept and a training concept (or by HPO and 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -108,16 +107,16 @@ def describe(name: str, parent_names: Sequence[str]) -> str | None:
 
 def read_mentions(path: str | Path, types: Iterable[str] | None = None) -> Iterator[tuple[str, list[str]]]:
     """``(mention text, gold ids)`` from a ``*.mentions.jsonl`` file (keys ``text``, ``ids``, optional ``type``)."""
-    from linker.sources._io import iter_lines
+    from linker.sources._io import iter_lines, json_object
 
     wanted = set(types) if types else None
     for lineno, line in iter_lines(Path(path)):  # a byte-order mark or a bad byte is handled there
         if not line.strip():
             continue
+        row = json_object(Path(path), lineno, line, "a JSON object with 'text' and 'ids' (a *.mentions.jsonl file)")
         try:
-            row = json.loads(line)
             text, ids = row["text"], list(row["ids"])
-        except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as err:
+        except (KeyError, TypeError) as err:
             raise SourceFormatError(path, lineno, f"expected a JSON object with 'text' and 'ids' ({err}); "
                                     "pass a *.mentions.jsonl file") from None
         if wanted is not None and row.get("type") not in wanted:
