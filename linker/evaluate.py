@@ -91,16 +91,18 @@ def read_mentions(path: str | os.PathLike[str], types: Iterable[str] | None = No
     return kept
 
 
+_MENTION_SHAPE = '{"doc_id", "start", "end", "text", "ids": [...], "type"}'
+
+
 def _read_mentions_jsonl(path: Path) -> Iterable[GoldMention]:
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue
-        shape = '{"doc_id", "start", "end", "text", "ids": [...], "type"}'
-        row = json_object(path, lineno, line, f"one mention object per line, {shape}", EvaluationInputError)
+        row = json_object(path, lineno, line, f"one mention object per line, {_MENTION_SHAPE}", EvaluationInputError)
         missing = [key for key in ("doc_id", "text", "ids") if key not in row]
         if missing or not isinstance(row.get("ids"), list):
             raise EvaluationInputError(path, lineno, f"missing or bad field(s) {', '.join(missing) or 'ids'}; "
-                                                     f"expected {shape}")
+                                                     f"expected {_MENTION_SHAPE}")
         try:
             start, end = int(row.get("start", -1)), int(row.get("end", -1))
         except (TypeError, ValueError):

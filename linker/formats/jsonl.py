@@ -10,6 +10,7 @@ from pathlib import Path
 from linker.formats.base import (AppendFile, Document, ErrorLog, Failure, Item, Progress, Reader, Writer,
                                  check_fields, count_bytes, errors_path_for, record_to_item, truncate_after_last)
 from linker.serialize import mention_to_dict
+from linker.sources._io import json_line
 from linker.types import Mention
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,9 @@ class JsonlReader(Reader):
                     yield Failure(_guess_id(raw) or where, where, f"not UTF-8 ({err.reason} at byte {err.start})")
                     continue
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    yield Failure(_guess_id(raw) or where, where, f"not valid JSON ({err.msg}, column {err.colno})")
-                    continue
-                except RecursionError:
-                    yield Failure(_guess_id(raw) or where, where, "JSON nested too deeply to read; a document is "
-                                  "one flat object per line")
+                    record = json_line(line)
+                except ValueError as err:
+                    yield Failure(_guess_id(raw) or where, where, f"{err}; a document is one flat object per line")
                     continue
                 if not checked and isinstance(record, dict):
                     check_fields(self.path, number, list(record), self.id_field, self.text_field)

@@ -45,16 +45,25 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
             raise SourceFormatError(path, lineno + 1, f"cannot read ({err}); is the file complete?") from None
 
 
+def json_line(line: str) -> Any:
+    """The JSON value on one line of a JSON Lines file; invalid JSON and nesting too deep to read are a
+    ``ValueError`` whose message says which (the readers add the place and what they expected)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
+
+
 def json_object(path: Path, lineno: int, line: str, expected: str,
                 error: type[SourceFormatError] = SourceFormatError) -> dict[str, Any]:
-    """The JSON object on one line; invalid JSON, nesting too deep to read and a value that is not an object are
-    an *error* naming the line and what was *expected* there."""
+    """The JSON object on one line (:func:`json_line`); a line that is not one is an *error* naming the line and
+    what was *expected* there."""
     try:
-        value = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise error(path, lineno, f"not valid JSON ({err.msg} at column {err.colno}); expected {expected}") from None
-    except RecursionError:
-        raise error(path, lineno, f"JSON nested too deeply to read; expected {expected}") from None
+        value = json_line(line)
+    except ValueError as err:
+        raise error(path, lineno, f"{err}; expected {expected}") from None
     if not isinstance(value, dict):
         raise error(path, lineno, f"a JSON {type(value).__name__}, expected {expected}")
     return value
