@@ -214,7 +214,8 @@ def _interpolation_weights(text: str) -> tuple[float, ...]:
 @click.option("--exclude-type", "exclude_types", multiple=True, help="corpus types to leave out (repeatable)")
 @click.option("--label", help="one entity label for every kept type (e.g. Disease)")
 @click.option("--alt-ids", "alt_ids", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="alt_id<TAB>concept_id map applied when scoring on dev (repeatable)")
+              help="alt_id<TAB>concept_id map applied to the corpora's ids (mention memory) and when scoring on "
+                   "dev (repeatable)")
 @click.option("--embedding-minutes", default=45.0, show_default=True,
               help="budget of the embedding recipe (linker train --minutes: phases 1+2, set-up not counted)")
 @click.option("--detector-minutes", default=25.0, show_default=True,
@@ -223,6 +224,8 @@ def _interpolation_weights(text: str) -> tuple[float, ...]:
               help="the mention detector trained (linker train-mentions --kind)")
 @click.option("--lexicon/--no-lexicon", default=True, show_default=True,
               help="transformer detector: the ontology's names found in the text are a feature of each sub-word")
+@click.option("--memory/--no-memory", default=True, show_default=True,
+              help="link a span whose text the corpora annotate by the concept most of those annotations give")
 @click.option("--detector", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="reuse a detector trained by linker train-mentions instead of training one")
 @click.option("--model", help="reuse an embedding model (a linker train output) instead of training one")
@@ -230,8 +233,8 @@ def _interpolation_weights(text: str) -> tuple[float, ...]:
 def train_pipeline_command(ontology: Path, corpora: tuple[Path, ...], dev: tuple[Path, ...], out_dir: Path,
                            fmt: str | None, types: tuple[str, ...], exclude_types: tuple[str, ...], label: str | None,
                            alt_ids: tuple[Path, ...], embedding_minutes: float, detector_minutes: float,
-                           detector_kind: str, lexicon: bool, detector: Path | None, model: str | None,
-                           seed: int) -> None:
+                           detector_kind: str, lexicon: bool, memory: bool, detector: Path | None,
+                           model: str | None, seed: int) -> None:
     """Train the embedding model and the mention detector, build the index and choose the linker's settings on
     --dev: one spaCy pipeline folder OUT (spacy.load(OUT), or --pipeline OUT for annotate, evaluate, serve)."""
     from linker.train.pipeline import PipelineConfig, train_pipeline
@@ -240,5 +243,5 @@ def train_pipeline_command(ontology: Path, corpora: tuple[Path, ...], dev: tuple
                             out=str(out_dir), ontology_format=fmt, types=list(types), exclude_types=list(exclude_types),
                             label=label, alt_ids=[str(a) for a in alt_ids], detector=str(detector) if detector else None,
                             model=model, embedding_minutes=embedding_minutes, detector_minutes=detector_minutes,
-                            detector_kind=detector_kind, lexicon=lexicon, seed=seed)
+                            detector_kind=detector_kind, lexicon=lexicon, memory=memory, seed=seed)
     click.echo(str(train_pipeline(config)))

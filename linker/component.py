@@ -12,10 +12,8 @@ getters over it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -25,22 +23,21 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.util import minibatch
 
-from linker.abbreviations import find_abbreviations
 from linker.assertion import assert_spans
-from linker.errors import IndexNotFoundError, LinkerError
+from linker.component_folder import saved_index, saved_memory, write_folder
+from linker.errors import LinkerError
 from linker.extensions import DATA_ATTR, register_extensions
-from linker.mentions import (ABBREVIATION, DENSE, DICTIONARY, SOURCES, UPSTREAM, DictionaryMatcher, Proposal,
-                             dense_spans, upstream_proposals)
+from linker.mentions import ABBREVIATION, DENSE, DICTIONARY, SOURCES, UPSTREAM, DictionaryMatcher, Proposal
 from linker.linking.composites import conjunct_links
 from linker.linking.context import resolve_ties
 from linker.linking.filters import ConceptFilter
+from linker.linking.memory import MentionMemory, remembered
+from linker.mentions.collect import collect
 from linker.mentions.arbitration import arbitrate
 from linker.types import Candidate
 
 log = logging.getLogger(__name__)
 
-SETTINGS_FILE = "linker.json"
-INDEX_DIR = "index"
 UNLINKED = ("keep", "drop")
 #: HPO branches that are not findings (mode of inheritance, clinical modifiers such as "Mild", frequency,
 #: past medical history, blood group, biospecimen features): excluded by default, harmless elsewhere.
@@ -66,22 +63,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
-def saved_index(folder: Path) -> tuple[dict[str, Any], str | None]:
-    """The settings a saved ``concept_linker`` folder holds and the index folder they name (None: the default
-    index); a missing settings file or a referenced index that is not there is an error saying what to do."""
-    settings_file = folder / SETTINGS_FILE
-    if not settings_file.exists():
-        raise IndexNotFoundError(f"{folder}: no {SETTINGS_FILE}; save the pipeline with nlp.to_disk() again")
-    settings = json.loads(settings_file.read_text())
-    if settings.get("copied"):
-        return settings, str(folder / settings["index"])
-    index = settings.get("index")
-    if index is not None and not Path(index).exists():
-        raise IndexNotFoundError(f"{folder}: the pipeline refers to the index {index}, which is not there; rebuild "
-                                 "or move the index back, pass --index, or save the pipeline with copy_index=True")
-    return settings, index
-
-
 # -- the component -------------------------------------------------------------------------------------------
 #: The settings of ``concept_linker`` and their defaults (docs/pipeline.md).
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -89,7 +70,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_words": 5, "batch_size": 64, "abbreviations": True, "assertion": True, "types": [], "roots": [],
     "overwrite": False, "unlinked": "keep", "label": "CONCEPT", "min_chars": 4, "dense_limit": 20000,
     "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS), "acronyms": True, "longer_wins": True,
-    "composites": True, "composite_margin": 0.0, "context_ties": True, "skip_exact": True,
+    "composites": True, "composite_margin": 0.0, "context_ties": True, "skip_exact": True, "memory": None,
 }
 
 
@@ -99,14 +80,16 @@ def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, 
                         abbreviations: bool, assertion: bool, types: list[str], roots: list[str], overwrite: bool,
                         unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool,
                         exclude_roots: list[str], acronyms: bool, longer_wins: bool, composites: bool,
-                        composite_margin: float, context_ties: bool, skip_exact: bool) -> ConceptLinker:
+                        composite_margin: float, context_ties: bool, skip_exact: bool, memory: str | None
+                        ) -> ConceptLinker:
     return ConceptLinker(nlp, name, index=index, k=k, threshold=threshold, sources=sources,
                          dense_threshold=dense_threshold, max_words=max_words, batch_size=batch_size,
                          abbreviations=abbreviations, assertion=assertion, types=types, roots=roots,
                          overwrite=overwrite, unlinked=unlinked, label=label, min_chars=min_chars,
                          dense_limit=dense_limit, copy_index=copy_index, exclude_roots=exclude_roots,
                          acronyms=acronyms, longer_wins=longer_wins, composites=composites,
-                         composite_margin=composite_margin, context_ties=context_ties, skip_exact=skip_exact)
+                         composite_margin=composite_margin, context_ties=context_ties, skip_exact=skip_exact,
+                         memory=memory)
 
 
 class ConceptLinker:
@@ -121,7 +104,7 @@ class ConceptLinker:
                  dense_limit: int = 20000, copy_index: bool = False,
                  exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS, acronyms: bool = True,
                  longer_wins: bool = True, composites: bool = True, composite_margin: float = 0.0,
-                 context_ties: bool = True, skip_exact: bool = True) -> None:
+                 context_ties: bool = True, skip_exact: bool = True, memory: str | None = None) -> None:
         self.name = name
         self.sources = list(dict.fromkeys(sources))
         unknown = [s for s in self.sources if s not in SOURCES]
@@ -145,11 +128,13 @@ class ConceptLinker:
         self._index: Any = None
         self._matcher: DictionaryMatcher | None = None
         self._filter: ConceptFilter | None = None
+        self.memory_path = memory
+        self._memory: MentionMemory | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the opened index and caches (spawned worker processes open their own)."""
         state = dict(self.__dict__)
-        state.update(_index=None, _matcher=None, _filter=None)
+        state.update(_index=None, _matcher=None, _filter=None, _memory=None)
         return state
 
     # -- resources ---------------------------------------------------------------------------------------
@@ -197,27 +182,8 @@ class ConceptLinker:
             yield from batch
 
     def _proposals(self, doc: Doc) -> list[Proposal]:
-        proposals: list[Proposal] = []
-        if UPSTREAM in self.sources:
-            proposals += upstream_proposals(doc)
-        finds = DICTIONARY in self.sources or DENSE in self.sources
-        if DICTIONARY in self.sources:
-            proposals += self.matcher.find(doc.text)
-        if DENSE in self.sources:
-            vocabulary = self.matcher.vocabulary
-            for start, end in dense_spans(doc, max_words=self.max_words, vocabulary=vocabulary,
-                                          limit=self.dense_limit):
-                proposals.append(Proposal(start, end, DENSE, doc.text[start:end]))
-        if self.abbreviations:
-            abbrevs = find_abbreviations(doc.text)
-            if abbrevs:
-                long_of = {a.short: a.long for a in abbrevs}
-                proposals = [Proposal(p.start, p.end, p.source, long_of[doc.text[p.start:p.end]], p.label)
-                             if doc.text[p.start:p.end] in long_of else p for p in proposals]
-                if finds:
-                    proposals += [Proposal(a.start, a.end, ABBREVIATION, a.long, anchor=(a.long_start, a.long_end))
-                                  for a in abbrevs]
-        return proposals
+        return collect(doc, self.sources, lambda: self.matcher, abbreviations=self.abbreviations,
+                       max_words=self.max_words, dense_limit=self.dense_limit)
 
     def _search(self, queries: list[str]) -> dict[str, list[Candidate]]:
         """Candidates of each query, in one batch (the index answers recent queries from its cache)."""
@@ -235,6 +201,22 @@ class ConceptLinker:
         return dict(zip(queries, results))
 
     @property
+    def memory(self) -> MentionMemory | None:
+        """The mention memory of a trained pipeline (:mod:`linker.linking.memory`), None without one."""
+        if self._memory is None and self.memory_path:
+            self._memory = MentionMemory.load(self.memory_path)
+            log.info("mention memory: %d texts from %s", len(self._memory), self.memory_path)
+        return self._memory
+
+    def set_memory(self, memory: MentionMemory | str | os.PathLike[str] | None) -> None:
+        """Link by *memory* (a memory, or its file; None: by search alone); :meth:`to_disk` saves it into the
+        pipeline folder."""
+        if isinstance(memory, MentionMemory):
+            self._memory, self.memory_path = memory, None
+        else:
+            self._memory, self.memory_path = None, (str(memory) if memory is not None else None)
+
+    @property
     def concept_filter(self) -> ConceptFilter:
         if self._filter is None:
             self._filter = ConceptFilter(self.index.termdb, types=self.types, roots=self.roots,
@@ -246,11 +228,15 @@ class ConceptLinker:
         queries = list(dict.fromkeys(p.query for props in per_doc for p in props
                                      if p.source != ABBREVIATION and p.query.strip()))
         found = self._search(queries)
+        known, parts = remembered(self.memory, queries, found, self.index.termdb.names,
+                                  self.concept_filter.allowed) if self.memory is not None else ({}, {})
+        found.update(known)
         chosen = [self._choose(props, found) for props in per_doc]
         if self.context_ties:
-            chosen = resolve_ties(self.index, [doc.text for doc in docs], chosen)
-        conjuncts = conjunct_links([p.query for linked in chosen for p, _ in linked], found, self._search,
-                                   margin=self.composite_margin) if self.composites else {}
+            chosen = resolve_ties(self.index, [doc.text for doc in docs], chosen, keep=known)
+        conjuncts = conjunct_links([p.query for linked in chosen for p, _ in linked if p.query not in known],
+                                   found, self._search, margin=self.composite_margin) if self.composites else {}
+        conjuncts.update(parts)
         for doc, linked in zip(docs, chosen):
             self._write(doc, linked, conjuncts)
 
@@ -316,30 +302,15 @@ class ConceptLinker:
 
     # -- serialisation -----------------------------------------------------------------------------------
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
-        """Write ``linker.json``: the index is *referenced* by its absolute path (the default), or, with
-        ``copy_index=True``, copied into ``<path>/index`` so that the pipeline folder stands alone."""
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        settings: dict[str, Any] = {"copied": False, "index": None}
-        index_dir = Path(self.index.path)
-        if self.copy_index:
-            target = folder / INDEX_DIR
-            if target.resolve() != index_dir.resolve():
-                if target.exists():
-                    shutil.rmtree(target)
-                shutil.copytree(index_dir, target, ignore=shutil.ignore_patterns(".build", "*.tmp"))
-            settings.update(copied=True, index=INDEX_DIR)
-        elif self.index_path is not None or self._index is not None:
-            settings["index"] = str(index_dir.resolve())
-        settings["built_at"] = self.index.meta.get("built_at")
-        settings["ontology"] = self.index.meta.get("ontology")
-        (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        """The folder of :mod:`linker.component_folder`: index referenced (the default) or copied, memory."""
+        write_folder(Path(path), self.index, copy_index=self.copy_index, memory=self.memory,
+                     reference=self.index_path is not None or self._index is not None)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> ConceptLinker:
         folder = Path(path)
         settings, self.index_path = saved_index(folder)
-        self._index, self._matcher = None, None
-        self._filter = None
+        self._index, self._matcher, self._filter, self._memory = None, None, None, None
+        self.memory_path = saved_memory(folder, settings) or self.memory_path
         recorded = settings.get("built_at")
         if recorded and self.index.meta.get("built_at") != recorded:
             log.warning("index %s was rebuilt (%s) since the pipeline %s was saved (%s); links may differ",

@@ -19,12 +19,17 @@ TERM_CONCEPTS_FILE = "term_concepts.npy"  # int32 per term (FAISS row): the ordi
 CONCEPT_IDS_FILE = "concept_ids.npy"  # fixed-width UTF-8 bytes per concept ordinal
 
 
-def write_json_atomic(path: Path, data: Any, *, indent: int | None = 2, sort_keys: bool = True) -> None:
-    """*data* as JSON in *path*, written beside it and moved into place (a reader never sees half a file)."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """*text* in *path*, written beside it and moved into place (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=indent, sort_keys=sort_keys, default=str) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any, *, indent: int | None = 2, sort_keys: bool = True) -> None:
+    """*data* as JSON in *path*, atomically (:func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=sort_keys, default=str) + "\n")
 
 
 def read_meta(folder: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from linker.errors import LinkerError
 from linker.types import Candidate, Mention
 
 COMPONENT = "concept_linker"
+_SAVED: Any = object()
 
 
 def check_settings(config: dict[str, Any]) -> None:
@@ -56,11 +57,14 @@ def load_pipeline(index: str | os.PathLike[str] | None = None, *, pipeline: str 
         nlp.get_pipe(COMPONENT).initialize()
         return nlp
     index_path = settings.pop("index", None)
+    memory = settings.pop("memory", _SAVED)  # like the index, the saved memory stays unless config names another
     nlp = spacy.load(folder, config={"components": {COMPONENT: settings}} if settings else {})
     component = nlp.get_pipe(COMPONENT)
     if index_path is not None:
         component.index_path = index_path
         component.set_index(None)
+    if memory is not _SAVED:
+        component.set_memory(memory)
     component.initialize()
     return nlp
 
@@ -79,7 +83,7 @@ def pipeline_fingerprint(pipeline: str | os.PathLike[str]) -> str:
 
 def pipeline_index(pipeline: str | os.PathLike[str]) -> str | None:
     """The index folder a saved pipeline's ``concept_linker`` uses (None: it has no linker, or uses the default)."""
-    from linker.component import saved_index
+    from linker.component_folder import saved_index
 
     folder = Path(pipeline) / COMPONENT
     return saved_index(folder)[1] if folder.is_dir() else None

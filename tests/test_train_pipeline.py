@@ -37,6 +37,9 @@ def test_train_pipeline_writes_a_standalone_pipeline(data_dir: Path, tmp_path: P
     assert linker.threshold == report["chosen"]["threshold"] and linker.sources == report["chosen"]["sources"]
     doc = nlp("The boy had seizures and short stature since birth.")
     assert ("seizures", "HP:0001250") in {(e.text, e.kb_id_) for e in doc.ents}
+    assert report["memory"] and linker.memory is not None  # the corpus's mentions, inside the moved folder
+    assert linker.memory.lookup("short stature") == ("HP:0004322",)
+    assert Path(linker.memory_path).parent == moved / "concept_linker"
 
 
 @pytest.mark.parametrize(("lexicon", "kind"), [(True, "transformer"), (False, "transformer"), (True, "cnn")])

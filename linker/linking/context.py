@@ -7,7 +7,7 @@ order of the index.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,11 +69,13 @@ def _description_of(termdb: Any, concept_id: str) -> str:
     return description(concept.name, concept.definition, [parents.get(p, p) for p in concept.parents])
 
 
-def resolve_ties(index: Any, texts: Sequence[str], chosen: list[list[tuple[Any, list[Candidate]]]]
-                 ) -> list[list[tuple[Any, list[Candidate]]]]:
+def resolve_ties(index: Any, texts: Sequence[str], chosen: list[list[tuple[Any, list[Candidate]]]], *,
+                 keep: Container[str] = ()) -> list[list[tuple[Any, list[Candidate]]]]:
     """*chosen* (per text, ``(proposal, candidates)`` pairs) with the tied leaders of each mention ordered by
-    its sentence; the sentences and descriptions are embedded in one batch through the index's cache."""
-    wanted = [(d, i) for d, linked in enumerate(chosen) for i, (_, cands) in enumerate(linked) if tied(cands)]
+    its sentence; the sentences and descriptions are embedded in one batch through the index's cache.
+    Mentions whose query is in *keep* (linked by the mention memory) keep their order."""
+    wanted = [(d, i) for d, linked in enumerate(chosen) for i, (p, cands) in enumerate(linked)
+              if p.query not in keep and tied(cands)]
     if not wanted:
         return chosen
     sentences = [sentence(texts[d], chosen[d][i][0].start, chosen[d][i][0].end) for d, i in wanted]

@@ -9,7 +9,9 @@ Order of precedence:
    over the name "neoplasia"), and partial overlaps keep the upstream span;
 2. dictionary names, longest first;
 3. dense spans, best score first;
-4. short forms whose long form was linked (they take the long form's query);
+4. short forms whose long form was linked (they take the long form's query and label), wherever they stand:
+   a defined short form is a mention when its long form is one, and only then — an upstream span at a
+   short-form position whose long form is not linked is left out too;
 5. dictionary names at short-form positions left over.
 """
 
@@ -29,7 +31,7 @@ def arbitrate(props: Sequence[Proposal], best: Callable[[str], float], *, thresh
     """The chosen proposals in text order; *best* gives the top score of a query."""
     short_forms = [p for p in props if p.source == ABBREVIATION]
     at_short = {(p.start, p.end) for p in short_forms}
-    upstream = [p for p in props if p.source == UPSTREAM]
+    upstream = [p for p in props if p.source == UPSTREAM and (p.start, p.end) not in at_short]
     names = sorted((p for p in props if p.source == DICTIONARY and best(p.query) >= threshold),
                    key=lambda p: (-(p.end - p.start), p.start))
     dense = sorted((p for p in props if p.source == DENSE and best(p.query) >= dense_threshold),
@@ -59,7 +61,7 @@ def arbitrate(props: Sequence[Proposal], best: Callable[[str], float], *, thresh
     for p in short_forms:
         anchor = linked_by_end.get(p.anchor[1]) if p.anchor else None
         if anchor is not None and anchor.start < p.anchor[1]:  # type: ignore[index]
-            take(Proposal(p.start, p.end, ABBREVIATION, anchor.query, anchor=p.anchor))
+            take(Proposal(p.start, p.end, ABBREVIATION, anchor.query, anchor.label, anchor=p.anchor))
     for p in names:
         if (p.start, p.end) in at_short:
             take(p)

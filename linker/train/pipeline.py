@@ -8,11 +8,13 @@
 2. ``OUT/.work/detector`` — the mention detector on the corpora: by default the transformer tagger
    (:func:`linker.train.tagger.train_tagger`) with the settings of the measured figures (:data:`DETECTOR`) and
    the ontology's names as its lexicon feature; ``detector_kind="cnn"`` trains spaCy's ``ner`` instead;
-3. ``OUT/concept_linker/index`` — the index of the ontology under the trained model;
+3. ``OUT/concept_linker/index`` — the index of the ontology under the trained model, and the mention memory
+   of the corpora's gold mentions (:mod:`linker.linking.memory`; ``memory=False`` leaves it out);
 4. the linker's settings chosen on the dev documents (:data:`SWEEP`), by strict mention-level F1 summed over
    the dev corpora, every figure of the sweep recorded;
 5. ``OUT`` — a spaCy pipeline folder: tokenizer, detector, ``concept_linker`` with the chosen settings in
-   its ``config.cfg`` and the index inside the folder. ``spacy.load(OUT)`` and ``--pipeline OUT`` use it as is.
+   its ``config.cfg``, the index and the memory inside the folder. ``spacy.load(OUT)`` and ``--pipeline OUT``
+   use it as is.
 
 ``detector=`` or ``model=`` reuse an already trained detector or embedding model instead of stages 1–2.
 """
@@ -62,6 +64,7 @@ class PipelineConfig:
     detector_minutes: float = 25.0
     detector_kind: str = "transformer"
     lexicon: bool = True
+    memory: bool = True
     seed: int = 0
     sweep: dict[str, Sequence[Any]] = field(default_factory=lambda: dict(SWEEP))
     progress: bool = True
@@ -126,11 +129,25 @@ def _index(cfg: PipelineConfig, model: str, folder: Path) -> Path:
     return out
 
 
+def _memory(cfg: PipelineConfig, index_dir: Path, path: Path) -> str | None:
+    """The mention memory of the corpora's gold mentions, saved in *path* (None when ``memory`` is off)."""
+    if not cfg.memory:
+        return None
+    from linker.defaults import open_index
+    from linker.linking.memory import build_memory
+
+    build_memory(_mention_files(cfg.corpora), open_index(index_dir).termdb, alt_ids=cfg.alt_ids, types=cfg.types,
+                 exclude_types=cfg.exclude_types).save(path)
+    return str(path)
+
+
 def choose_settings(detector: str, index_dir: str | os.PathLike[str], dev: Sequence[str], *,
                     sweep: dict[str, Sequence[Any]], alt_ids: Sequence[str] = (), types: Sequence[str] = (),
-                    exclude_types: Sequence[str] = ()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    exclude_types: Sequence[str] = (), fixed: dict[str, Any] | None = None
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ``concept_linker`` settings of *sweep* with the best strict F1 summed over the *dev* corpora, and
-    every row of the sweep. One pipeline runs them all: searches are cached across settings."""
+    every row of the sweep; *fixed* settings hold in every row. One pipeline runs them all: searches are cached
+    across settings."""
     from linker.defaults import open_index
     from linker.evaluate import evaluate_end_to_end, index_mapper, read_mentions
 
@@ -144,7 +161,7 @@ def choose_settings(detector: str, index_dir: str | os.PathLike[str], dev: Seque
         settings = dict(zip(keys, values))
         row: dict[str, Any] = {"settings": settings, "strict_f1": {}, "document_f1": {}}
         for docs, gold in golds:
-            result = evaluate_end_to_end(docs, gold, index, mapper, settings, pipeline=detector)
+            result = evaluate_end_to_end(docs, gold, index, mapper, {**settings, **(fixed or {})}, pipeline=detector)
             row["strict_f1"][docs] = result["strict"]["all"]["f1"]
             row["document_f1"][docs] = result["document"]["f1"]
         row["total"] = sum(row["strict_f1"].values())
@@ -159,6 +176,7 @@ def train_pipeline(cfg: PipelineConfig) -> Path:
     import spacy
 
     import linker.component  # noqa: F401 - registers concept_linker
+    from linker.linking.memory import MentionMemory
 
     out = Path(cfg.out)
     work = out / WORK
@@ -168,17 +186,20 @@ def train_pipeline(cfg: PipelineConfig) -> Path:
     model = _embedding(cfg, work)
     detector = _detector(cfg, work)
     index_dir = _index(cfg, model, work / "index")
+    memory = _memory(cfg, index_dir, work / "index" / "memory.jsonl")
     chosen, rows = choose_settings(detector, index_dir, cfg.dev, sweep=cfg.sweep, alt_ids=cfg.alt_ids,
-                                   types=cfg.types, exclude_types=cfg.exclude_types)
+                                   types=cfg.types, exclude_types=cfg.exclude_types, fixed={"memory": memory})
     log.info("chosen on dev: %s", chosen)
     nlp = spacy.load(detector)
     nlp.add_pipe("concept_linker", config={**chosen, "index": str(index_dir), "copy_index": True})
-    nlp.get_pipe("concept_linker").initialize()
+    component = nlp.get_pipe("concept_linker")
+    component.set_memory(MentionMemory.load(memory) if memory else None)  # saved inside the folder, not referenced
+    component.initialize()
     report = {"ontology": cfg.ontology, "corpora": cfg.corpora, "dev": cfg.dev, "embedding_model": model,
               "detector": detector, "chosen": chosen, "sweep": rows, "recipe": RECIPE,
               "embedding_minutes": cfg.embedding_minutes, "detector_minutes": cfg.detector_minutes,
               "detector_kind": cfg.detector_kind if cfg.detector is None else "given",
-              "lexicon": cfg.lexicon and cfg.detector is None}
+              "lexicon": cfg.lexicon and cfg.detector is None, "memory": cfg.memory}
     save_pipeline_into(nlp, out, work / "pipeline.tmp", {REPORT: json.dumps(report, indent=2) + "\n"})
     shutil.rmtree(work / "index")  # the pipeline holds its copy; the trained models stay for a rerun
     return out
