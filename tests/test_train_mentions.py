@@ -235,3 +235,22 @@ def test_annotate_and_evaluate_with_a_detector_pipeline(detector: Path, mini_ind
     e2e = json.loads(record.read_text())["end_to_end"]
     assert e2e["pipeline"] == str(detector) and e2e["strict"]["all"]["f1"] > 0.5
     assert 0.0 < e2e["document"]["f1"] <= 1.0 and "document concepts" in result.stdout
+
+
+def test_viterbi_never_opens_a_span_with_inside() -> None:
+    import numpy as np
+
+    from linker.mentions.transformer import viterbi_tags
+
+    labels = ["O", "B-D", "I-D", "B-X", "I-X"]
+    # each row's own best: O, I-D (after O), I-D, I-X (after I-D), O
+    logits = np.log(np.array([[0.9, 0.02, 0.04, 0.02, 0.02],
+                              [0.3, 0.25, 0.35, 0.05, 0.05],
+                              [0.1, 0.05, 0.8, 0.03, 0.02],
+                              [0.1, 0.05, 0.35, 0.05, 0.45],
+                              [0.9, 0.02, 0.04, 0.02, 0.02]]))
+    assert list(logits.argmax(-1)) == [0, 2, 2, 4, 0]
+    path = viterbi_tags(logits, labels)
+    assert path == [0, 1, 2, 2, 0]  # B-D opens the span; I-X cannot follow I-D, so the span stays D
+    assert viterbi_tags(np.zeros((0, 5)), labels) == []
+    assert viterbi_tags(np.log(np.array([[0.1, 0.15, 0.55, 0.1, 0.1]])), labels) == [1]  # never I- first
