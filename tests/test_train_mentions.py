@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import spacy
@@ -254,3 +255,44 @@ def test_viterbi_never_opens_a_span_with_inside() -> None:
     assert path == [0, 1, 2, 2, 0]  # B-D opens the span; I-X cannot follow I-D, so the span stays D
     assert viterbi_tags(np.zeros((0, 5)), labels) == []
     assert viterbi_tags(np.log(np.array([[0.1, 0.15, 0.55, 0.1, 0.1]])), labels) == [1]  # never I- first
+
+
+@pytest.mark.slow
+def test_onnx_backends_tag_as_torch_does(tagger: Path, tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
+
+    from linker.mentions.tagger_onnx import GRAPH
+
+    monkeypatch.setenv("LINKER_CACHE", str(tmp_path / "cache"))
+    texts = ["The boy had seizures and short stature since birth.", "Her fever resolved, but fatigue persisted."]
+
+    def loaded(backend: str) -> Any:
+        settings = {"backend": backend, "precision": "off"}  # torch in float32, as the export is
+        component = spacy.load(tagger, config={"components": {"linker_tagger": settings}}).get_pipe("linker_tagger")
+        component.initialize()
+        return component
+
+    torch_tagger, float_tagger, int8_tagger = loaded("torch"), loaded("onnx-float32"), loaded("onnx-int8")
+    assert float_tagger.backend == "onnx-float32" and float_tagger._model is None  # no torch network kept
+
+    def logits(component: Any) -> list[Any]:
+        from linker.mentions.transformer import encode_text
+
+        encoded = [encode_text(component._tokenizer, t) for t in texts]
+        features = [component._features.ids(t, offsets) if component._features is not None else {}
+                    for t, (_, offsets) in zip(texts, encoded)]
+        return component._logits([ids for ids, _ in encoded], features)
+
+    for a, b in zip(logits(torch_tagger), logits(float_tagger)):
+        assert np.allclose(a, b, atol=1e-3)
+    assert int8_tagger.predict_spans(texts) == torch_tagger.predict_spans(texts)
+    graphs = sorted((tmp_path / "cache" / "onnx").glob(f"tagger-*/{GRAPH}"))
+    assert len(graphs) == 2  # one export per precision, reused by the next load
+    stamp = [g.stat().st_mtime_ns for g in graphs]
+    loaded("onnx-int8").predict_spans(texts[:1])
+    assert [g.stat().st_mtime_ns for g in graphs] == stamp
+    import torch
+
+    assert loaded("auto").backend == ("torch" if torch.cuda.is_available() else "onnx-int8")
+    with pytest.raises(LinkerError, match="backend='tpu'"):
+        loaded("tpu")

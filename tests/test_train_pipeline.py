@@ -27,7 +27,7 @@ def test_train_pipeline_writes_a_standalone_pipeline(data_dir: Path, tmp_path: P
                                       "--model", str(default_model_path())])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "linker_training.json").read_text())
-    assert len(report["sweep"]) == 6 and report["chosen"] in [row["settings"] for row in report["sweep"]]
+    assert len(report["sweep"]) == 8 and report["chosen"] in [row["settings"] for row in report["sweep"]]
     assert not (out / ".work" / "index").exists()
     moved = tmp_path / "moved"
     out.rename(moved)  # the index and its model live inside the folder

@@ -55,7 +55,7 @@ def cache_home() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "concept-linker") / "onnx"
 
 
-def _fingerprint(location: str | Path) -> str:
+def fingerprint(location: str | Path) -> str:
     """A key for a model folder (its path and its files' sizes and times) or a hub name."""
     digest = hashlib.sha256(f"v{EXPORT_VERSION}:{location}".encode())
     folder = Path(location)
@@ -68,7 +68,7 @@ def _fingerprint(location: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """The exporter's tracer warnings and the quantiser's per-tensor lines (logged on the root logger), hidden."""
     root = logging.getLogger()
     level = root.level
@@ -91,7 +91,7 @@ def export(model: str | os.PathLike[str] | None, out_dir: str | Path, *, precisi
     if precision not in PRECISIONS:
         raise LinkerError(f"unknown ONNX precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     try:
-        import onnx
+        import onnx  # noqa: F401 - missing onnx is reported here; quantize_int8 uses it
         import torch
         from transformers import AutoModel, AutoTokenizer
     except ImportError as err:
@@ -133,19 +133,12 @@ def export(model: str | os.PathLike[str] | None, out_dir: str | Path, *, precisi
         stage = Path(tmp) / "stage"
         stage.mkdir()
         graph = stage / (GRAPH if precision == "float32" else "float32.onnx")
-        with torch.inference_mode(), _quiet():
+        with torch.inference_mode(), quiet():
             torch.onnx.export(Pooled(), tuple(example[key] for key in inputs), str(graph), input_names=inputs,
                               output_names=["embedding"], dynamic_axes={**axes, "embedding": {0: "batch"}},
                               opset_version=17, dynamo=False)
         if precision == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            kept = [node.name for node in onnx.load(str(graph)).graph.node
-                    if node.op_type == "MatMul" and any(part in node.name for part in FLOAT_KEPT)
-                    and "/attention/" not in node.name]
-            with _quiet():
-                quantize_dynamic(str(graph), str(stage / GRAPH), weight_type=QuantType.QInt8, per_channel=True,
-                                 op_types_to_quantize=["MatMul"], nodes_to_exclude=kept)
+            quantize_int8(graph, stage / GRAPH)
             graph.unlink()
         tokenizer.backend_tokenizer.save(str(stage / TOKENIZER))
         manifest = {"model": name, "source": str(location), "precision": precision, "max_length": length,
@@ -161,11 +154,39 @@ def export(model: str | os.PathLike[str] | None, out_dir: str | Path, *, precisi
     return out
 
 
+def quantize_int8(graph: Path, out: Path) -> None:
+    """Dynamic int8 of *graph*'s MatMul weights (per channel) into *out*, the :data:`FLOAT_KEPT` ones left float."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    kept = [node.name for node in onnx.load(str(graph)).graph.node
+            if node.op_type == "MatMul" and any(part in node.name for part in FLOAT_KEPT)
+            and "/attention/" not in node.name]
+    with quiet():
+        quantize_dynamic(str(graph), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"], nodes_to_exclude=kept)
+
+
+def session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime options of every session here: *threads* (default :func:`linker.encoders.default_threads`),
+    idle threads sleeping instead of spinning (FAISS and spaCy run on the same cores right after each batch)."""
+    import onnxruntime as ort
+
+    from linker.encoders import default_threads
+
+    options = ort.SessionOptions()
+    threads = threads or default_threads()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 def ensure_export(model: str | os.PathLike[str] | None, *, precision: str = "float32", max_length: int | None = None,
                   cache_dir: str | Path | None = None) -> Path:
     """The cached export of *model* at *precision*, exported on first use."""
     _, location, _ = resolve_model(model)
-    folder = Path(cache_dir or cache_home()) / f"{_fingerprint(location)}-{precision}-{max_length or 'default'}"
+    folder = Path(cache_dir or cache_home()) / f"{fingerprint(location)}-{precision}-{max_length or 'default'}"
     if not (folder / MANIFEST).exists():
         export(model, folder, precision=precision, max_length=max_length)
     return folder
@@ -199,14 +220,7 @@ class OnnxEncoder(BatchedEncoder):
         self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER))
         self.tokenizer.enable_truncation(self.max_length)
         self.tokenizer.enable_padding(pad_id=int(manifest["pad_id"]), pad_token=str(manifest["pad_token"]))
-        from linker.encoders import default_threads
-
-        options = ort.SessionOptions()
-        threads = threads or default_threads()
-        if threads:
-            options.intra_op_num_threads = threads
-        # idle threads sleep instead of spinning: FAISS and spaCy run on the same cores right after each batch
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(threads)
         providers = ["CPUExecutionProvider"]
         if device and device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

@@ -8,6 +8,11 @@ BC5CDR dev splits it raised span F1 by 0.7 and 1.3 points over each sub-word's o
 where an ``I-`` after ``O`` starts a span). A span starts at a ``B-`` sub-word, runs over the ``I-`` sub-words
 of its label and is widened to whole spaCy tokens. The model folder (a Hugging Face
 token-classification model + tokenizer) is saved inside the pipeline folder by ``nlp.to_disk``.
+
+``backend``: ``torch``, or the network exported to ONNX (``onnx-float32``, ``onnx-int8``;
+:mod:`linker.mentions.tagger_onnx`); ``auto`` (the default) is torch on a GPU and ``onnx-int8`` on a CPU, where
+the MEDIC detector ran 1.8x faster than torch with span F1 within 0.2 points on the NCBI-disease and BC5CDR
+dev splits.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from spacy.util import filter_spans, minibatch
 
 from linker.errors import LinkerError
 from linker.mentions.features import SubwordFeatures
+from linker.mentions.tagger_onnx import BACKENDS
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +114,11 @@ def decode_spans(labels: Sequence[str], offsets: Sequence[tuple[int, int]]) -> l
 
 @Language.factory("linker_tagger", default_config={"model": None, "max_length": 256, "stride": 32,
                                                     "batch_size": 16, "device": None, "precision": "auto",
-                                                    "decode": "viterbi"})
+                                                    "decode": "viterbi", "backend": "auto"})
 def make_tagger(nlp: Language, name: str, *, model: str | None, max_length: int, stride: int, batch_size: int,
-                device: str | None, precision: str, decode: str) -> TransformerTagger:
+                device: str | None, precision: str, decode: str, backend: str) -> TransformerTagger:
     return TransformerTagger(nlp, name, model=model, max_length=max_length, stride=stride, batch_size=batch_size,
-                             device=device, precision=precision, decode=decode)
+                             device=device, precision=precision, decode=decode, backend=backend)
 
 
 class TransformerTagger:
@@ -120,13 +126,15 @@ class TransformerTagger:
 
     def __init__(self, nlp: Language, name: str = "linker_tagger", *, model: str | None = None, max_length: int = 256,
                  stride: int = 32, batch_size: int = 16, device: str | None = None, precision: str = "auto",
-                 decode: str = "viterbi") -> None:
+                 decode: str = "viterbi", backend: str = "auto") -> None:
         if max_length < 8 or not 0 <= stride < max_length // 2:
             raise LinkerError(f"linker_tagger max_length={max_length}, stride={stride}: need max_length >= 8 and "
                               "0 <= stride < max_length / 2")
         if decode not in DECODERS:
             raise LinkerError(f"linker_tagger decode={decode!r}: use {' or '.join(DECODERS)}")
-        self.decode = decode
+        if backend not in ("auto", *BACKENDS):
+            raise LinkerError(f"linker_tagger backend={backend!r}: use auto or one of {', '.join(BACKENDS)}")
+        self.decode, self.backend = decode, backend
         self.name = name
         self.model_path = model
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
@@ -134,38 +142,59 @@ class TransformerTagger:
         self._model: Any = None
         self._tokenizer: Any = None
         self._features: SubwordFeatures | None = None
+        self._config: Any = None
+        self._onnx: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_model=None, _tokenizer=None, _features=None)
+        state.update(_model=None, _tokenizer=None, _features=None, _config=None, _onnx=None)
         return state
 
     # -- the model -------------------------------------------------------------------------------------------
     def _load(self) -> None:
-        if self._model is not None:
+        if self._tokenizer is not None:
             return
         if self.model_path is None:
             raise LinkerError("linker_tagger has no model: load a trained pipeline (spacy.load) or pass model=DIR")
+        from transformers import AutoConfig, AutoTokenizer
+
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self._features = SubwordFeatures.load(Path(self.model_path))
+        self._config = AutoConfig.from_pretrained(self.model_path)
         import torch
-        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        if self.backend == "auto":  # int8 ONNX on a CPU (1.8x torch, span F1 within 0.2 points on dev)
+            self.backend = "torch" if (self.device or "").startswith("cuda") or (
+                self.device is None and torch.cuda.is_available()) else "onnx-int8"
+        if self.backend == "torch":
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self._model = self._network().to(device).eval()
+            self.device = device
+        else:
+            from linker.mentions.tagger_onnx import OnnxTagging, ensure_tagger_export
+
+            kinds = self._features.kinds if self._features is not None else ()
+            graph = ensure_tagger_export(self.model_path, self._network(attn_implementation="eager"), kinds,
+                                         precision=self.backend.removeprefix("onnx-"))
+            self._onnx = OnnxTagging(graph)
+            self.device = "cpu"
+
+    def _network(self, **options: Any) -> Any:
+        """The torch network of the model folder, its feature tables included."""
+        from transformers import AutoModelForTokenClassification
 
         from linker.mentions.features import feature_model, load_feature_tables
 
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        model = AutoModelForTokenClassification.from_pretrained(self.model_path)
-        self._features = SubwordFeatures.load(Path(self.model_path))
+        model = AutoModelForTokenClassification.from_pretrained(self.model_path, **options)
         if self._features is not None:
             model = feature_model(model, self._features.kinds)
             load_feature_tables(model, Path(self.model_path))
-        self._model = model.to(device).eval()
-        self.device = device
+        return model
 
     def tags(self) -> list[str]:
         """The model's BIO tags, by output number (loads the model)."""
         self._load()
-        config = self._model.config
-        return [config.id2label[i] for i in range(config.num_labels)]
+        return [self._config.id2label[i] for i in range(self._config.num_labels)]
 
     def initialize(self, get_examples: Any = None, *, nlp: Language | None = None) -> None:
         self._load()
@@ -195,37 +224,43 @@ class TransformerTagger:
     def _logits(self, docs_ids: Sequence[Sequence[int]],
                 docs_features: Sequence[dict[str, list[int]]]) -> list[np.ndarray]:
         """Sub-word logits of each document (with its feature ids), windows averaged where they overlap."""
-        import torch
-
-        from linker.train.loop import amp_context
-
         inner = self.max_length - 2
         pieces = [(d, s, e) for d, ids in enumerate(docs_ids) for s, e in windows(len(ids), inner, self.stride)]
-        sums = [np.zeros((len(ids), self._model.config.num_labels), dtype=np.float32) for ids in docs_ids]
+        sums = [np.zeros((len(ids), self._config.num_labels), dtype=np.float32) for ids in docs_ids]
         counts = [np.zeros((len(ids), 1), dtype=np.float32) for ids in docs_ids]
-        autocast, _ = amp_context(self.device, self.precision)
         cls, sep, pad = self._tokenizer.cls_token_id, self._tokenizer.sep_token_id, self._tokenizer.pad_token_id
         pieces.sort(key=lambda p: p[2] - p[1])
         for start in range(0, len(pieces), self.batch_size):
             group = pieces[start:start + self.batch_size]
             width = max(e - s for _, s, e in group) + 2
-            ids = torch.full((len(group), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(group), width), dtype=torch.long)
-            feats = {kind: torch.zeros((len(group), width), dtype=torch.long) for kind in docs_features[group[0][0]]}
+            ids = np.full((len(group), width), pad, dtype=np.int64)
+            mask = np.zeros((len(group), width), dtype=np.int64)
+            feats = {kind: np.zeros((len(group), width), dtype=np.int64) for kind in docs_features[group[0][0]]}
             for row, (d, s, e) in enumerate(group):
-                window = [cls, *docs_ids[d][s:e], sep]
-                ids[row, :len(window)] = torch.tensor(window)
-                mask[row, :len(window)] = 1
+                ids[row, :e - s + 2] = [cls, *docs_ids[d][s:e], sep]
+                mask[row, :e - s + 2] = 1
                 for kind, values in docs_features[d].items():
-                    feats[kind][row, 1:1 + e - s] = torch.tensor(values[s:e])
-            with torch.inference_mode(), autocast():
-                out = self._model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                  **{f"{kind}_ids": t.to(self.device) for kind, t in feats.items()}).logits
-            out = out.float().cpu().numpy()
+                    feats[kind][row, 1:1 + e - s] = values[s:e]
+            out = self._forward(ids, mask, feats)
             for row, (d, s, e) in enumerate(group):
                 sums[d][s:e] += out[row, 1:1 + e - s]
                 counts[d][s:e] += 1
         return [total / np.maximum(count, 1) for total, count in zip(sums, counts)]
+
+    def _forward(self, ids: np.ndarray, mask: np.ndarray, feats: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits of one batch of windows, by the chosen backend."""
+        if self._onnx is not None:
+            return self._onnx(ids, mask, feats)
+        import torch
+
+        from linker.train.loop import amp_context
+
+        autocast, _ = amp_context(self.device, self.precision)
+        with torch.inference_mode(), autocast():
+            out = self._model(input_ids=torch.from_numpy(ids).to(self.device),
+                              attention_mask=torch.from_numpy(mask).to(self.device),
+                              **{f"{kind}_ids": torch.from_numpy(t).to(self.device) for kind, t in feats.items()}).logits
+        return out.float().cpu().numpy()
 
     # -- serialisation ---------------------------------------------------------------------------------------
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
@@ -247,5 +282,5 @@ class TransformerTagger:
         if not (target / "config.json").exists():
             raise LinkerError(f"{path}: no token-classification model in {target}; save the pipeline again")
         self.model_path = str(target)
-        self._model = self._tokenizer = self._features = None
+        self._model = self._tokenizer = self._features = self._config = self._onnx = None
         return self

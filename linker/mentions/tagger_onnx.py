@@ -1,0 +1,103 @@
+"""The transformer detector's network under ONNX Runtime (``linker_tagger`` with ``backend="onnx-int8"`` or
+``"onnx-float32"``).
+
+The network of a trained detector (its sub-word feature tables included) is exported once to ``tagger.onnx``
+in the export cache (:func:`linker.encoders.onnx_backend.cache_home`), keyed by the model folder's files, so a
+pipeline folder is never written to; int8 is ONNX Runtime's dynamic quantisation of the MatMul weights, with
+the same float exceptions as the encoder's export (:func:`~linker.encoders.onnx_backend.quantize_int8`).
+The export goes through ``torch.onnx.export`` as the encoder's does: optimum's exporter knows token
+classification but not the feature inputs this tagger adds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from linker.encoders.onnx_backend import cache_home, fingerprint, quantize_int8, quiet, session_options
+from linker.errors import LinkerError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx-float32", "onnx-int8")
+GRAPH = "tagger.onnx"
+
+
+def ensure_tagger_export(model_dir: str | os.PathLike[str], network: Any, feature_kinds: Sequence[str], *,
+                         precision: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The ONNX graph of the detector in *model_dir* at *precision* (``float32`` or ``int8``), exported from its
+    loaded torch *network* on first use; written beside and moved into place, so an interrupted export leaves
+    nothing behind."""
+    folder = Path(cache_dir or cache_home()) / f"tagger-{fingerprint(model_dir)}-{precision}"
+    graph = folder / GRAPH
+    if graph.exists():
+        return graph
+    try:
+        import torch
+    except ImportError as err:
+        raise LinkerError(f"exporting the detector to ONNX needs torch ({err})") from None
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    names = ["input_ids", "attention_mask", *(f"{kind}_ids" for kind in feature_kinds)]
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = network
+
+        def forward(self, *tensors: Any) -> Any:
+            return self.network(**dict(zip(names, tensors))).logits
+
+    # a padded pair of windows, so that the traced graph keeps the attention mask; feature ids all 0 (none)
+    ids, mask = torch.tensor([[101, 2000, 2001, 102], [101, 2000, 102, 0]]), torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    example = (ids, mask, *(torch.zeros_like(ids) for _ in feature_kinds))
+    log.info("exporting the detector %s to ONNX (%s), once: %s", model_dir, precision, folder)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=folder.parent) as tmp:
+        stage = Path(tmp) / "stage"
+        stage.mkdir()
+        floats = stage / (GRAPH if precision == "float32" else "float32.onnx")
+        network.eval()
+        with torch.inference_mode(), quiet():
+            torch.onnx.export(Logits(), example, str(floats), input_names=names, output_names=["logits"],
+                              dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*names, "logits"]},
+                              opset_version=17, dynamo=False)
+        if precision == "int8":
+            quantize_int8(floats, stage / GRAPH)
+            floats.unlink()
+        try:
+            os.replace(stage, folder)
+        except OSError:
+            if not graph.exists():  # not another process's complete export: a real failure
+                raise
+    return graph
+
+
+class OnnxTagging:
+    """Logits of sub-word windows from the exported graph: ``(input_ids, attention_mask, features) -> logits``."""
+
+    def __init__(self, graph: Path, threads: int | None = None) -> None:
+        try:
+            import onnxruntime  # noqa: F401 - missing onnxruntime is reported here, where the backend is chosen
+        except ImportError as err:
+            raise LinkerError(f"the ONNX detector backend needs onnxruntime ({err}): pip install onnxruntime") from None
+        self.graph, self.threads = graph, threads
+        self._session: Any = None
+        self._pid = -1
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, features: dict[str, np.ndarray]
+                 ) -> np.ndarray:
+        if self._pid != os.getpid():  # a forked worker (nlp.pipe(n_process=2)) opens its own session
+            import onnxruntime as ort
+
+            self._session = ort.InferenceSession(str(self.graph), session_options(self.threads),
+                                                 providers=["CPUExecutionProvider"])
+            self._pid = os.getpid()
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 **{f"{kind}_ids": values for kind, values in features.items()}}
+        wanted = [i.name for i in self._session.get_inputs()]
+        return self._session.run(["logits"], {name: feeds[name] for name in wanted})[0]
