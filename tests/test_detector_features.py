@@ -68,7 +68,7 @@ def test_detector_with_features_saves_them_and_predicts_the_same_after_loading(t
     text = "The boy had seizures and short stature since birth."
     found = {(e.text, e.label_) for e in nlp(text).ents}
     assert {("seizures", "Phenotype"), ("short stature", "Phenotype")} <= found
-    tables = tagger._model.tables
+    tables = tagger._network().tables  # the torch network the exported graph came from
     assert set(tables) == {"shape", "lexicon"} and float(tables["lexicon"].weight.detach().abs().sum()) > 0  # trained
     copy = tmp_path / "copy"
     nlp.to_disk(copy)
@@ -87,4 +87,4 @@ def test_detector_without_features_is_a_plain_model(tmp_path: Path, data_dir: Pa
     assert not (out / "linker_tagger" / "model" / FEATURES_FILE).exists()
     nlp = spacy.load(out)
     nlp("The boy had seizures.")
-    assert not hasattr(nlp.get_pipe("linker_tagger")._model, "tables")
+    assert not hasattr(nlp.get_pipe("linker_tagger")._network(), "tables")
