@@ -134,7 +134,9 @@ class ConceptLinker:
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the opened index and caches (spawned worker processes open their own)."""
         state = dict(self.__dict__)
-        state.update(_index=None, _matcher=None, _filter=None, _memory=None)
+        state.update(_index=None, _matcher=None, _filter=None)
+        if self.memory_path:  # reread from its file; a memory given as an object travels with the component
+            state["_memory"] = None
         return state
 
     # -- resources ---------------------------------------------------------------------------------------

@@ -80,6 +80,15 @@ def test_the_linker_links_remembered_texts_first(mini_index_dir: Path, memory: M
     assert mentions["breast and colon cancer"].conjunct_ids == ("HP:0003002", "HP:0003003")
 
 
+def test_a_memory_given_as_an_object_survives_pickling(mini_index_dir: Path, memory: MentionMemory) -> None:
+    import pickle
+
+    nlp = _detector_and_linker(mini_index_dir, PATTERNS)
+    nlp.get_pipe("concept_linker").set_memory(memory)  # as nlp.pipe(n_process=2) sends it to a worker
+    copy = pickle.loads(pickle.dumps(nlp.get_pipe("concept_linker")))
+    assert copy.memory is not None and copy.memory.lookup("xylophone") == ("HP:0004322",)
+
+
 def test_a_saved_pipeline_carries_its_memory(mini_index_dir: Path, memory: MentionMemory, tmp_path: Path) -> None:
     nlp = _detector_and_linker(mini_index_dir, PATTERNS, copy_index=True)
     nlp.get_pipe("concept_linker").set_memory(memory)
