@@ -260,6 +260,7 @@ def main() -> None:
         earlier = json.loads(args.json.read_text())
         record["runs"] = earlier["runs"]
         record["command"] = "; ".join([earlier["command"], record["command"]])
+        record.update({k: v for k, v in earlier.items() if k not in record})  # notes written beside the rows
     for size in (int(s) for s in args.sizes.split(",")):
         source = ontology(size, args.work)
         for preset in args.presets.split(","):
