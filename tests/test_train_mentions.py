@@ -296,3 +296,12 @@ def test_onnx_backends_tag_as_torch_does(tagger: Path, tmp_path: Path, monkeypat
     assert loaded("auto").backend == ("torch" if torch.cuda.is_available() else "onnx-int8")
     with pytest.raises(LinkerError, match="backend='tpu'"):
         loaded("tpu")
+
+
+def test_an_unwritable_export_cache_is_a_clear_error(tmp_path: Path) -> None:
+    from linker.mentions.tagger_onnx import ensure_tagger_export
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(LinkerError, match="LINKER_CACHE to a writable folder"):
+        ensure_tagger_export(tmp_path, lambda: object(), (), precision="int8", cache_dir=blocker / "cache")

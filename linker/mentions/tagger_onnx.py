@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,12 @@ BACKENDS = ("torch", "onnx-float32", "onnx-int8")
 GRAPH = "tagger.onnx"
 
 
-def ensure_tagger_export(model_dir: str | os.PathLike[str], network: Any, feature_kinds: Sequence[str], *,
-                         precision: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The ONNX graph of the detector in *model_dir* at *precision* (``float32`` or ``int8``), exported from its
-    loaded torch *network* on first use; written beside and moved into place, so an interrupted export leaves
-    nothing behind."""
+def ensure_tagger_export(model_dir: str | os.PathLike[str], load_network: Callable[[], Any],
+                         feature_kinds: Sequence[str], *, precision: str,
+                         cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The ONNX graph of the detector in *model_dir* at *precision* (``float32`` or ``int8``), exported on first
+    use from the torch network *load_network* gives (not called when the export is cached); written beside and
+    moved into place, so an interrupted export leaves nothing behind."""
     folder = Path(cache_dir or cache_home()) / f"tagger-{fingerprint(model_dir)}-{precision}"
     graph = folder / GRAPH
     if graph.exists():
@@ -42,7 +43,13 @@ def ensure_tagger_export(model_dir: str | os.PathLike[str], network: Any, featur
         import torch
     except ImportError as err:
         raise LinkerError(f"exporting the detector to ONNX needs torch ({err})") from None
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    network = load_network()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryDirectory(prefix=".export-", dir=folder.parent)
+    except OSError as err:
+        raise LinkerError(f"cannot write the detector's ONNX export under {folder.parent} ({err.strerror}); set "
+                          "LINKER_CACHE to a writable folder, or use the linker_tagger backend torch") from None
     names = ["input_ids", "attention_mask", *(f"{kind}_ids" for kind in feature_kinds)]
 
     class Logits(torch.nn.Module):
@@ -57,7 +64,7 @@ def ensure_tagger_export(model_dir: str | os.PathLike[str], network: Any, featur
     ids, mask = torch.tensor([[101, 2000, 2001, 102], [101, 2000, 102, 0]]), torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
     example = (ids, mask, *(torch.zeros_like(ids) for _ in feature_kinds))
     log.info("exporting the detector %s to ONNX (%s), once: %s", model_dir, precision, folder)
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=folder.parent) as tmp:
+    with probe as tmp:
         stage = Path(tmp) / "stage"
         stage.mkdir()
         floats = stage / (GRAPH if precision == "float32" else "float32.onnx")

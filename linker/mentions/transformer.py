@@ -174,7 +174,7 @@ class TransformerTagger:
             from linker.mentions.tagger_onnx import OnnxTagging, ensure_tagger_export
 
             kinds = self._features.kinds if self._features is not None else ()
-            graph = ensure_tagger_export(self.model_path, self._network(attn_implementation="eager"), kinds,
+            graph = ensure_tagger_export(self.model_path, lambda: self._network(attn_implementation="eager"), kinds,
                                          precision=self.backend.removeprefix("onnx-"))
             self._onnx = OnnxTagging(graph)
             self.device = "cpu"
