@@ -94,6 +94,7 @@ class OnnxTagging:
             raise LinkerError(f"the ONNX detector backend needs onnxruntime ({err}): pip install onnxruntime") from None
         self.graph, self.threads = graph, threads
         self._session: Any = None
+        self._inputs: list[str] = []
         self._pid = -1
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, features: dict[str, np.ndarray]
@@ -103,8 +104,8 @@ class OnnxTagging:
 
             self._session = ort.InferenceSession(str(self.graph), session_options(self.threads),
                                                  providers=["CPUExecutionProvider"])
+            self._inputs = [i.name for i in self._session.get_inputs()]
             self._pid = os.getpid()
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask,
                  **{f"{kind}_ids": values for kind, values in features.items()}}
-        wanted = [i.name for i in self._session.get_inputs()]
-        return self._session.run(["logits"], {name: feeds[name] for name in wanted})[0]
+        return self._session.run(["logits"], {name: feeds[name] for name in self._inputs})[0]

@@ -166,11 +166,10 @@ class TransformerTagger:
         self._config = AutoConfig.from_pretrained(self.model_path)
         import torch
 
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.backend == "auto":  # float32 ONNX on a CPU: faster than torch, batch-independent (see above)
-            self.backend = "torch" if (self.device or "").startswith("cuda") or (
-                self.device is None and torch.cuda.is_available()) else "onnx-float32"
+            self.backend = "torch" if device.startswith("cuda") else "onnx-float32"
         if self.backend == "torch":
-            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
             self._model = self._network().to(device).eval()
             self.device = device
         else:
