@@ -29,10 +29,13 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from linker.errors import LinkerError
 from linker.train.annotated import mentions_path, save_pipeline_into
+
+if TYPE_CHECKING:
+    from linker.linking.memory import MentionMemory
 
 log = logging.getLogger(__name__)
 
@@ -129,16 +132,18 @@ def _index(cfg: PipelineConfig, model: str, folder: Path) -> Path:
     return out
 
 
-def _memory(cfg: PipelineConfig, index_dir: Path, path: Path) -> str | None:
-    """The mention memory of the corpora's gold mentions, saved in *path* (None when ``memory`` is off)."""
+def _memory(cfg: PipelineConfig, index_dir: Path, path: Path) -> MentionMemory | None:
+    """The mention memory of the corpora's gold mentions, also saved in *path* for the dev sweep (None when
+    ``memory`` is off)."""
     if not cfg.memory:
         return None
     from linker.defaults import open_index
     from linker.linking.memory import build_memory
 
-    build_memory(_mention_files(cfg.corpora), open_index(index_dir).termdb, alt_ids=cfg.alt_ids, types=cfg.types,
-                 exclude_types=cfg.exclude_types).save(path)
-    return str(path)
+    memory = build_memory(_mention_files(cfg.corpora), open_index(index_dir).termdb, alt_ids=cfg.alt_ids,
+                          types=cfg.types, exclude_types=cfg.exclude_types)
+    memory.save(path)
+    return memory
 
 
 def choose_settings(detector: str, index_dir: str | os.PathLike[str], dev: Sequence[str], *,
@@ -176,7 +181,6 @@ def train_pipeline(cfg: PipelineConfig) -> Path:
     import spacy
 
     import linker.component  # noqa: F401 - registers concept_linker
-    from linker.linking.memory import MentionMemory
 
     out = Path(cfg.out)
     work = out / WORK
@@ -186,14 +190,16 @@ def train_pipeline(cfg: PipelineConfig) -> Path:
     model = _embedding(cfg, work)
     detector = _detector(cfg, work)
     index_dir = _index(cfg, model, work / "index")
-    memory = _memory(cfg, index_dir, work / "index" / "memory.jsonl")
+    memory_file = work / "index" / "memory.jsonl"
+    memory = _memory(cfg, index_dir, memory_file)
     chosen, rows = choose_settings(detector, index_dir, cfg.dev, sweep=cfg.sweep, alt_ids=cfg.alt_ids,
-                                   types=cfg.types, exclude_types=cfg.exclude_types, fixed={"memory": memory})
+                                   types=cfg.types, exclude_types=cfg.exclude_types,
+                                   fixed={"memory": str(memory_file) if memory is not None else None})
     log.info("chosen on dev: %s", chosen)
     nlp = spacy.load(detector)
     nlp.add_pipe("concept_linker", config={**chosen, "index": str(index_dir), "copy_index": True})
     component = nlp.get_pipe("concept_linker")
-    component.set_memory(MentionMemory.load(memory) if memory else None)  # saved inside the folder, not referenced
+    component.set_memory(memory)  # saved inside the folder by to_disk, not referenced
     component.initialize()
     report = {"ontology": cfg.ontology, "corpora": cfg.corpora, "dev": cfg.dev, "embedding_model": model,
               "detector": detector, "chosen": chosen, "sweep": rows, "recipe": RECIPE,
