@@ -54,10 +54,10 @@ def read_threshold(index_dir: str | os.PathLike[str]) -> float:
 
 
 def write_calibration(index_dir: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    from linker.meta import write_json_atomic
+
     target = Path(index_dir) / CALIBRATION_FILE
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, target)
+    write_json_atomic(target, record, sort_keys=False)
     return target
 
 

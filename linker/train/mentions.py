@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from linker.errors import LinkerError
+from linker.meta import write_json_atomic
 from linker.train.annotated import AnnotatedDoc, DetectorData, save_pipeline_into, training_docs
 
 log = logging.getLogger(__name__)
@@ -120,12 +121,6 @@ def _write_atomically(nlp: Any, target: Path) -> None:
 def _save_best(nlp: Any, out: Path) -> None:
     """The best pipeline is OUT itself: its spaCy files are swapped in, ``OUT/.train`` stays."""
     save_pipeline_into(nlp, out, out / STATE_DIR / "best.tmp")
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def train_detector(out: str | os.PathLike[str], config: DetectorConfig) -> dict[str, Any]:
@@ -231,7 +226,7 @@ def train_detector(out: str | os.PathLike[str], config: DetectorConfig) -> dict[
             _write_atomically(nlp, state_dir / LAST)
             state.update(step=step, epoch=info["epoch"], seconds=round(elapsed, 1), best=best,
                          scores=state["scores"] + [record])
-            _write_json(state_file, state)
+            write_json_atomic(state_file, state)
             if finished:
                 break
     finally:
@@ -254,7 +249,7 @@ def _finish(out: Path, state: dict[str, Any], config: DetectorConfig, labels: li
     meta["linker_detector"] = {"labels": labels, "best": state["best"], "steps": state["step"],
                                "seconds": state["seconds"], "corpus": stats, "misaligned_spans": misaligned,
                                "device": "gpu" if used_gpu else "cpu", "settings": state["settings"]}
-    _write_json(meta_file, meta)
+    write_json_atomic(meta_file, meta)
     last = out / STATE_DIR / LAST
     if last.exists():
         shutil.rmtree(last)
