@@ -11,10 +11,11 @@ token-classification model + tokenizer) is saved inside the pipeline folder by `
 
 ``backend``: ``torch``, or the network exported to ONNX (``onnx-float32``, ``onnx-int8``;
 :mod:`linker.mentions.tagger_onnx`); ``auto`` (the default) is torch on a GPU and ``onnx-float32`` on a CPU,
-where the MEDIC detector ran 1.3-1.6x faster than torch with the same span F1 on the NCBI-disease and BC5CDR
-dev splits, and gave the same spans whatever the batch size. ``onnx-int8`` is faster still (1.8x torch) but
+where the MEDIC detector ran 1.3-1.7x faster than torch with the same span F1 on the NCBI-disease and BC5CDR
+dev splits, and gave the same spans whatever the batch size. ``onnx-int8`` is faster on BC5CDR (1.7x torch) but
 its dynamic quantisation scales activations per batch, so a document's spans depend on the documents batched
-with it (100 of 500 BC5CDR dev abstracts differed between batches of 16 and of 3 windows): a resumed bulk run
+with it (100 of 500 BC5CDR dev abstracts differed between batches of 16 and of 3 windows;
+``scripts/bench_detector.py``): a resumed bulk run
 would not reproduce an uninterrupted one.
 """
 
