@@ -101,7 +101,10 @@ def build_index(
         unknown = set(scopes) - set(SCOPES)
         if unknown:
             raise LinkerError(f"unknown synonym scope(s) {', '.join(sorted(unknown))}; use some of {', '.join(SCOPES)}")
+    if out.exists() and not out.is_dir():
+        raise LinkerError(f"{out} is a file, not an index folder; give a folder path (it is created if missing)")
     encoder = encoder or load_encoder(model, backend=DEFAULT_BUILD_BACKEND, batch_size=batch_size)
+    faiss_util.check_kind(faiss_kind, encoder.dimension)
     ontology = source.describe()
     key = {
         "ontology": ontology,

@@ -77,8 +77,8 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option("--alt-ids", type=click.Path(path_type=Path, exists=True), help="TSV: alt_id<TAB>concept_id map")
 @click.option("--language", "languages", multiple=True, help="UMLS: LAT codes to keep (default ENG)")
 @click.option("--sab", "sabs", multiple=True, help="UMLS: source vocabularies to keep (default all)")
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--max-length", type=int, help="tokens per name (default: the model's max_seq_length)")
+@click.option("--batch-size", default=64, type=click.IntRange(min=1), show_default=True)
+@click.option("--max-length", type=click.IntRange(min=1), help="tokens per name (default: the model's max_seq_length)")
 @click.option("--device", help="torch device for embedding (default: cuda when present, else cpu)")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default=DEFAULT_BUILD_BACKEND, show_default=True,
               help="encoder backend, recorded in the index so queries embed the same way; onnx exports the model "
@@ -172,9 +172,9 @@ def _queries(texts: tuple[str, ...]) -> Iterator[str]:
 @cli.command()
 @click.argument("texts", nargs=-1)
 @click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
-@click.option("-k", default=5, show_default=True, help="concepts per query")
+@click.option("-k", default=5, type=click.IntRange(min=1), show_default=True, help="concepts per query")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per query and line")
-@click.option("--batch-size", default=256, show_default=True, help="queries searched together (stdin)")
+@click.option("--batch-size", default=256, type=click.IntRange(min=1), show_default=True, help="queries searched together (stdin)")
 @click.option("--rank", is_flag=True, help="rank k concepts even for a query that is the name of exactly one concept")
 def lookup(texts: tuple[str, ...], index_dir: Path | None, k: int, as_json: bool, batch_size: int, rank: bool) -> None:
     """Rank concepts for each TEXT (or for each line of stdin when no TEXT is given).
@@ -304,7 +304,7 @@ def get(concept_id: str, index_dir: Path | None, as_json: bool) -> None:
               help="term1<TAB>term2<TAB>score file: Spearman/Pearson of cosine similarity")
 @click.option("--model", help="model folder or hub name to search/embed with (default: the index's model)")
 @click.option("--exact", "exact_only", is_flag=True, help="rank by exact normalised string match only (baseline)")
-@click.option("-k", default=10, show_default=True, help="concepts ranked per mention (MRR cut-off)")
+@click.option("-k", default=10, type=click.IntRange(min=1), show_default=True, help="concepts ranked per mention (MRR cut-off)")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), help="write the record here")
 @click.option("--pipeline", type=click.Path(path_type=Path, exists=True, file_okay=False), help=PIPELINE_HELP)
 def evaluate(mentions: Path | None, index_dir: Path | None, alt_ids: tuple[Path, ...], types: tuple[str, ...],
@@ -413,9 +413,9 @@ def annotate(input_path: str, output: str, index_dir: Path | None, input_format:
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (0.0.0.0 exposes the service)")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--max-body", default=1_000_000, show_default=True, help="largest request body in bytes")
-@click.option("--max-batch", default=256, show_default=True, help="most texts in one POST /lookup")
+@click.option("--max-batch", default=256, type=click.IntRange(min=1), show_default=True, help="most texts in one POST /lookup")
 @click.option("--max-annotate", default=100_000, show_default=True, help="most characters of one text to annotate")
-@click.option("--read-timeout", default=15.0, show_default=True, help="seconds a request body may take to arrive")
+@click.option("--read-timeout", default=15.0, type=click.FloatRange(min=0, min_open=True), show_default=True, help="seconds a request body may take to arrive")
 @click.option("--pipeline", type=click.Path(path_type=Path, exists=True, file_okay=False), help=PIPELINE_HELP)
 def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch: int, max_annotate: int,
           read_timeout: float, pipeline: Path | None) -> None:
@@ -436,7 +436,7 @@ def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch
 @click.option("--index", "index_dir", type=click.Path(path_type=Path), help=INDEX_HELP)
 @click.option("--source", "sources", multiple=True, type=click.Choice(["upstream", "dictionary", "dense"]),
               help="mention sources (repeatable; default: the component's)")
-@click.option("--threshold", type=float, help="score a concept needs to become the link")
+@click.option("--threshold", type=click.FloatRange(0, 1), help="score a concept needs to become the link")
 def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir: Path | None,
            sources: tuple[str, ...], threshold: float | None) -> None:
     """Write an HTML page (displaCy) of TEXTS or --file documents with linked spans highlighted."""

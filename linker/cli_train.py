@@ -21,7 +21,7 @@ CORPUS_HELP = ("annotated documents: NAME.docs.jsonl with NAME.mentions.jsonl be
 @click.option("--dev", "dev", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="annotated documents to choose the checkpoint on (default: --dev-fraction of the training "
                    "documents, held out)")
-@click.option("--dev-fraction", default=0.1, show_default=True, help="share of CORPORA held out without --dev")
+@click.option("--dev-fraction", default=0.1, type=click.FloatRange(0, 1, min_open=True, max_open=True), show_default=True, help="share of CORPORA held out without --dev")
 @click.option("--weak", "weak_index", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="no annotated corpus: CORPORA are unlabelled documents (any annotate input format), labelled by "
                    "the dictionary of this index and placed in generated contexts (PhenoTagger-style)")
@@ -32,12 +32,12 @@ CORPUS_HELP = ("annotated documents: NAME.docs.jsonl with NAME.mentions.jsonl be
               help="leave spans of this type out (repeatable), e.g. Chemical to learn BC5CDR diseases only")
 @click.option("--label", help="one label for every kept span (e.g. Disease for NCBI-disease's four types)")
 @click.option("--steps", type=click.IntRange(min=1), help="budget: optimiser steps (default: --minutes only)")
-@click.option("--minutes", default=25.0, show_default=True,
+@click.option("--minutes", default=25.0, type=click.FloatRange(min=0, min_open=True), show_default=True,
               help="budget: minutes of training, set-up not counted; the first of --steps, --minutes and "
                    "(transformer) --epochs stops it")
 @click.option("--eval-every", default=200, show_default=True, type=click.IntRange(min=1),
               help="steps between evaluations on the dev documents (each also a checkpoint)")
-@click.option("--lr", type=float, help="peak learning rate (default: 5e-5 transformer, 0.001 cnn)")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="peak learning rate (default: 5e-5 transformer, 0.001 cnn)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--base-model", help="transformer: model folder or hub name (default: the packaged all-MiniLM-L6-v2)")
 @click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1), help="transformer: passes planned")
@@ -55,7 +55,7 @@ CORPUS_HELP = ("annotated documents: NAME.docs.jsonl with NAME.mentions.jsonl be
 @click.option("--depth", default=4, show_default=True, type=click.IntRange(min=1), help="cnn: layers")
 @click.option("--embed-rows", default=10000, show_default=True, type=click.IntRange(min=100),
               help="cnn: hash-embedding rows of the NORM attribute (prefix/suffix/shape get a share)")
-@click.option("--dropout", default=0.1, show_default=True, help="cnn: dropout")
+@click.option("--dropout", default=0.1, type=click.FloatRange(0, 1, max_open=True), show_default=True, help="cnn: dropout")
 def train_mentions(corpora: tuple[Path, ...], out_dir: Path, kind: str, dev: tuple[Path, ...], dev_fraction: float,
                    weak_index: Path | None, weak_contexts: int, types: tuple[str, ...], exclude_types: tuple[str, ...], label: str | None, steps: int | None,
                    minutes: float, eval_every: int, lr: float | None, seed: int, base_model: str | None, epochs: int,
@@ -102,55 +102,55 @@ def train_mentions(corpora: tuple[Path, ...], out_dir: Path, kind: str, dev: tup
 @click.option("--kinds", default="synonym,definition,description,mention", show_default=True,
               help="comma-separated pair kinds to train on")
 @click.option("--phases", default="contrastive,distill,soup", show_default=True, help="comma-separated phases to run")
-@click.option("--steps", type=int, help="budget: phase-1 optimiser steps")
-@click.option("--pairs", "max_pairs", type=int, help="budget: phase-1 pairs seen")
-@click.option("--minutes", type=float,
+@click.option("--steps", type=click.IntRange(min=1), help="budget: phase-1 optimiser steps")
+@click.option("--pairs", "max_pairs", type=click.IntRange(min=1), help="budget: phase-1 pairs seen")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True),
               help="budget: minutes of training in phases 1+2, validation included; phase 2 gets a fifth. Set-up "
                    "(reading, embedding every name with the base model, mining negatives: minutes on a large "
                    "ontology, shown on their own lines) and phase 3 come on top")
 @click.option("--keep-checkpoints", is_flag=True,
               help="keep the checkpoint weights once the run is complete (by default only the final model, the "
                    "phase models and the small plan files stay)")
-@click.option("--distill-steps", type=int, help="budget: phase-2 steps (default: a share of --steps)")
+@click.option("--distill-steps", type=click.IntRange(min=0), help="budget: phase-2 steps (default: a share of --steps)")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2),
               help="pairs per step (each pair's in-batch negatives are the others)")
 @click.option("--lr", default=1e-4, show_default=True,
               help="peak phase-1 learning rate (MiniLM; use 2e-5 to 5e-5 for 768-dim base models)")
-@click.option("--epochs", default=1, show_default=True, help="passes over the pairs planned for phase 1")
+@click.option("--epochs", default=1, type=click.IntRange(min=1), show_default=True, help="passes over the pairs planned for phase 1")
 @click.option("--hard-negatives/--random-batches", default=True, show_default=True,
               help="fill each batch with neighbouring concepts (mined with the base model) or with random ones")
 @click.option("--freeze-embeddings/--train-embeddings", default=False, show_default=True,
               help="keep the base model's token embeddings: fewer weights to update (23% more steps per minute "
                    "with MiniLM), no accuracy gain measured")
-@click.option("--mention-repeat", type=int,
+@click.option("--mention-repeat", type=click.IntRange(min=0),
               help="times each --corpus (mention, name) pair is planned per epoch (default: from --mention-share)")
-@click.option("--mention-share", default=0.3, show_default=True,
+@click.option("--mention-share", default=0.3, type=click.FloatRange(0, 1), show_default=True,
               help="without --mention-repeat, plan each mention pair as often as makes mention pairs this share "
                    "of an epoch")
-@click.option("--mention-negatives", default=2, show_default=True,
+@click.option("--mention-negatives", default=2, type=click.IntRange(min=0), show_default=True,
               help="dictionary names of other concepts, nearest to each --corpus mention under the base model, "
                    "added as its negatives (0: in-batch negatives only)")
-@click.option("--synonym-negatives", type=int,
+@click.option("--synonym-negatives", type=click.IntRange(min=0),
               help="dictionary names of other concepts, nearest to each (name, synonym) pair's synonym under the "
                    "base model, added as its negatives (default: 2 without --corpus, 0 with; 2 helped HPO alone, "
                    "hurt BC5CDR beside MEDIC synonyms)")
-@click.option("--remine-every", default=0, show_default=True,
+@click.option("--remine-every", default=0, type=click.IntRange(min=0), show_default=True,
               help="mine the mention and synonym negatives again every this many phase-1 steps, with the model "
                    "being trained (0: the base model's negatives for the whole phase)")
-@click.option("--max-length", default=64, show_default=True, help="tokens per text")
-@click.option("--checkpoint-every", default=200, show_default=True, help="steps between checkpoints (and validations)")
-@click.option("--holdout", default=0.05, show_default=True, help="fraction of concepts held out for validation "
+@click.option("--max-length", default=64, type=click.IntRange(min=1), show_default=True, help="tokens per text")
+@click.option("--checkpoint-every", default=200, type=click.IntRange(min=1), show_default=True, help="steps between checkpoints (and validations)")
+@click.option("--holdout", default=0.05, type=click.FloatRange(0, 1, max_open=True), show_default=True, help="fraction of concepts held out for validation "
               "(and the same again for test)")
-@click.option("--mention-holdout", default=0.1, show_default=True,
+@click.option("--mention-holdout", default=0.1, type=click.FloatRange(0, 1, max_open=True), show_default=True,
               help="fraction of the --corpus mention texts seen once that are held out (not trained on as "
                    "mentions) to validate on")
-@click.option("--soup-margin", default=1.0, show_default=True,
+@click.option("--soup-margin", default=1.0, type=click.FloatRange(min=0), show_default=True,
               help="phase 3 keeps a weight average only if its validation gain over the last model reaches this "
                    "many paired standard errors (0: the best validation score wins)")
 @click.option("--interpolations", default="0.75", show_default=True,
               help="phase-3 weights a of the candidates a * soup + (1 - a) * base, comma-separated ('' for none)")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--threads", type=int, help="torch CPU threads")
+@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads")
 @click.option("--device", help="cpu, cuda, cuda:1… (default: cuda when present)")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
               help="mixed precision; auto: bf16/fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16, AMX), "
@@ -216,9 +216,9 @@ def _interpolation_weights(text: str) -> tuple[float, ...]:
 @click.option("--alt-ids", "alt_ids", multiple=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="alt_id<TAB>concept_id map applied to the corpora's ids (mention memory) and when scoring on "
                    "dev (repeatable)")
-@click.option("--embedding-minutes", default=45.0, show_default=True,
+@click.option("--embedding-minutes", default=45.0, type=click.FloatRange(min=0, min_open=True), show_default=True,
               help="budget of the embedding recipe (linker train --minutes: phases 1+2, set-up not counted)")
-@click.option("--detector-minutes", default=25.0, show_default=True,
+@click.option("--detector-minutes", default=25.0, type=click.FloatRange(min=0, min_open=True), show_default=True,
               help="budget of the mention detector (linker train-mentions --minutes; set-up not counted)")
 @click.option("--detector-kind", type=click.Choice(["transformer", "cnn"]), default="transformer", show_default=True,
               help="the mention detector trained (linker train-mentions --kind)")

@@ -10,6 +10,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from .errors import LinkerError
+
 log = logging.getLogger(__name__)
 
 #: Index kinds by name. The compressed ones (``-sq8``: one byte per dimension; ``ivf-pq``: OPQ rotation and
@@ -47,6 +49,17 @@ def factory_string(kind: str, n_vectors: int, dimension: int = 384) -> str:
         factory = factory.replace("{m}", str(next(m for m in (dimension // 8, dimension // 4, dimension // 2, 1)
                                                   if m and dimension % m == 0)))
     return factory
+
+
+def check_kind(kind: str, dimension: int) -> None:
+    """Refuse, before any work, an index kind that is neither a preset nor a factory string FAISS parses."""
+    if kind.lower() == "auto" or kind.lower() in ALIASES:
+        return
+    try:
+        faiss.index_factory(dimension, kind, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError:
+        raise LinkerError(f"--faiss {kind!r} is neither a preset ({', '.join(['auto', *ALIASES])}) nor a FAISS "
+                          "factory string (e.g. 'IVF1024,SQ8'; see the FAISS wiki's index factory page)") from None
 
 
 def search_params(factory: str) -> dict[str, int]:

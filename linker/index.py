@@ -24,7 +24,7 @@ from linker.meta import (
     read_meta,
 )
 from linker.normalize import NORMALIZER, normalize
-from linker.termdb import TermDB
+from linker.termdb import MAX_NAME_CHARS, TermDB
 from linker.types import Candidate, ConceptCard
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,11 @@ class ConceptIndex:
         texts = list(texts)
         if not texts:
             return []
+        for text in texts:
+            if len(text) > MAX_NAME_CHARS:
+                raise LinkerError(f"a query of {len(text):,} characters ({text[:30]!r}…); a query is compared with names, which "
+                                  f"have at most {MAX_NAME_CHARS:,}: look up a term, and annotate running text "
+                                  "(linker annotate)")
         exact = self.exact_candidates(texts)
         out: list[list[Candidate] | None] = [None] * len(texts)
         if skip_unique_exact:

@@ -62,6 +62,23 @@ def test_user_errors_are_messages_not_tracebacks(mini_index_dir: Path, tmp_path:
     assert wrong.exit_code == 2 and "--language/--sab applies to the umls format only" in wrong.output
 
 
+def test_bad_values_are_refused_before_any_work(mini_index_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    source = str(data_dir / "mini_dictionary.tsv")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    into_file = run("build", source, str(afile))
+    assert into_file.exit_code == 2 and "is a file, not an index folder" in into_file.output
+    factory = run("build", source, str(tmp_path / "f"), "--faiss", "Nonsense,,")
+    assert factory.exit_code == 2 and "neither a preset" in factory.output and not (tmp_path / "f").exists()
+    for option in ("--batch-size", "--max-length"):
+        zero = run("build", source, str(tmp_path / "z"), option, "0")
+        assert zero.exit_code == 2 and f"Invalid value for '{option}'" in zero.output
+    huge = run("lookup", "--index", str(mini_index_dir), stdin="fits " * 100_000 + "\n")
+    assert huge.exit_code == 2 and "a query of 500,000 characters" in huge.output
+    for result in (into_file, factory, zero, huge):
+        assert "Traceback" not in result.output
+
+
 def test_build_tsv_with_alt_ids(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "medic-mini"
     result = run("build", str(data_dir / "mini_dictionary.tsv"), str(out), "--alt-ids",
