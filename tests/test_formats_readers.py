@@ -58,7 +58,11 @@ def test_csv_unterminated_quote_is_reported_not_swallowed(tmp_path: Path) -> Non
     assert "unterminated quote" in failures[0].reason and "n2,seizures" in failures[0].reason
     path.write_text('id,text,ward\nn1,"fever,A\nn2,seizures,B\n')  # open until the end of the file
     docs, failures = split(list(open_reader(path)))
-    assert docs == [] and len(failures) == 1 and "check quoting" in failures[0].reason
+    assert docs == [] and len(failures) == 1 and "never closed" in failures[0].reason
+    path.write_text('id,text\na,"seizure\nb,fits\n')  # ids without digits, as many fields as the header
+    docs, failures = split(list(open_reader(path)))
+    assert docs == [] and [f.where for f in failures] == ["notes.csv:2"]
+    assert "never closed" in failures[0].reason and "line 3" in failures[0].reason
 
 
 def test_csv_reader_names_a_missing_column() -> None:

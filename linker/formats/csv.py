@@ -27,7 +27,7 @@ class CsvReader(Reader):
 
     def __iter__(self) -> Iterator[Item]:
         with self.path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
-            rows = csv.reader(fh, delimiter=self.delimiter)
+            rows = csv.reader(fh, delimiter=self.delimiter, strict=True)  # strict: a quote open at the end is an error
             header = next(rows, None)
             if header is None:
                 return
@@ -36,13 +36,18 @@ class CsvReader(Reader):
                     raise _missing_column(self.path, name, header)
             check_fields(self.path, 1, header, self.id_field, self.text_field)
             while True:
+                start = f"{self.path.name}:{rows.line_num + 1}"
                 try:
                     row = next(rows)
                 except StopIteration:
                     return
                 except csv.Error as err:
-                    where = f"{self.path.name}:{rows.line_num}"
-                    yield Failure(where, where, f"CSV parse error: {err}")
+                    if "end of data" in str(err):
+                        yield Failure(start, start, f"a quote opened in this row is never closed, so the rest of the "
+                                      f"file (to line {rows.line_num}) would be read as one field; close the quote "
+                                      "(or double a quote inside the text) and run again")
+                        return
+                    yield Failure(start, start, f"CSV parse error: {err}; check the quoting of this row")
                     continue
                 where = f"{self.path.name}:{rows.line_num}"
                 if not any(cell.strip() for cell in row):
