@@ -71,6 +71,41 @@ def test_overwrite_starts_afresh(tmp_path: Path, name: str, mini_index_dir: Path
     assert snapshot(Path(output)) == first
 
 
+FOREIGN = {"out.jsonl": b'{"doc_id": 5, "x": 1}\n[1, 2]\n', "out.pubtator": b"patient,visit\n1,2\n",
+           "out.xml": b"<html><body>not BioC</body></html>\n", "out.sqlite": None, "brat/": None}
+
+
+@pytest.mark.parametrize("name", OUTPUTS)
+def test_a_file_this_package_did_not_write_is_refused_not_cut(tmp_path: Path, name: str, mini_index_dir: Path) -> None:
+    from linker.errors import LinkerError
+
+    output = tmp_path / name
+    if name == "out.sqlite":
+        conn = sqlite3.connect(output)
+        conn.execute("CREATE TABLE patients (name TEXT)")
+        conn.commit()
+        conn.close()
+    elif name == "brat/":
+        output.mkdir()
+        (output / "errors.jsonl").write_text("{}\n")
+    else:
+        output.write_bytes(FOREIGN[name])
+    def untouched() -> dict[str, object]:  # what the run found, less the lock file the refusal leaves
+        return {name: data for name, data in snapshot(output).items() if not name.endswith(".lock")}
+
+    before = untouched()
+    with pytest.raises(LinkerError, match="not (an output of|a database written by) linker annotate.*--overwrite"):
+        run(output, KeywordAnnotator(), index=mini_index_dir)
+    assert untouched() == before
+    if name != "out.sqlite":  # an errors file that is not one is refused too
+        log = tmp_path / "again" / name
+        run(f"{log}/" if name.endswith("/") else log, KeywordAnnotator(), index=mini_index_dir)
+        errors = log / "errors.jsonl" if log.is_dir() else Path(f"{log}.errors.jsonl")
+        errors.write_text("garbage\n")
+        with pytest.raises(LinkerError, match="errors.jsonl:1: a line that is not JSON"):
+            run(f"{log}/" if name.endswith("/") else log, KeywordAnnotator(), index=mini_index_dir)
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path: Path, mini_index_dir: Path) -> None:
     from linker.errors import LinkerError
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from linker.errors import LinkerError
 from linker.types import Mention
 
 log = logging.getLogger(__name__)
@@ -148,12 +149,37 @@ def truncate_after_last(path: Path, marker: bytes) -> int:
     return size - keep
 
 
-def iter_jsonl_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Complete JSON lines of an output file this package wrote (torn tails are cut before)."""
+def foreign_output(path: Path, line: int, problem: str) -> LinkerError:
+    """The error for an existing output (or errors file) holding a line this package did not write."""
+    return LinkerError(f"{path}:{line}: {problem}, so {path.name} is not an output of linker annotate; run with "
+                       "--overwrite to replace it, or choose another output")
+
+
+def check_own_start(path: Path, looks_own: Callable[[bytes], bool], what: str) -> None:
+    """Refuse to resume into *path* when its first bytes are not what this package's writer starts it with
+    (*looks_own* of up to 4 kB), rather than cutting a stranger's file as a torn tail."""
+    if not path.exists():
+        return
     with path.open("rb") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
+        head = fh.read(4096)
+    if head and not looks_own(head):
+        raise foreign_output(path, 1, f"a start that is not {what}")
+
+
+def iter_jsonl_records(path: Path, fields: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Complete JSON lines of an output file this package wrote (torn tails are cut before), each an object
+    with *fields*; any other line is a :func:`foreign_output` error."""
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                raise foreign_output(path, number, "a line that is not JSON") from None
+            if not isinstance(record, dict) or any(name not in record for name in fields):
+                raise foreign_output(path, number, f"a line without the field(s) {', '.join(fields)}")
+            yield record
 
 
 class AppendFile:
@@ -189,9 +215,9 @@ class ErrorLog:
         cut = truncate_after_last(self.path, b"\n")
         if cut:
             log.warning("%s: dropped a torn last line (%d bytes) left by an interrupted run", self.path, cut)
-        for record in iter_jsonl_records(self.path):
-            progress.failed_where.add(record["where"])
-            progress.failed_ids.add(record["doc_id"])
+        for record in iter_jsonl_records(self.path, ("where", "doc_id")):
+            progress.failed_where.add(str(record["where"]))
+            progress.failed_ids.add(str(record["doc_id"]))
 
     def write(self, failure: Failure) -> None:
         self._file.append(json.dumps(failure.to_dict(), ensure_ascii=False) + "\n")

@@ -10,7 +10,8 @@ from pathlib import Path
 from xml.sax.saxutils import unescape
 
 from linker.formats.base import (AppendFile, Annotation, Document, ErrorLog, Failure, Item, Passage, Progress,
-                                 Reader, Writer, count_bytes, errors_path_for, truncate_after_last, control_characters)
+                                 Reader, Writer, check_own_start, control_characters, count_bytes, errors_path_for,
+                                 truncate_after_last)
 from linker.types import Mention
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,12 @@ class BioCWriter(Writer):
     def progress(self) -> Progress:
         progress = Progress()
         if self.path.exists():
+            own = HEADER.encode()
+            check_own_start(self.path, lambda head: own.startswith(head) or head.startswith(own), "this linker's BioC header")
+            with self.path.open("rb") as fh:  # a collection without documents yet: nothing torn to report
+                empty = (HEADER + FOOTER).encode().startswith(fh.read(len((HEADER + FOOTER).encode()) + 1))
             cut = truncate_after_last(self.path, _END)
-            if cut and cut != len(FOOTER.encode()):
+            if cut and cut != len(FOOTER.encode()) and not empty:
                 log.warning("%s: dropped a torn tail (%d bytes) left by an interrupted run", self.path, cut)
             with self.path.open(encoding="utf-8") as fh:
                 for line in fh:

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from linker.formats.base import (AppendFile, Document, ErrorLog, Failure, Item, Progress, Reader, Writer,
-                                 check_fields, count_bytes, errors_path_for, record_to_item, truncate_after_last)
+                                 check_fields, count_bytes, errors_path_for, foreign_output, record_to_item,
+                                 truncate_after_last)
 from linker.serialize import mention_to_dict
 from linker.sources._io import json_line
 from linker.types import Mention
@@ -97,9 +98,12 @@ class JsonlWriter(Writer):
             if cut:
                 log.warning("%s: dropped a torn last line (%d bytes) left by an interrupted run", self.path, cut)
             with self.path.open("rb") as fh:
-                for line in fh:
+                for number, line in enumerate(fh, start=1):
                     if line.strip():
-                        progress.done_ids.add(_doc_id(line))
+                        try:
+                            progress.done_ids.add(_doc_id(line))
+                        except (ValueError, KeyError, TypeError, RecursionError):
+                            raise foreign_output(self.path, number, "a line that is not a document's JSON record") from None
         self.errors.load(progress)
         return progress
 

@@ -11,11 +11,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from linker.formats.base import (AppendFile, Annotation, Document, ErrorLog, Failure, Item, Passage, Progress,
-                                 Reader, Writer, count_bytes, errors_path_for, truncate_after_last, control_characters)
+                                 Reader, Writer, check_own_start, control_characters, count_bytes, errors_path_for,
+                                 truncate_after_last)
 from linker.types import Mention
 
 log = logging.getLogger(__name__)
 _HEAD = re.compile(r"^([^|\t]+)\|([ta])\|(.*)$")
+
+
+def _starts_a_block(head: bytes) -> bool:
+    """Whether a file starts as this writer starts one: a title line, or a first block torn before its line end."""
+    first, newline, _ = head.partition(b"\n")
+    match = _HEAD.match(first.decode("utf-8", "replace"))
+    return bool(match and match.group(2) == "t") or (not newline and b"\t" not in first)
 _SPACES = str.maketrans({"\n": " ", "\r": " ", "\t": " "})
 
 
@@ -115,6 +123,7 @@ class PubTatorWriter(Writer):
     def progress(self) -> Progress:
         progress = Progress()
         if self.path.exists():
+            check_own_start(self.path, _starts_a_block, "a PubTator title line (ID|t|title)")
             cut = truncate_after_last(self.path, b"\n\n")
             if cut:
                 log.warning("%s: dropped a torn last block (%d bytes) left by an interrupted run", self.path, cut)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 import sqlite_utils
 
+from linker.errors import LinkerError
 from linker.formats.base import Document, Failure, Progress, Writer
 from linker.serialize import mention_to_dict
 from linker.types import Concept, Mention
@@ -56,10 +58,18 @@ class SqliteWriter(Writer):
         self._flushed = time.monotonic()
         self.candidates = candidates
         self.db = sqlite_utils.Database(path)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self._create()
-        self._known: set[str] = {row[0] for row in self.db.execute("SELECT concept_id FROM concepts")}
+        try:
+            tables = self.db.table_names()
+            if tables and "documents" not in tables:
+                raise sqlite3.DatabaseError(f"it holds other tables ({', '.join(tables[:5])})")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._create()
+            self._known: set[str] = {row[0] for row in self.db.execute("SELECT concept_id FROM concepts")}
+        except sqlite3.DatabaseError as err:
+            self.db.close()
+            raise LinkerError(f"{path}: not a database written by linker annotate ({err}); run with --overwrite to "
+                              "replace it, or choose another output") from None
         self._docs: list[dict[str, Any]] = []
         self._mentions: list[dict[str, Any]] = []
         self._concepts: list[dict[str, Any]] = []
