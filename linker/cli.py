@@ -453,6 +453,10 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
     if threshold is not None:
         config["threshold"] = threshold
     nlp = load_pipeline(index_dir, **config)
+    for number, (title, text) in enumerate(documents, start=1):
+        if len(text) > nlp.max_length:
+            raise LinkerError(f"{title or f'text {number}'}: {len(text):,} characters, more than a page holds "
+                              f"({nlp.max_length:,}); split it, or annotate it with linker annotate")
     docs = list(nlp.pipe(text for _, text in documents))
     click.echo(str(write_html(out, docs, titles=[title for title, _ in documents])))
 

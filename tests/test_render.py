@@ -33,3 +33,12 @@ def test_linker_render_writes_a_page(mini_index_dir: Path, tmp_path: Path) -> No
 def test_linker_render_reports_a_missing_index(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["render", "x", "--index", str(tmp_path / "none")])
     assert result.exit_code == 2 and "no meta.json" in result.output
+
+
+def test_linker_render_refuses_a_text_longer_than_a_page(mini_index_dir: Path, tmp_path: Path) -> None:
+    note = tmp_path / "long.txt"
+    note.write_text("fits " * 250_000)
+    result = CliRunner().invoke(cli, ["render", "--file", str(note), "--index", str(mini_index_dir),
+                                      "-o", str(tmp_path / "p.html")])
+    assert result.exit_code == 2 and "long.txt: 1,250,000 characters" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "p.html").exists()
