@@ -230,3 +230,15 @@ def test_ids_a_format_cannot_hold_are_that_documents_failure_and_resume_adds_not
         import xml.etree.ElementTree as ET
 
         assert [d.findtext("id") for d in ET.parse(output).getroot().iter("document")] == ["good"]
+
+
+def test_a_bioc_output_without_documents_resumes_without_a_torn_tail(tmp_path: Path, caplog) -> None:
+    source = tmp_path / "ids.jsonl"
+    source.write_text(json.dumps({"id": "a\u0000b", "text": "seizures"}) + "\n")  # its one document fails
+    output = tmp_path / "out.xml"
+    annotate(source, output, annotator=KeywordAnnotator(), processes=1, progress=False)
+    first = output.read_bytes()
+    with caplog.at_level("WARNING"):
+        again = annotate(source, output, annotator=KeywordAnnotator(), processes=1, progress=False)
+    assert again.skipped == 1 and output.read_bytes() == first
+    assert "torn" not in caplog.text
