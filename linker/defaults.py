@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INDEX_NAME = "hpo-minilm"
 #: Measured on the 2-core development machine, quiet (docs/speed.md): export, reading and embedding.
-DEFAULT_BUILD_TIME = "1.5 minutes"
+DEFAULT_BUILD_TIME = "2 minutes"
 _lock = threading.Lock()
 _cache: dict[str, object] = {}
 
