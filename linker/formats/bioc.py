@@ -114,7 +114,8 @@ class BioCWriter(Writer):
         progress = Progress()
         if self.path.exists():
             own = HEADER.encode()
-            check_own_start(self.path, lambda head: own.startswith(head) or head.startswith(own), "this linker's BioC header")
+            check_own_start(self.path, lambda head: own.startswith(head) or head.startswith(own),
+                            "this linker's BioC header")
             with self.path.open("rb") as fh:  # a collection without documents yet: nothing torn to report
                 empty = (HEADER + FOOTER).encode().startswith(fh.read(len((HEADER + FOOTER).encode()) + 1))
             cut = truncate_after_last(self.path, _END)
