@@ -442,7 +442,7 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
     """Write an HTML page (displaCy) of TEXTS or --file documents with linked spans highlighted."""
     from linker.formats.textdir import read_text_file
     from linker.pipeline import load_pipeline
-    from linker.render import write_html
+    from linker.render import render_docs, write_html
 
     documents = [(None, text) for text in texts] + [(path.name, read_text_file(path)) for path in files]
     if not documents:
@@ -452,12 +452,7 @@ def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir
         config["sources"] = list(sources)
     if threshold is not None:
         config["threshold"] = threshold
-    nlp = load_pipeline(index_dir, **config)
-    for number, (title, text) in enumerate(documents, start=1):
-        if len(text) > nlp.max_length:
-            raise LinkerError(f"{title or f'text {number}'}: {len(text):,} characters, more than a page holds "
-                              f"({nlp.max_length:,}); split it, or annotate it with linker annotate")
-    docs = list(nlp.pipe(text for _, text in documents))
+    docs = render_docs(load_pipeline(index_dir, **config), documents)
     click.echo(str(write_html(out, docs, titles=[title for title, _ in documents])))
 
 

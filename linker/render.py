@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from spacy import displacy
+from spacy.language import Language
 from spacy.tokens import Doc
+
+from linker.errors import LinkerError
 
 #: Colours per mention state, for displaCy's ``options["colors"]``.
 COLORS = {"LINKED": "#9be7a6", "NEGATED": "#f4b6b6", "UNLINKED": "#dddddd"}
@@ -44,6 +47,16 @@ def render_html(docs: Doc | Iterable[Doc], *, titles: Iterable[str | None] | Non
                 COLORS["UNLINKED"] if label.endswith("(unlinked)") else COLORS["LINKED"]
     return displacy.render(entries, style="ent", manual=True, page=page, minify=True,
                            options={"colors": colors})
+
+
+def render_docs(nlp: Language, documents: Sequence[tuple[str | None, str]]) -> list[Doc]:
+    """Run *nlp* over (title, text) *documents* for one page each; a text longer than spaCy takes
+    (``nlp.max_length``) is refused, naming it, before any is run."""
+    for number, (title, text) in enumerate(documents, start=1):
+        if len(text) > nlp.max_length:
+            raise LinkerError(f"{title or f'text {number}'}: {len(text):,} characters, more than a page holds "
+                              f"({nlp.max_length:,}); split it, or annotate it with linker annotate")
+    return list(nlp.pipe(text for _, text in documents))
 
 
 def write_html(path: str | os.PathLike[str], docs: Doc | Iterable[Doc], **options: Any) -> Path:
