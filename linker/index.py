@@ -195,9 +195,9 @@ class ConceptIndex:
             return []
         for text in texts:
             if len(text) > MAX_NAME_CHARS:
-                raise LinkerError(f"a query of {len(text):,} characters ({text[:30]!r}…); a query is compared with names, which "
-                                  f"have at most {MAX_NAME_CHARS:,}: look up a term, and annotate running text "
-                                  "(linker annotate)")
+                raise LinkerError(f"a query of {len(text):,} characters ({text[:30]!r}…); a query is compared "
+                                  f"with names, which have at most {MAX_NAME_CHARS:,}: look up a term, and annotate "
+                                  "running text (linker annotate)")
         exact = self.exact_candidates(texts)
         out: list[list[Candidate] | None] = [None] * len(texts)
         if skip_unique_exact:

@@ -155,15 +155,16 @@ def foreign_output(path: Path, line: int, problem: str) -> LinkerError:
                        "--overwrite to replace it, or choose another output")
 
 
-def check_own_start(path: Path, looks_own: Callable[[bytes], bool], what: str) -> None:
+def check_own_start(path: Path, looks_own: Callable[[bytes], bool], what: str) -> bytes:
     """Refuse to resume into *path* when its first bytes are not what this package's writer starts it with
-    (*looks_own* of up to 4 kB), rather than cutting a stranger's file as a torn tail."""
+    (*looks_own* of up to 4 kB), rather than cutting a stranger's file as a torn tail; return those bytes."""
     if not path.exists():
-        return
+        return b""
     with path.open("rb") as fh:
         head = fh.read(4096)
     if head and not looks_own(head):
         raise foreign_output(path, 1, f"a start that is not {what}")
+    return head
 
 
 def iter_jsonl_records(path: Path, fields: tuple[str, ...]) -> Iterator[dict[str, Any]]:

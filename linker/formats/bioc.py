@@ -114,10 +114,9 @@ class BioCWriter(Writer):
         progress = Progress()
         if self.path.exists():
             own = HEADER.encode()
-            check_own_start(self.path, lambda head: own.startswith(head) or head.startswith(own),
-                            "this linker's BioC header")
-            with self.path.open("rb") as fh:  # a collection without documents yet: nothing torn to report
-                empty = (HEADER + FOOTER).encode().startswith(fh.read(len((HEADER + FOOTER).encode()) + 1))
+            head = check_own_start(self.path, lambda head: own.startswith(head) or head.startswith(own),
+                                   "this linker's BioC header")
+            empty = (HEADER + FOOTER).encode().startswith(head)  # a collection without documents: nothing torn
             cut = truncate_after_last(self.path, _END)
             if cut and cut != len(FOOTER.encode()) and not empty:
                 log.warning("%s: dropped a torn tail (%d bytes) left by an interrupted run", self.path, cut)

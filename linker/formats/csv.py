@@ -36,12 +36,13 @@ class CsvReader(Reader):
                     raise _missing_column(self.path, name, header)
             check_fields(self.path, 1, header, self.id_field, self.text_field)
             while True:
-                start = f"{self.path.name}:{rows.line_num + 1}"
+                first_line = rows.line_num + 1
                 try:
                     row = next(rows)
                 except StopIteration:
                     return
                 except csv.Error as err:
+                    start = f"{self.path.name}:{first_line}"
                     if "end of data" in str(err):
                         yield Failure(start, start, f"a quote opened in this row is never closed, so the rest of the "
                                       f"file (to line {rows.line_num}) would be read as one field; close the quote "

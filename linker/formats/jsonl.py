@@ -103,7 +103,8 @@ class JsonlWriter(Writer):
                         try:
                             progress.done_ids.add(_doc_id(line))
                         except (ValueError, KeyError, TypeError, RecursionError):
-                            raise foreign_output(self.path, number, "a line that is not a document's JSON record") from None
+                            raise foreign_output(self.path, number,
+                                                 "a line that is not a document's JSON record") from None
         self.errors.load(progress)
         return progress
 
