@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import spacy
+from bench_e2e import parse_dataset  # the same NAME:DOCS:MENTIONS[:TYPES] datasets as the end-to-end benchmark
 
 from linker.evaluate import read_documents, read_mentions
 
@@ -40,12 +41,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data = []
-    for spec in args.dataset:
-        name, docs, mentions, *rest = spec.split(":")
-        types = rest[0].split(",") if rest and rest[0] else None
-        documents = read_documents(docs)
-        gold = {(m.doc_id, m.start, m.end) for m in read_mentions(mentions, types) if m.ids}
-        data.append((name, documents, gold))
+    for dataset in map(parse_dataset, args.dataset):
+        documents = read_documents(dataset["docs"])
+        gold = {(m.doc_id, m.start, m.end) for m in read_mentions(dataset["mentions"], dataset["types"] or None) if m.ids}
+        data.append((dataset["name"], documents, gold))
     rows: list[dict[str, Any]] = []
     for backend in BACKENDS:
         def load(batch: int) -> Any:
