@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 from spacy.util import minibatch
 
-from linker.assertion import assert_spans
 from linker.component_folder import saved_index, saved_memory, write_folder
 from linker.errors import LinkerError
-from linker.extensions import DATA_ATTR, register_extensions
+from linker.extensions import register_extensions
 from linker.mentions import ABBREVIATION, DENSE, DICTIONARY, SOURCES, UPSTREAM, DictionaryMatcher, Proposal
 from linker.linking.composites import conjunct_links
 from linker.linking.context import resolve_ties
+from linker.linking.entities import write_entities
 from linker.linking.filters import ConceptFilter
 from linker.linking.memory import MentionMemory, remembered
 from linker.mentions.collect import collect
@@ -240,7 +240,8 @@ class ConceptLinker:
                                    found, self._search, margin=self.composite_margin) if self.composites else {}
         conjuncts.update(parts)
         for doc, linked in zip(docs, chosen):
-            self._write(doc, linked, conjuncts)
+            write_entities(doc, linked, conjuncts, threshold=self.threshold, keep_unlinked=self.unlinked == "keep",
+                           overwrite=self.overwrite, label=self.label, assertion=self.assertion)
 
     def _choose(self, props: list[Proposal], found: dict[str, list[Candidate]]
                 ) -> list[tuple[Proposal, list[Candidate]]]:
@@ -252,55 +253,6 @@ class ConceptLinker:
         chosen = arbitrate(props, best, threshold=self.threshold, dense_threshold=self.dense_threshold,
                            longer_wins=self.longer_wins)
         return [(p, found.get(p.query, [])) for p in chosen]
-
-    def _write(self, doc: Doc, linked: list[tuple[Proposal, list[Candidate]]],
-               conjuncts: dict[str, list[Candidate]]) -> None:
-        """Set the entities: linked spans, plus the earlier entities that do not clash with them
-        (on a clash the earlier entity stays unless ``overwrite``)."""
-        if not linked:
-            return
-        flags = assert_spans(doc.text, [(p.start, p.end) for p, _ in linked]) if self.assertion else None
-        old = {(e.start_char, e.end_char): e for e in doc.ents}
-        handled: set[tuple[int, int]] = set()
-        new: list[Span] = []
-        occupied = bytearray(len(doc))  # tokens inside a new entity
-        for i, (prop, candidates) in enumerate(linked):
-            handled.add((prop.start, prop.end))
-            parts = conjuncts.get(prop.query)
-            if parts is not None and min(c.score for c in parts) >= self.threshold:
-                candidates = [parts[0]] + [c for c in candidates if c.concept_id != parts[0].concept_id]
-            else:
-                parts = None
-            ok = bool(candidates) and candidates[0].score >= self.threshold
-            if not ok and self.unlinked == "drop":
-                continue
-            span = doc.char_span(prop.start, prop.end, alignment_mode="expand")
-            if span is None or not len(span) or any(occupied[span.start:span.end]):
-                continue
-            existing = old.get((prop.start, prop.end))
-            kb_id = candidates[0].concept_id if ok else ""
-            if existing is not None and existing.kb_id_ and not self.overwrite:
-                kb_id = existing.kb_id_
-            label = existing.label_ if existing is not None else (prop.label or self.label)
-            ent = Span(doc, span.start, span.end, label=label, kb_id=kb_id)
-            data: dict[str, Any] = {"c": [[c.concept_id, c.name, c.matched_text, round(float(c.score), 6), c.exact]
-                                          for c in candidates], "s": prop.source, "q": prop.query}
-            if parts is not None:
-                data["j"] = list(dict.fromkeys(c.concept_id for c in parts))
-            if flags is not None:
-                data.update(flags[i].flags())
-            ent._.set(DATA_ATTR, data)
-            new.append(ent)
-            occupied[span.start:span.end] = b"\x01" * len(span)
-        earlier = [e for key, e in old.items() if key not in handled]
-        if earlier and not self.overwrite:
-            before = bytearray(len(doc))
-            for e in earlier:
-                before[e.start:e.end] = b"\x01" * len(e)
-            new = [n for n in new if not any(before[n.start:n.end])]
-        else:
-            earlier = [e for e in earlier if not any(occupied[e.start:e.end])]
-        doc.ents = sorted(new + earlier, key=lambda e: e.start)
 
     # -- serialisation -----------------------------------------------------------------------------------
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
