@@ -25,18 +25,16 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from linker.errors import EvaluationInputError, LinkerError
+from linker.errors import LinkerError
+from linker.gold import GoldMention, read_alt_ids, read_documents, read_mentions
 from linker.similarity import evaluate_similarity, read_pairs
 from linker.normalize import normalize
-from linker.sources._io import iter_lines, json_object
 
 log = logging.getLogger(__name__)
 
@@ -53,109 +51,6 @@ CONVENTIONS = {
 
 #: Ranks concept ids for a batch of query texts (best first).
 Ranker = Callable[[Sequence[str]], list[list[str]]]
-
-
-@dataclass(frozen=True, slots=True)
-class GoldMention:
-    """One annotated mention with its gold concept ids (several for composite mentions)."""
-
-    doc_id: str
-    start: int
-    end: int
-    text: str
-    ids: tuple[str, ...]
-    type: str = ""
-
-    @property
-    def composite(self) -> bool:
-        return len(self.ids) > 1
-
-
-# -- reading ------------------------------------------------------------------------------------------------
-def read_mentions(path: str | os.PathLike[str], types: Iterable[str] | None = None) -> list[GoldMention]:
-    """Gold mentions from a mentions JSONL (``doc_id, start, end, text, ids, type``) or a PubTator file.
-
-    *types* keeps only mentions of those types (e.g. ``Disease`` in BC5CDR).
-    """
-    path = Path(path)
-    wanted = set(types) if types else None
-    first = next((line for _, line in iter_lines(path) if line.strip()), "")
-    if first.lstrip().startswith("{"):
-        mentions = list(_read_mentions_jsonl(path))
-    else:
-        mentions = _read_pubtator(path)
-    kept = [m for m in mentions if wanted is None or m.type in wanted]
-    if wanted is not None and mentions and not kept:
-        found = ", ".join(sorted({m.type for m in mentions}))
-        raise LinkerError(f"{path}: no mention of type {', '.join(sorted(wanted))}; the file has types {found}")
-    return kept
-
-
-_MENTION_SHAPE = '{"doc_id", "start", "end", "text", "ids": [...], "type"}'
-
-
-def _read_mentions_jsonl(path: Path) -> Iterable[GoldMention]:
-    for lineno, line in iter_lines(path):
-        if not line.strip():
-            continue
-        row = json_object(path, lineno, line, f"one mention object per line, {_MENTION_SHAPE}", EvaluationInputError)
-        missing = [key for key in ("doc_id", "text", "ids") if key not in row]
-        if missing or not isinstance(row.get("ids"), list):
-            raise EvaluationInputError(path, lineno, f"missing or bad field(s) {', '.join(missing) or 'ids'}; "
-                                                     f"expected {_MENTION_SHAPE}")
-        try:
-            start, end = int(row.get("start", -1)), int(row.get("end", -1))
-        except (TypeError, ValueError):
-            raise EvaluationInputError(path, lineno, f"start {row.get('start')!r} and end {row.get('end')!r} must be "
-                                                     "whole numbers (character offsets)") from None
-        yield GoldMention(str(row["doc_id"]), start, end, str(row["text"]), tuple(str(i) for i in row["ids"]),
-                          str(row.get("type") or ""))
-
-
-_BARE_MESH = re.compile(r"^[CD]\d{6,9}$")
-
-
-def _pubtator_ids(ids: Iterable[str]) -> tuple[str, ...]:
-    """PubTator concept ids as the shared JSONL writes them: ``+`` combinations split, bare MeSH ids
-    (``D012345``, ``C123456``) prefixed ``MESH:``; ``-1`` dropped."""
-    out: list[str] = []
-    for raw in ids:
-        for part in raw.split("+"):
-            part = part.strip()
-            if part and part != "-1":
-                out.append(f"MESH:{part}" if _BARE_MESH.match(part) else part)
-    return tuple(dict.fromkeys(out))
-
-
-def read_documents(path: str | os.PathLike[str]) -> list[Any]:
-    """Documents (``doc_id``, ``text``, gold ``annotations``) of a docs JSONL or PubTator file, via
-    :mod:`linker.formats`; a block that cannot be read is an error naming its place."""
-    from linker.formats import Failure, open_reader
-
-    docs = []
-    for item in open_reader(Path(path)):
-        if isinstance(item, Failure):
-            raise LinkerError(f"{item.where}: {item.reason}")
-        docs.append(item)
-    return docs
-
-
-def _read_pubtator(path: Path) -> list[GoldMention]:
-    mentions = []
-    for doc in read_documents(path):
-        for a in doc.annotations:
-            mentions.append(GoldMention(str(doc.doc_id), a.start, a.end, a.text, _pubtator_ids(a.ids), a.label or ""))
-    return mentions
-
-
-def read_alt_ids(path: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """``alt_id -> [concept_id, ...]`` from an ``alt_id<TAB>concept_id[<TAB>kind]`` file (header allowed)."""
-    from linker.sources.tsv import read_alt_ids as read_rows
-
-    result: dict[str, list[str]] = {}
-    for row in read_rows(Path(path)):
-        result.setdefault(row.alt_id, []).append(row.concept_id)
-    return result
 
 
 # -- id mapping ---------------------------------------------------------------------------------------------
@@ -366,6 +261,9 @@ def evaluate(
                            "terms": concept_index.meta["counts"].get("terms")}
         record["model"] = "exact normalised string match" if exact_only else (model or concept_index.meta["encoder"]["model"])
         gold = read_mentions(mentions, types or None)
+        if not gold:
+            raise LinkerError(f"{mentions}: no gold mention to score (the file holds none); give a mentions JSONL "
+                              "(one mention object per line) or a PubTator file with annotations")
         record["dataset"] = {"mentions": str(mentions), "types": list(types) or None, "alt_ids": [str(a) for a in alt_ids]}
         log.info("normalising %d mentions of %s over %s", len(gold), mentions, concept_index.path)
         mapper = index_mapper(concept_index.termdb, alt_ids)

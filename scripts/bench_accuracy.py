@@ -38,13 +38,12 @@ from linker.build import build_index  # noqa: E402
 from linker.defaults import indexes_home  # noqa: E402
 from linker.evaluate import (  # noqa: E402
     CONVENTIONS,
-    GoldMention,
     evaluate_normalization,
     exact_ranker,
     index_mapper,
     index_ranker,
-    read_mentions,
 )
+from linker.gold import GoldMention, read_mentions  # noqa: E402
 from linker.index import ConceptIndex  # noqa: E402
 from linker.sources import Source  # noqa: E402
 from linker.types import Term  # noqa: E402

@@ -20,7 +20,7 @@ from typing import Any
 import spacy
 from bench_e2e import parse_dataset  # the same NAME:DOCS:MENTIONS[:TYPES] datasets as the end-to-end benchmark
 
-from linker.evaluate import read_documents, read_mentions
+from linker.gold import read_documents, read_mentions
 
 log = logging.getLogger("bench_detector")
 BACKENDS = ("torch", "onnx-float32", "onnx-int8")

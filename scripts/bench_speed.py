@@ -61,7 +61,7 @@ def medic_names(index_dir: Path) -> list[tuple[str, str, bool]]:
 
 
 def comparison_mentions(data: Path) -> list[Any]:
-    from linker.evaluate import read_mentions
+    from linker.gold import read_mentions
 
     return (read_mentions(data / "ncbi_disease" / "dev.mentions.jsonl")
             + read_mentions(data / "bc5cdr" / "dev.mentions.jsonl", ["Disease"]))
@@ -216,7 +216,7 @@ def stage_prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 def hpo_synonym_queries(index_dir: Path) -> list[Any]:
     """Every EXACT synonym of a live HPO term, as a mention whose gold id is that term."""
-    from linker.evaluate import GoldMention
+    from linker.gold import GoldMention
     from linker.sources import Source
     from linker.types import Term
 

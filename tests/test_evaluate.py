@@ -12,14 +12,13 @@ from click.testing import CliRunner
 from linker.cli import cli
 from linker.errors import LinkerError
 from linker.evaluate import (
-    GoldMention,
     IdMapper,
     exact_ranker,
     first_match_rank,
     index_mapper,
-    read_mentions,
     score_normalization,
 )
+from linker.gold import GoldMention, read_mentions
 from linker.similarity import average_ranks, pearson, read_pairs, spearman
 
 
@@ -176,8 +175,16 @@ def test_cli_evaluate_reports_bad_input_as_an_error(mini_index_dir: Path, tmp_pa
     assert "m.jsonl:1: not valid JSON" in result.output
 
 
+def test_cli_evaluate_refuses_a_mentions_file_with_nothing_to_score(mini_index_dir: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = CliRunner().invoke(cli, ["evaluate", str(empty), "--index", str(mini_index_dir)])
+    assert result.exit_code == 2
+    assert "empty.jsonl: no gold mention to score" in result.output
+
+
 def test_pubtator_ids_follow_the_shared_jsonl_convention() -> None:
-    from linker.evaluate import _pubtator_ids
+    from linker.gold import _pubtator_ids
 
     assert _pubtator_ids(["D012345+C000123", "-1", "OMIM:114480", " D001943"]) == (
         "MESH:D012345", "MESH:C000123", "OMIM:114480", "MESH:D001943")

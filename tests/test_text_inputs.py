@@ -54,7 +54,7 @@ def test_ontology_jsonl_nested_too_deep_names_the_line(tmp_path: Path) -> None:
 
 
 def test_gold_mentions_with_offsets_that_are_not_numbers_name_the_line(tmp_path: Path) -> None:
-    from linker.evaluate import read_mentions as read_gold
+    from linker.gold import read_mentions as read_gold
 
     path = tmp_path / "dev.mentions.jsonl"
     path.write_text(json.dumps({"doc_id": "1", "text": "x", "ids": ["D1"], "start": "a", "end": 3}) + "\n")

@@ -88,7 +88,8 @@ def build_memory(mention_files: Iterable[str | os.PathLike[str]], termdb: Any, *
     """The memory of the gold mentions in *mention_files* (``*.mentions.jsonl`` or PubTator), their ids
     resolved to concepts of *termdb* (directly, by its alt ids, or by the *alt_ids* files); mentions of a
     type left out, or with an id the index does not hold, are not remembered."""
-    from linker.evaluate import index_mapper, read_mentions
+    from linker.evaluate import index_mapper
+    from linker.gold import read_mentions
 
     mapper = index_mapper(termdb, list(alt_ids))
     memory, kept, skipped = MentionMemory(), 0, 0

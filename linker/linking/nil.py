@@ -73,7 +73,8 @@ def calibrate(index_dir: str | os.PathLike[str] | None, mentions: Sequence[str |
     Every mention with a gold id counts: right when the best concept is a gold one, wrong otherwise — mentions
     whose gold concept is not in the index included, since for them no answer is the right answer."""
     from linker.defaults import open_index
-    from linker.evaluate import first_match_rank, index_mapper, read_mentions
+    from linker.evaluate import first_match_rank, index_mapper
+    from linker.gold import read_mentions
 
     index = open_index(index_dir)
     mapper = index_mapper(index.termdb, alt_ids)

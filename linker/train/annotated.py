@@ -65,7 +65,7 @@ def mentions_path(docs: Path) -> Path:
 
 def _raw_spans(path: Path) -> tuple[list[tuple[str, str]], dict[str, list[tuple[int, int, str, str]]]]:
     """(doc_id, text) in file order and ``doc_id -> [(start, end, type, text)]``."""
-    from linker.evaluate import read_documents, read_mentions
+    from linker.gold import read_documents, read_mentions
 
     documents = read_documents(path)
     spans: dict[str, list[tuple[int, int, str, str]]] = {}

@@ -154,7 +154,8 @@ def choose_settings(detector: str, index_dir: str | os.PathLike[str], dev: Seque
     every row of the sweep; *fixed* settings hold in every row. One pipeline runs them all: searches are cached
     across settings."""
     from linker.defaults import open_index
-    from linker.evaluate import evaluate_end_to_end, index_mapper, read_mentions
+    from linker.evaluate import evaluate_end_to_end, index_mapper
+    from linker.gold import read_mentions
 
     index = open_index(index_dir)
     mapper = index_mapper(index.termdb, alt_ids)
