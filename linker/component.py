@@ -31,7 +31,7 @@ from linker.linking.composites import conjunct_links
 from linker.linking.context import resolve_ties
 from linker.linking.entities import write_entities
 from linker.linking.filters import ConceptFilter
-from linker.linking.memory import MentionMemory, remembered
+from linker.linking.memory import MentionMemory, own_text_first, remembered
 from linker.mentions.collect import collect
 from linker.mentions.arbitration import arbitrate
 from linker.types import Candidate
@@ -227,6 +227,9 @@ class ConceptLinker:
 
     def _process(self, docs: list[Doc]) -> None:
         per_doc = [self._proposals(doc) if doc.text.strip() else [] for doc in docs]
+        if self.memory is not None:
+            per_doc = [own_text_first(props, doc.text, self.memory, self.index.termdb.names)
+                       for props, doc in zip(per_doc, docs)]
         queries = list(dict.fromkeys(p.query for props in per_doc for p in props
                                      if p.source != ABBREVIATION and p.query.strip()))
         found = self._search(queries)

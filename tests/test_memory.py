@@ -19,7 +19,8 @@ ROWS = [("fits", ["HP:0001250"], "Phenotype")] * 3 + [("Fits", ["HP:0001945"], "
         ("seizure attack", ["HP:0001275"], "Phenotype"),  # an alt id of Seizure
         ("odd spell", ["HP:9999999"], "Phenotype"),  # not in the index
         ("breast and colon cancer", ["HP:0003002", "HP:0003003"], "Phenotype"),
-        ("xylophone", ["HP:0004322"], "Phenotype"), ("aspirin", ["HP:0001945"], "Chemical")]
+        ("xylophone", ["HP:0004322"], "Phenotype"), ("aspirin", ["HP:0001945"], "Chemical"),
+        ("XYL", ["HP:0004322"], "Phenotype")]
 
 
 @pytest.fixture()
@@ -78,6 +79,21 @@ def test_the_linker_links_remembered_texts_first(mini_index_dir: Path, memory: M
     mentions = {m.text: m for m in doc_mentions(doc)}
     assert mentions["xylophone"].candidates[0].score == 1.0
     assert mentions["breast and colon cancer"].conjunct_ids == ("HP:0003002", "HP:0003003")
+
+
+def test_a_remembered_short_form_keeps_its_own_link_when_its_long_form_is_not_one(
+        mini_index_dir: Path, memory: MentionMemory) -> None:
+    texts = ["The xylophone stature gene (XYL) was cloned. Every XYL patient was short.",
+             "A xylophone (XYL) was played. The XYL was loud."]
+    plain = _detector_and_linker(mini_index_dir, ["XYL"])
+    assert [e.kb_id_ for text in texts for e in plain(text).ents] == [""] * 4  # short forms follow long forms
+    nlp = _detector_and_linker(mini_index_dir, ["XYL"])
+    nlp.get_pipe("concept_linker").set_memory(memory)
+    doc, other = nlp(texts[0]), nlp(texts[1])
+    # as the annotators linked it, where its long form shares a word with the concept's name (Short stature)
+    assert [(e.text, e.kb_id_) for e in doc.ents] == [("XYL", "HP:0004322")] * 2
+    assert [e.kb_id_ for e in other.ents] == ["", ""]  # not where they have nothing in common
+    assert {m.source for m in doc_mentions(doc)} == {"upstream"}
 
 
 def test_a_memory_given_as_an_object_survives_pickling(mini_index_dir: Path, memory: MentionMemory) -> None:

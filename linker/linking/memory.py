@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from linker.errors import SourceFormatError
+from linker.mentions.proposal import ABBREVIATION, UPSTREAM, Proposal
 from linker.normalize import normalize
 from linker.types import Candidate
 
@@ -134,3 +135,35 @@ def remembered(memory: MentionMemory, queries: Iterable[str], found: dict[str, l
         if len(ones) > 1:
             parts[query] = ones
     return linked, parts
+
+
+def own_text_first(props: Sequence[Proposal], text: str, memory: MentionMemory,
+                   names: Callable[[list[str]], dict[str, str]]) -> list[Proposal]:
+    """*props* with each detected short form whose long form no finder proposed searched by its own text, when
+    the memory knows that text and the long form shares a word with the remembered concept's name (*names*:
+    ``termdb.names``); the short-form proposal there is dropped.
+
+    A short form follows its long form (:mod:`linker.mentions.arbitration`), so one whose long form is not a
+    mention is never linked. Annotators do link it when the two readings meet: in "the von Hippel-Lindau
+    tumor suppressor gene (VHL)" the long form names the gene, yet NCBI-disease links all 40 training mentions
+    "VHL" to von Hippel-Lindau disease. Where they do not meet ("hormone therapy (HT)", remembered as
+    hypertension) the short form still follows its long form.
+    """
+    ends = {p.end for p in props if p.source != ABBREVIATION}
+    long_of = {(p.start, p.end): p.query for p in props if p.source == ABBREVIATION and p.anchor
+               and p.anchor[1] not in ends}
+    hits = {(p.start, p.end): ids for p in props if p.source == UPSTREAM and (p.start, p.end) in long_of
+            and (ids := memory.lookup(text[p.start:p.end])) is not None}
+    if not hits:
+        return list(props)
+    name_of = names(sorted({i for ids in hits.values() for i in ids}))
+    kept = {span for span, ids in hits.items()
+            if _words(long_of[span]) & {w for i in ids for w in _words(name_of.get(i, ""))}}
+    return [Proposal(p.start, p.end, p.source, text[p.start:p.end], p.label) if p.source == UPSTREAM and
+            (p.start, p.end) in kept else p for p in props
+            if not (p.source == ABBREVIATION and (p.start, p.end) in kept)]
+
+
+def _words(text: str) -> set[str]:
+    """The words of *text* of four letters or more, normalised (no function words or short ones)."""
+    return {w for w in normalize(text).split() if len(w) >= 4}
