@@ -226,10 +226,11 @@ class ConceptLinker:
         return self._filter
 
     def _process(self, docs: list[Doc]) -> None:
-        per_doc = [self._proposals(doc) if doc.text.strip() else [] for doc in docs]
+        texts = [doc.text for doc in docs]  # spaCy joins the tokens on every read of doc.text
+        per_doc = [self._proposals(doc) if text.strip() else [] for doc, text in zip(docs, texts)]
         if self.memory is not None:
-            per_doc = [own_text_first(props, doc.text, self.memory, self.index.termdb.names)
-                       for props, doc in zip(per_doc, docs)]
+            per_doc = [own_text_first(props, text, self.memory, self.index.termdb.names)
+                       for props, text in zip(per_doc, texts)]
         queries = list(dict.fromkeys(p.query for props in per_doc for p in props
                                      if p.source != ABBREVIATION and p.query.strip()))
         found = self._search(queries)
@@ -238,7 +239,7 @@ class ConceptLinker:
         found.update(known)
         chosen = [self._choose(props, found) for props in per_doc]
         if self.context_ties:
-            chosen = resolve_ties(self.index, [doc.text for doc in docs], chosen, keep=known)
+            chosen = resolve_ties(self.index, texts, chosen, keep=known)
         conjuncts = conjunct_links([p.query for linked in chosen for p, _ in linked if p.query not in known],
                                    found, self._search, margin=self.composite_margin) if self.composites else {}
         conjuncts.update(parts)

@@ -21,21 +21,22 @@ from linker.mentions.proposal import ABBREVIATION, DENSE, DICTIONARY, UPSTREAM, 
 def collect(doc: Doc, sources: Sequence[str], matcher: Callable[[], DictionaryMatcher], *, abbreviations: bool,
             max_words: int, dense_limit: int) -> list[Proposal]:
     """The proposals of *sources* in *doc*; *matcher* opens the dictionary matcher when a source needs it."""
+    text = doc.text  # spaCy joins the tokens on every read of doc.text
     proposals: list[Proposal] = []
     if UPSTREAM in sources:
         proposals += upstream_proposals(doc)
     if DICTIONARY in sources:
-        proposals += matcher().find(doc.text)
+        proposals += matcher().find(text)
     if DENSE in sources:
         vocabulary = matcher().vocabulary
         for start, end in dense_spans(doc, max_words=max_words, vocabulary=vocabulary, limit=dense_limit):
-            proposals.append(Proposal(start, end, DENSE, doc.text[start:end]))
+            proposals.append(Proposal(start, end, DENSE, text[start:end]))
     if abbreviations:
-        abbrevs = find_abbreviations(doc.text)
+        abbrevs = find_abbreviations(text)
         if abbrevs:
             long_of = {a.short: a.long for a in abbrevs}
-            proposals = [Proposal(p.start, p.end, p.source, long_of[doc.text[p.start:p.end]], p.label)
-                         if doc.text[p.start:p.end] in long_of else p for p in proposals]
+            proposals = [Proposal(p.start, p.end, p.source, long_of[text[p.start:p.end]], p.label)
+                         if text[p.start:p.end] in long_of else p for p in proposals]
             proposals += [Proposal(a.start, a.end, ABBREVIATION, a.long, anchor=(a.long_start, a.long_end))
                           for a in abbrevs]
     return proposals
