@@ -167,20 +167,15 @@ def test_cli_evaluate_similarity(mini_index_dir: Path, data_dir: Path, encoder, 
     assert record["similarity"]["counts"]["pairs"] == 4
 
 
-def test_cli_evaluate_reports_bad_input_as_an_error(mini_index_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("content", "message"), [("{not json\n", "m.jsonl:1: not valid JSON"),
+                                                  ("\n", "m.jsonl: no gold mention to score")])
+def test_cli_evaluate_reports_bad_input_as_an_error(mini_index_dir: Path, tmp_path: Path, content: str,
+                                                    message: str) -> None:
     bad = tmp_path / "m.jsonl"
-    bad.write_text("{not json\n")
+    bad.write_text(content)
     result = CliRunner().invoke(cli, ["evaluate", str(bad), "--index", str(mini_index_dir)])
     assert result.exit_code == 2
-    assert "m.jsonl:1: not valid JSON" in result.output
-
-
-def test_cli_evaluate_refuses_a_mentions_file_with_nothing_to_score(mini_index_dir: Path, tmp_path: Path) -> None:
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("\n")
-    result = CliRunner().invoke(cli, ["evaluate", str(empty), "--index", str(mini_index_dir)])
-    assert result.exit_code == 2
-    assert "empty.jsonl: no gold mention to score" in result.output
+    assert message in result.output
 
 
 def test_pubtator_ids_follow_the_shared_jsonl_convention() -> None:
