@@ -183,8 +183,8 @@ class ConceptLinker:
             self._process(batch)
             yield from batch
 
-    def _proposals(self, doc: Doc) -> list[Proposal]:
-        return collect(doc, self.sources, lambda: self.matcher, abbreviations=self.abbreviations,
+    def _proposals(self, doc: Doc, text: str) -> list[Proposal]:
+        return collect(doc, text, self.sources, lambda: self.matcher, abbreviations=self.abbreviations,
                        max_words=self.max_words, dense_limit=self.dense_limit)
 
     def _search(self, queries: list[str]) -> dict[str, list[Candidate]]:
@@ -227,7 +227,7 @@ class ConceptLinker:
 
     def _process(self, docs: list[Doc]) -> None:
         texts = [doc.text for doc in docs]  # spaCy joins the tokens on every read of doc.text
-        per_doc = [self._proposals(doc) if text.strip() else [] for doc, text in zip(docs, texts)]
+        per_doc = [self._proposals(doc, text) if text.strip() else [] for doc, text in zip(docs, texts)]
         if self.memory is not None:
             per_doc = [own_text_first(props, text, self.memory, self.index.termdb.names)
                        for props, text in zip(per_doc, texts)]
@@ -243,9 +243,10 @@ class ConceptLinker:
         conjuncts = conjunct_links([p.query for linked in chosen for p, _ in linked if p.query not in known],
                                    found, self._search, margin=self.composite_margin) if self.composites else {}
         conjuncts.update(parts)
-        for doc, linked in zip(docs, chosen):
-            write_entities(doc, linked, conjuncts, threshold=self.threshold, keep_unlinked=self.unlinked == "keep",
-                           overwrite=self.overwrite, label=self.label, assertion=self.assertion)
+        for doc, text, linked in zip(docs, texts, chosen):
+            write_entities(doc, text, linked, conjuncts, threshold=self.threshold,
+                           keep_unlinked=self.unlinked == "keep", overwrite=self.overwrite, label=self.label,
+                           assertion=self.assertion)
 
     def _choose(self, props: list[Proposal], found: dict[str, list[Candidate]]
                 ) -> list[tuple[Proposal, list[Candidate]]]:

@@ -96,7 +96,7 @@ def sweep(index: str, docs: list[dict[str, Any]], gold_ann: list[Annotation], id
     spacy_docs = [nlp.make_doc(d["text"]) for d in docs]
     proposals, found = [], {}
     for batch in minibatch(spacy_docs, size=batch_size):
-        props = [linker._proposals(doc) for doc in batch]
+        props = [linker._proposals(doc, doc.text) for doc in batch]
         queries = [q for q in dict.fromkeys(p.query for ps in props for p in ps if p.query.strip()) if q not in found]
         found.update(linker._search(queries))
         proposals += props

@@ -12,13 +12,14 @@ from linker.mentions.proposal import Proposal
 from linker.types import Candidate
 
 
-def write_entities(doc: Doc, linked: list[tuple[Proposal, list[Candidate]]], conjuncts: dict[str, list[Candidate]], *,
-                   threshold: float, keep_unlinked: bool, overwrite: bool, label: str, assertion: bool) -> None:
-    """Set the entities: linked spans, plus the earlier entities that do not clash with them
-    (on a clash the earlier entity stays unless ``overwrite``)."""
+def write_entities(doc: Doc, text: str, linked: list[tuple[Proposal, list[Candidate]]],
+                   conjuncts: dict[str, list[Candidate]], *, threshold: float, keep_unlinked: bool, overwrite: bool,
+                   label: str, assertion: bool) -> None:
+    """Set the entities of *doc* (whose ``doc.text`` is *text*): linked spans, plus the earlier entities that do
+    not clash with them (on a clash the earlier entity stays unless ``overwrite``)."""
     if not linked:
         return
-    flags = assert_spans(doc.text, [(p.start, p.end) for p, _ in linked]) if assertion else None
+    flags = assert_spans(text, [(p.start, p.end) for p, _ in linked]) if assertion else None
     old = {(e.start_char, e.end_char): e for e in doc.ents}
     handled: set[tuple[int, int]] = set()
     new: list[Span] = []

@@ -18,10 +18,10 @@ from linker.mentions.dictionary import DictionaryMatcher
 from linker.mentions.proposal import ABBREVIATION, DENSE, DICTIONARY, UPSTREAM, Proposal, upstream_proposals
 
 
-def collect(doc: Doc, sources: Sequence[str], matcher: Callable[[], DictionaryMatcher], *, abbreviations: bool,
-            max_words: int, dense_limit: int) -> list[Proposal]:
-    """The proposals of *sources* in *doc*; *matcher* opens the dictionary matcher when a source needs it."""
-    text = doc.text  # spaCy joins the tokens on every read of doc.text
+def collect(doc: Doc, text: str, sources: Sequence[str], matcher: Callable[[], DictionaryMatcher], *,
+            abbreviations: bool, max_words: int, dense_limit: int) -> list[Proposal]:
+    """The proposals of *sources* in *doc*, whose ``doc.text`` is *text* (read once by the caller: spaCy joins
+    the tokens on every read); *matcher* opens the dictionary matcher when a source needs it."""
     proposals: list[Proposal] = []
     if UPSTREAM in sources:
         proposals += upstream_proposals(doc)
