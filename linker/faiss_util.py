@@ -133,8 +133,9 @@ def apply_params(index: faiss.Index, params: dict[str, Any]) -> None:
 SMALL_BATCH = 2
 #: From this many queries on, an exhaustive search goes through BLAS (one matrix product) instead of FAISS's
 #: query-by-query scan. FAISS 1.15 takes BLAS only from nq x d >= 128,000 (334 queries at 384 dimensions),
-#: tuned for many threads; on 2 cores, over the flat MEDIC index (78k x 384, k = 80), the scan took 1,662 ms
-#: for 242 queries and BLAS 125 ms, with BLAS ahead from 3 queries (33 against 38 ms on one thread).
+#: tuned for many threads; on 2 cores, over the flat MEDIC index (78k x 384, k = 80), the scan took 1,445 ms
+#: for 242 queries and BLAS 115 ms, with BLAS ahead from 3 queries on one thread and on two
+#: (``scripts/bench_blas.py``, docs/results/blas.json).
 BLAS_BATCH = 3
 #: FAISS before 1.15 compares the query count alone with its threshold (default 20), later ones nq x d
 _PRODUCT_THRESHOLD = faiss.cvar.distance_compute_blas_threshold > 1000
