@@ -138,9 +138,7 @@ def _init_worker(annotator: Annotator, threads: int, parent: int) -> None:
 
     set_threads(threads)  # processes x threads = cores, not cores squared
     _worker_annotator = annotator
-    load = getattr(annotator, "load", None)
-    if callable(load):
-        load()
+    load_first(annotator)
 
 
 def _run_batch(texts: list[str], annotator: Annotator | None = None) -> list[list[Mention] | str]:
@@ -301,13 +299,30 @@ def _run_local(plan: Plan, stats: AnnotateStats, processes: int | None, progress
                  plan.output, processes)
         with progress_bar(remaining, progress) as bar:
             if processes == 1:
-                for batch in batches:
+                for number, batch in enumerate(batches):
+                    if number == 0:
+                        load_first(plan.annotator)
                     write_batch(writer, batch, _run_batch_safe([d.text for d in batch.documents], plan.annotator), stats,
                            bar)
             else:
                 _annotate_parallel(batches, writer, plan.annotator, processes, stats, bar)
     finally:
         writer.close()
+
+
+def load_first(annotator: Annotator) -> None:
+    """Load *annotator*'s pipeline before the first batch: one that cannot load fails the run with its reason,
+    not every document one by one."""
+    load = getattr(annotator, "load", None)
+    if not callable(load):
+        return
+    try:
+        load()
+    except LinkerError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a broken pipeline folder or index: the run's error, said once
+        raise LinkerError(f"the pipeline could not be loaded ({type(err).__name__}: {err}); no document was "
+                          "annotated") from None
 
 
 def start_writing(plan: Plan, writer: Writer, stats: AnnotateStats) -> Progress:

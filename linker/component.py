@@ -24,9 +24,8 @@ from spacy.tokens import Doc
 from spacy.util import minibatch
 
 from linker.component_folder import saved_index, saved_memory, write_folder
-from linker.errors import LinkerError
 from linker.extensions import register_extensions
-from linker.mentions import ABBREVIATION, DENSE, DICTIONARY, SOURCES, UPSTREAM, DictionaryMatcher, Proposal
+from linker.mentions import ABBREVIATION, DENSE, DICTIONARY, UPSTREAM, DictionaryMatcher, Proposal
 from linker.linking.composites import conjunct_links
 from linker.linking.context import resolve_ties
 from linker.linking.entities import write_entities
@@ -34,11 +33,11 @@ from linker.linking.filters import ConceptFilter
 from linker.linking.memory import MentionMemory, own_text_first, remembered
 from linker.mentions.collect import collect
 from linker.mentions.arbitration import arbitrate
+from linker.settings import check_values
 from linker.types import Candidate
 
 log = logging.getLogger(__name__)
 
-UNLINKED = ("keep", "drop")
 #: HPO branches that are not findings (mode of inheritance, clinical modifiers such as "Mild", frequency,
 #: past medical history, blood group, biospecimen features): excluded by default, harmless elsewhere.
 NON_PHENOTYPE_ROOTS = ("HP:0000005", "HP:0012823", "HP:0040279", "HP:0032443", "HP:0032223", "HP:0020228")
@@ -105,17 +104,9 @@ class ConceptLinker:
                  exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS, acronyms: bool = True,
                  longer_wins: bool = True, composites: bool = True, composite_margin: float = 0.0,
                  context_ties: bool = True, skip_exact: bool = True, memory: str | None = None) -> None:
+        check_values({key: value for key, value in locals().items() if key in DEFAULT_CONFIG}, DEFAULT_CONFIG)
         self.name = name
         self.sources = list(dict.fromkeys(sources))
-        unknown = [s for s in self.sources if s not in SOURCES]
-        if unknown or not self.sources:
-            raise LinkerError(f"concept_linker sources {self.sources!r}: each must be one of {', '.join(SOURCES)}")
-        if unlinked not in UNLINKED:
-            raise LinkerError(f"concept_linker unlinked={unlinked!r}: use 'keep' or 'drop'")
-        if k < 1:
-            raise LinkerError(f"concept_linker k={k}: must be at least 1")
-        if batch_size < 1:
-            raise LinkerError(f"concept_linker batch_size={batch_size}: must be at least 1")
         self.index_path = index
         self.k, self.threshold, self.dense_threshold = k, threshold, dense_threshold
         self.max_words, self.batch_size = max_words, batch_size

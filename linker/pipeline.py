@@ -18,13 +18,16 @@ _SAVED: Any = object()
 
 
 def check_settings(config: dict[str, Any]) -> None:
-    """Refuse a ``concept_linker`` setting that does not exist, naming it and the settings that do."""
+    """Refuse a ``concept_linker`` setting that does not exist, naming it and the settings that do, and a value
+    of the wrong type or out of range (:func:`linker.settings.check_values`)."""
     from linker.component import DEFAULT_CONFIG  # registers the factory even when the entry point is not installed
+    from linker.settings import check_values
 
     unknown = sorted(set(config) - set(DEFAULT_CONFIG))
     if unknown:
         raise LinkerError(f"unknown concept_linker setting(s) {', '.join(unknown)}; the settings are "
                           f"{', '.join(DEFAULT_CONFIG)} (docs/pipeline.md)")
+    check_values(config, DEFAULT_CONFIG)
 
 
 def load_pipeline(index: str | os.PathLike[str] | None = None, *, pipeline: str | os.PathLike[str] | None = None,

@@ -12,6 +12,7 @@ from fakes import InterruptAfter, KeywordAnnotator
 
 from linker.annotate import annotate
 from linker.cli import cli
+from linker.errors import LinkerError
 
 NOTES = Path(__file__).parent / "data" / "notes"
 OUTPUTS = ["out.jsonl", "out.pubtator", "out.xml", "brat/", "out.sqlite"]
@@ -242,3 +243,48 @@ def test_a_bioc_output_without_documents_resumes_without_a_torn_tail(tmp_path: P
         again = annotate(source, output, annotator=KeywordAnnotator(), processes=1, progress=False)
     assert again.skipped == 1 and output.read_bytes() == first
     assert "torn" not in caplog.text
+
+
+class _CannotLoad:
+    """An annotator whose pipeline does not load (a damaged pipeline folder, say)."""
+
+    def load(self) -> None:
+        raise ValueError("config.cfg: the model weights are missing")
+
+    def __call__(self, texts: object) -> list[list[object]]:  # pragma: no cover - never reached
+        raise AssertionError("annotated without a loaded pipeline")
+
+
+def test_a_pipeline_that_cannot_load_fails_the_run_once_not_every_document(tmp_path: Path) -> None:
+    with pytest.raises(LinkerError, match="the pipeline could not be loaded .*model weights are missing"):
+        run(tmp_path / "out.jsonl", _CannotLoad())
+    assert not (tmp_path / "out.jsonl.errors.jsonl").exists()  # no document recorded as failed
+
+
+@pytest.mark.parametrize("name", ["out.jsonl", "out.pubtator", "out.xml"])
+def test_an_input_without_documents_leaves_an_empty_output_not_a_missing_one(tmp_path: Path, name: str) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    stats = annotate(empty, tmp_path / name, annotator=KeywordAnnotator(), processes=1, progress=False)
+    assert stats.read == 0
+    assert (tmp_path / name).is_file()
+    again = annotate(empty, tmp_path / name, annotator=KeywordAnnotator(), processes=1, progress=False)
+    assert again.read == 0  # and it resumes as an output of this linker
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("k=-1", "k=-1: must be at least 1"),
+    ("threshold=NaN", "threshold=nan: must be a finite number"),
+    ("threshold=2", "threshold=2: must lie between 0 and 1"),
+    ("batch_size=1.5", "batch_size=1.5: must be a whole number"),
+    ("acronyms=1", "acronyms=1: must be true or false"),
+    ('types="Disease"', "types='Disease': must be a list of strings"),
+    ('unlinked="hide"', "unlinked='hide': use 'keep' or 'drop'"),
+])
+def test_a_bad_setting_value_is_one_clear_error_before_any_document(tmp_path: Path, mini_index_dir: Path,
+                                                                    setting: str, message: str) -> None:
+    result = CliRunner().invoke(cli, ["annotate", str(NOTES / "notes.jsonl"), "-o", str(tmp_path / "out.jsonl"),
+                                      "--index", str(mini_index_dir), "-p", "1", "--set", setting])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "out.jsonl.errors.jsonl").exists()

@@ -184,11 +184,15 @@ def iter_jsonl_records(path: Path, fields: tuple[str, ...]) -> Iterator[dict[str
 
 
 class AppendFile:
-    """A text file written one whole record at a time, flushed after each record (so a crash tears at most one)."""
+    """A text file written one whole record at a time, flushed after each record (so a crash tears at most one).
 
-    def __init__(self, path: Path) -> None:
+    With *always*, closing creates the file even when nothing was written (an output of no documents is an
+    empty file, not a missing one)."""
+
+    def __init__(self, path: Path, always: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.always = always
         self._fh: IO[str] | None = None
 
     def append(self, text: str) -> None:
@@ -201,6 +205,8 @@ class AppendFile:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+        elif self.always and not self.path.exists():
+            self.path.touch()
 
 
 class ErrorLog:

@@ -88,7 +88,7 @@ class JsonlWriter(Writer):
         self.path = path
         self.include_text = include_text
         self.candidates = candidates
-        self._out = AppendFile(path)
+        self._out = AppendFile(path, always=True)
         self.errors = ErrorLog(errors_path_for(path))
 
     def progress(self) -> Progress:

@@ -117,7 +117,7 @@ class PubTatorWriter(Writer):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._out = AppendFile(path)
+        self._out = AppendFile(path, always=True)
         self.errors = ErrorLog(errors_path_for(path))
 
     def progress(self) -> Progress:
