@@ -238,6 +238,14 @@ def test_a_lone_surrogate_is_a_clear_422(client: httpx.Client) -> None:
         assert answer.status_code == 422 and "lone surrogate" in answer.text, (path, answer.text)
 
 
+def test_a_url_whose_escapes_are_not_utf8_is_a_clear_400_not_a_lookup_of_replacement_characters(
+        client: httpx.Client) -> None:
+    for url in ("/lookup?q=%ED%A0%80&k=2", "/lookup?q=caf%E9", "/concept/HP%FF0001250"):
+        answer = client.get(url)
+        assert answer.status_code == 400 and "not UTF-8" in answer.json()["detail"], (url, answer.text)
+    assert client.get("/lookup?q=caf%C3%A9&k=1").status_code == 200  # the same word, in UTF-8
+
+
 def test_lookups_answer_while_an_annotation_runs(mini_index: Any) -> None:
     annotator = GatedAnnotator()
     with LiveServer(create_app(mini_index, annotator=annotator)) as live, ThreadPoolExecutor(1) as pool:

@@ -1,14 +1,28 @@
-"""ASGI middleware bounding what reading one request may cost: its size, and how long its body may take."""
+"""ASGI middleware bounding what reading one request may cost: its size, and how long its body may take; and
+refusing a URL whose percent-escapes are not UTF-8 (else decoded with replacement characters and answered)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 
 class _Stop(Exception):
     """Raised into the app's ``receive`` to stop it reading; the middleware answers instead."""
+
+
+def _not_utf8(scope: dict[str, Any]) -> str:
+    """Why the request's path or query is not UTF-8 once its %-escapes are decoded (e.g. ``?q=%ED%A0%80``, a
+    lone surrogate), or ""."""
+    for part, raw in (("path", scope.get("raw_path") or b""), ("query", scope.get("query_string") or b"")):
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as err:
+            return (f"the URL's {part} is not UTF-8 at byte {err.start} once its %-escapes are decoded; "
+                    "percent-encode the text as UTF-8")
+    return ""
 
 
 class BodyGuard:
@@ -23,6 +37,10 @@ class BodyGuard:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        bad_url = _not_utf8(scope)
+        if bad_url:
+            await self._answer(send, 400, bad_url)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if self.max_body and declared is not None and declared.isdigit() and int(declared) > self.max_body:
