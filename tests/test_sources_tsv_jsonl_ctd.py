@@ -65,8 +65,11 @@ def test_ctd_diseases(tmp_path: Path) -> None:
 def test_format_guessing_and_errors(data_dir: Path, tmp_path: Path) -> None:
     assert Source.open(data_dir / "umls").format == "umls"
     assert Source.open(data_dir / "mini_kb.jsonl").format == "jsonl"
-    with pytest.raises(LinkerError, match="cannot tell the ontology format"):
+    with pytest.raises(LinkerError, match="a folder without MRCONSO.RRF"):
         guess_format(tmp_path)
+    (tmp_path / "terms.weird").write_text("a\tb\n")
+    with pytest.raises(LinkerError, match="cannot tell the ontology format"):
+        guess_format(tmp_path / "terms.weird")
     with pytest.raises(LinkerError, match="no such file"):
         Source.open(tmp_path / "missing.obo")
 

@@ -31,6 +31,8 @@ def guess_format(path: Path) -> str:
     if path.is_dir():
         if locate(path, "MRCONSO") is not None:
             return "umls"
+        raise LinkerError(f"{path}: a folder without MRCONSO.RRF; the only folder an ontology may be is a UMLS "
+                          "release (META/ or a folder holding MRCONSO.RRF): give the ontology file instead")
     elif name.endswith(".obo"):
         return "obo"
     elif name.endswith(".rrf"):
