@@ -28,6 +28,7 @@ from linker.extensions import register_extensions
 from linker.mentions import ABBREVIATION, DENSE, DICTIONARY, UPSTREAM, DictionaryMatcher, Proposal
 from linker.linking.composites import conjunct_links
 from linker.linking.context import resolve_ties
+from linker.linking.discourse import propagate
 from linker.linking.entities import write_entities
 from linker.linking.filters import ConceptFilter
 from linker.linking.memory import MentionMemory, own_text_first, remembered
@@ -70,6 +71,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "overwrite": False, "unlinked": "keep", "label": "CONCEPT", "min_chars": 4, "dense_limit": 20000,
     "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS), "acronyms": True, "longer_wins": True,
     "composites": True, "composite_margin": 0.0, "context_ties": True, "skip_exact": True, "memory": None,
+    "discourse": False,
 }
 
 
@@ -79,8 +81,8 @@ def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, 
                         abbreviations: bool, assertion: bool, types: list[str], roots: list[str], overwrite: bool,
                         unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool,
                         exclude_roots: list[str], acronyms: bool, longer_wins: bool, composites: bool,
-                        composite_margin: float, context_ties: bool, skip_exact: bool, memory: str | None
-                        ) -> ConceptLinker:
+                        composite_margin: float, context_ties: bool, skip_exact: bool, memory: str | None,
+                        discourse: bool) -> ConceptLinker:
     return ConceptLinker(nlp, name, index=index, k=k, threshold=threshold, sources=sources,
                          dense_threshold=dense_threshold, max_words=max_words, batch_size=batch_size,
                          abbreviations=abbreviations, assertion=assertion, types=types, roots=roots,
@@ -88,7 +90,7 @@ def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, 
                          dense_limit=dense_limit, copy_index=copy_index, exclude_roots=exclude_roots,
                          acronyms=acronyms, longer_wins=longer_wins, composites=composites,
                          composite_margin=composite_margin, context_ties=context_ties, skip_exact=skip_exact,
-                         memory=memory)
+                         memory=memory, discourse=discourse)
 
 
 class ConceptLinker:
@@ -103,7 +105,8 @@ class ConceptLinker:
                  dense_limit: int = 20000, copy_index: bool = False,
                  exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS, acronyms: bool = True,
                  longer_wins: bool = True, composites: bool = True, composite_margin: float = 0.0,
-                 context_ties: bool = True, skip_exact: bool = True, memory: str | None = None) -> None:
+                 context_ties: bool = True, skip_exact: bool = True, memory: str | None = None,
+                 discourse: bool = False) -> None:
         check_values({key: value for key, value in locals().items() if key in DEFAULT_CONFIG}, DEFAULT_CONFIG)
         self.name = name
         self.sources = list(dict.fromkeys(sources))
@@ -113,7 +116,7 @@ class ConceptLinker:
         self.min_chars, self.dense_limit = min_chars, dense_limit
         self.abbreviations, self.assertion, self.acronyms = abbreviations, assertion, acronyms
         self.longer_wins, self.composites, self.composite_margin = longer_wins, composites, composite_margin
-        self.context_ties, self.skip_exact = context_ties, skip_exact
+        self.context_ties, self.skip_exact, self.discourse = context_ties, skip_exact, discourse
         self.types, self.roots, self.exclude_roots = frozenset(types), frozenset(roots), frozenset(exclude_roots)
         self.overwrite, self.unlinked, self.label, self.copy_index = overwrite, unlinked, label, copy_index
         self._index: Any = None
@@ -235,9 +238,13 @@ class ConceptLinker:
                                    found, self._search, margin=self.composite_margin) if self.composites else {}
         conjuncts.update(parts)
         for doc, text, linked in zip(docs, texts, chosen):
+            replaced: set[tuple[int, int]] = set()
+            if self.discourse:
+                linked, replaced = propagate(text, linked, conjuncts, threshold=self.threshold,
+                                             min_chars=self.min_chars)
             write_entities(doc, text, linked, conjuncts, threshold=self.threshold,
                            keep_unlinked=self.unlinked == "keep", overwrite=self.overwrite, label=self.label,
-                           assertion=self.assertion)
+                           assertion=self.assertion, replaced=replaced)
 
     def _choose(self, props: list[Proposal], found: dict[str, list[Candidate]]
                 ) -> list[tuple[Proposal, list[Candidate]]]:

@@ -27,7 +27,7 @@ def test_train_pipeline_writes_a_standalone_pipeline(data_dir: Path, tmp_path: P
                                       "--model", str(default_model_path())])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "linker_training.json").read_text())
-    assert len(report["sweep"]) == 8 and report["chosen"] in [row["settings"] for row in report["sweep"]]
+    assert len(report["sweep"]) == 16 and report["chosen"] in [row["settings"] for row in report["sweep"]]
     assert not (out / ".work" / "index").exists()
     moved = tmp_path / "moved"
     out.rename(moved)  # the index and its model live inside the folder
@@ -35,6 +35,7 @@ def test_train_pipeline_writes_a_standalone_pipeline(data_dir: Path, tmp_path: P
     assert nlp.pipe_names == ["tok2vec", "ner", "concept_linker"]
     linker = nlp.get_pipe("concept_linker")
     assert linker.threshold == report["chosen"]["threshold"] and linker.sources == report["chosen"]["sources"]
+    assert linker.discourse == report["chosen"]["discourse"]
     doc = nlp("The boy had seizures and short stature since birth.")
     assert ("seizures", "HP:0001250") in {(e.text, e.kb_id_) for e in doc.ents}
     assert report["memory"] and linker.memory is not None  # the corpus's mentions, inside the moved folder

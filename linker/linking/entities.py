@@ -12,26 +12,37 @@ from linker.mentions.proposal import Proposal
 from linker.types import Candidate
 
 
+def is_linked(prop: Proposal, candidates: list[Candidate], conjuncts: dict[str, list[Candidate]],
+              threshold: float) -> bool:
+    """Whether :func:`write_entities` links *prop*: its best candidate, or every conjunct of a composite
+    mention, at or above *threshold*."""
+    parts = conjuncts.get(prop.query)
+    if parts is not None and min(c.score for c in parts) >= threshold:
+        return True
+    return bool(candidates) and candidates[0].score >= threshold
+
+
 def write_entities(doc: Doc, text: str, linked: list[tuple[Proposal, list[Candidate]]],
                    conjuncts: dict[str, list[Candidate]], *, threshold: float, keep_unlinked: bool, overwrite: bool,
-                   label: str, assertion: bool) -> None:
+                   label: str, assertion: bool, replaced: set[tuple[int, int]] | None = None) -> None:
     """Set the entities of *doc* (whose ``doc.text`` is *text*): linked spans, plus the earlier entities that do
-    not clash with them (on a clash the earlier entity stays unless ``overwrite``)."""
+    not clash with them (on a clash the earlier entity stays unless ``overwrite``) and whose span is not one of
+    *replaced* (given way to a linked mention: :mod:`linker.linking.discourse`)."""
     if not linked:
         return
     flags = assert_spans(text, [(p.start, p.end) for p, _ in linked]) if assertion else None
     old = {(e.start_char, e.end_char): e for e in doc.ents}
-    handled: set[tuple[int, int]] = set()
+    handled: set[tuple[int, int]] = set(replaced or ())
     new: list[Span] = []
     occupied = bytearray(len(doc))  # tokens inside a new entity
     for i, (prop, candidates) in enumerate(linked):
         handled.add((prop.start, prop.end))
+        ok = is_linked(prop, candidates, conjuncts, threshold)
         parts = conjuncts.get(prop.query)
         if parts is not None and min(c.score for c in parts) >= threshold:
             candidates = [parts[0]] + [c for c in candidates if c.concept_id != parts[0].concept_id]
         else:
             parts = None
-        ok = bool(candidates) and candidates[0].score >= threshold
         if not ok and not keep_unlinked:
             continue
         span = doc.char_span(prop.start, prop.end, alignment_mode="expand")

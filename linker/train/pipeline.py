@@ -47,7 +47,8 @@ RECIPE: dict[str, Any] = {"minutes": 45.0, "epochs": 2, "lr": 2e-4, "max_length"
 #: the transformer detector's settings of the measured figures (docs/detector.md)
 DETECTOR: dict[str, Any] = {"epochs": 6, "lr": 1e-4, "eval_every": 100}
 #: the linker settings tried on dev (every combination)
-SWEEP: dict[str, Sequence[Any]] = {"threshold": (0.6, 0.7, 0.8, 0.9), "sources": (["upstream"], ["upstream", "dictionary"])}
+SWEEP: dict[str, Sequence[Any]] = {"threshold": (0.6, 0.7, 0.8, 0.9), "sources": (["upstream"], ["upstream", "dictionary"]),
+                                   "discourse": (False, True)}
 
 
 @dataclass
