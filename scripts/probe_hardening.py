@@ -528,6 +528,26 @@ def _read_output(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def _kill_repeatedly(args: list[str], work: Path, kills: int, rng: random.Random, low: float, high: float) -> int:
+    """Start ``linker ARGS`` *kills* times, each killed with SIGKILL after a random *low*–*high* seconds;
+    how many kills found it still running."""
+    landed = 0
+    for _ in range(kills):
+        proc = _spawn(args, work)
+        time.sleep(rng.uniform(low, high))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            landed += 1
+        proc.communicate()
+    return landed
+
+
+def _resumed(final: Run, validate: Callable[[], str], landed: int, kills: int) -> Outcome:
+    outcome = judged(final, validate=validate)
+    outcome.detail += f"; {landed} of {kills} kills landed while it was going"
+    return outcome
+
+
 def _kill_case(fmt: str, kills: int) -> Case:
     """Annotation killed (-9) at random moments, then resumed; the output must equal an uninterrupted run's."""
     def check(work: Path) -> Outcome:
@@ -539,24 +559,14 @@ def _kill_case(fmt: str, kills: int) -> Case:
         if ref.rc != 0:
             return judged(ref)
         out = work / OUT_SUFFIX[fmt]
-        rng = random.Random(fmt)
-        landed = 0
-        for attempt in range(kills):
-            proc = _spawn(base + ["-o", OUT_SUFFIX[fmt]], work)
-            time.sleep(rng.uniform(4.0, 4.0 + 2.0 * attempt + 2.0))
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                landed += 1
-            proc.communicate()
+        landed = _kill_repeatedly(base + ["-o", OUT_SUFFIX[fmt]], work, kills, random.Random(fmt), 4.0, 12.0)
         final = linker(base + ["-o", OUT_SUFFIX[fmt]], work, timeout=300)
         def same() -> str:
             wrong = _accounted(work, fmt, [f"d{i}" for i in range(KILL_DOCS)])
             if wrong:
                 return wrong
             return "" if _read_output(out) == _read_output(reference) else "resumed output differs from an uninterrupted run"
-        outcome = judged(final, validate=same)
-        outcome.detail += f"; {landed} of {kills} kills landed while the run was going"
-        return outcome
+        return _resumed(final, same, landed, kills)
     return Case("crash", f"annotate -> {fmt}: {kills} x kill -9, then resume", check)
 
 
@@ -571,15 +581,7 @@ def _build_kill_case(kills: int) -> Case:
         ref = linker(["build", str(source), "ref"], work, timeout=600)
         if ref.rc != 0:
             return judged(ref)
-        rng = random.Random(11)
-        landed = 0
-        for _ in range(kills):
-            proc = _spawn(["build", str(source), "idx"], work)
-            time.sleep(rng.uniform(4.0, 30.0))
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                landed += 1
-            proc.communicate()
+        landed = _kill_repeatedly(["build", str(source), "idx"], work, kills, random.Random(11), 4.0, 30.0)
         final = linker(["build", str(source), "idx"], work, timeout=600)
         def same() -> str:
             a = linker(["lookup", "fits of the brain", "-k", "5", "--json", "--index", "idx"], work).stdout
@@ -591,9 +593,7 @@ def _build_kill_case(kills: int) -> Case:
             if left:
                 return f"stale state left in the index: {left}"
             return "" if a == b and a else f"the resumed build answers otherwise: {a[:100]!r} vs {b[:100]!r}"
-        outcome = judged(final, validate=same)
-        outcome.detail += f"; {landed} of {kills} kills landed while the build was going"
-        return outcome
+        return _resumed(final, same, landed, kills)
     return Case("crash", f"build: {kills} x kill -9, then resume", check)
 
 
