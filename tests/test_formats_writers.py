@@ -11,8 +11,9 @@ from fakes import KeywordAnnotator
 
 from linker.formats import Document, Failure, open_reader, open_writer
 from linker.formats.brat import file_stem
-from linker.formats.sqlite import documents_with_concept
+from linker.formats.sqlite import SqliteWriter, documents_with_concept
 from linker.termdb import TermDB
+from linker.types import Candidate, Mention
 
 NOTES = Path(__file__).parent / "data" / "notes"
 
@@ -146,3 +147,18 @@ def test_sqlite_writer_tables_and_descendant_query(tmp_path: Path, mini_index_di
     writer = open_writer(path, concepts=termdb.concept)
     assert writer.progress().failed_ids == {"broken"}
     writer.close()
+
+
+def test_sqlite_documents_and_their_mentions_commit_together(tmp_path: Path) -> None:
+    """A write that stops between the tables (here a trigger aborts the mentions' insert, as a kill would stop
+    it) leaves neither: a resumed run must not take the document as done without its mentions."""
+    path = tmp_path / "out.sqlite"
+    writer = SqliteWriter(path)
+    writer.db.execute("CREATE TRIGGER stop BEFORE INSERT ON mentions BEGIN SELECT RAISE(ABORT, 'stopped'); END")
+    fever = Mention(0, 5, "Fever", (Candidate("HP:0001945", "Fever", "Fever", 1.0, True),), "HP:0001945", "dictionary")
+    writer.write(Document("d1", "Fever today.", "in.jsonl:1"), [fever])
+    with pytest.raises(sqlite3.DatabaseError, match="stopped"):
+        writer.flush()
+    writer.db.execute("DROP TRIGGER stop")
+    assert writer.progress().done_ids == set()  # d1 is not done: a resumed run annotates it again
+    writer.db.close()

@@ -141,18 +141,30 @@ class SqliteWriter(Writer):
         self._errors.append(failure.to_dict())
 
     def flush(self) -> None:
-        db = self.db
-        with db.conn:
-            if self._docs:
-                db["documents"].insert_all(self._docs, batch_size=500)
-            if self._mentions:
-                db["mentions"].insert_all(self._mentions, batch_size=500)
-            if self._concepts:
-                db["concepts"].insert_all(self._concepts, batch_size=500, ignore=True)
-            if self._closure:
-                db["concept_ancestors"].insert_all(self._closure, batch_size=500, ignore=True)
-            if self._errors:
-                db["errors"].insert_all(self._errors, batch_size=500, replace=True)
+        """Write what is pending in one transaction: a document is in ``documents`` only with its mentions.
+
+        Plain ``executemany`` between an explicit BEGIN and COMMIT: sqlite-utils' ``insert_all`` commits each
+        call on its own (outside a transaction it opens one), so a kill between two calls left documents
+        without their mentions, and a resumed run then took those documents as done."""
+        conn = self.db.conn
+        pending = [("INSERT", "documents", self._docs), ("INSERT", "mentions", self._mentions),
+                   ("INSERT OR IGNORE", "concepts", self._concepts),
+                   ("INSERT OR IGNORE", "concept_ancestors", self._closure),
+                   ("INSERT OR REPLACE", "errors", self._errors)]
+        if any(rows for _, _, rows in pending):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for verb, table, rows in pending:
+                    if rows:
+                        columns = list(rows[0])
+                        conn.executemany(f"{verb} INTO [{table}] ({', '.join(f'[{c}]' for c in columns)}) "
+                                         f"VALUES ({', '.join('?' * len(columns))})",
+                                         [tuple(row.get(c) for c in columns) for row in rows])
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         for rows in (self._docs, self._mentions, self._concepts, self._closure, self._errors):
             rows.clear()
         self._flushed = time.monotonic()
