@@ -113,6 +113,14 @@ def _clauses(text: str) -> list[tuple[int, int]]:
 def _scopes(text: str, start: int, end: int) -> dict[str, list[tuple[int, int]]]:
     """Character scopes of each flag within the clause ``text[start:end]``."""
     clause = text[start:end]
+    scopes: dict[str, list[tuple[int, int]]] = {flag: [] for flag in FLAGS}
+    forward = [(flag, m.start() + start, m.end() + start) for flag, pattern in _FORWARD_RE.items()
+               for m in pattern.finditer(clause)]
+    backward = [(flag, m.start() + start, m.end() + start) for flag, pattern in _BACKWARD_RE.items()
+                for m in pattern.finditer(clause)]
+    cues = forward + backward
+    if not cues:  # most clauses: no words to split
+        return scopes
     words = [(m.start() + start, m.end() + start, m.group().lower()) for m in _WORD.finditer(clause)]
     word_starts = [w[0] for w in words]
     word_ends = [w[1] for w in words]
@@ -121,17 +129,10 @@ def _scopes(text: str, start: int, end: int) -> dict[str, list[tuple[int, int]]]
     def inside_pseudo(s: int, e: int) -> bool:
         return any(ps <= s and e <= pe for ps, pe in pseudo)
 
-    forward = [(flag, m.start() + start, m.end() + start) for flag, pattern in _FORWARD_RE.items()
-               for m in pattern.finditer(clause)]
-    backward = [(flag, m.start() + start, m.end() + start) for flag, pattern in _BACKWARD_RE.items()
-                for m in pattern.finditer(clause)]
-    cues = forward + backward
-
     def shadowed(flag: str, s: int, e: int) -> bool:
         """Inside a pseudo-cue, or inside a longer cue ("history of" in "family history of")."""
         return inside_pseudo(s, e) or any(os <= s and e <= oe and (oe - os) > (e - s) for _, os, oe in cues)
 
-    scopes: dict[str, list[tuple[int, int]]] = {flag: [] for flag in FLAGS}
     for flag, c_start, c_end in forward:
         if shadowed(flag, c_start, c_end):
             continue

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
@@ -59,11 +60,17 @@ def stem(word: str) -> str:
     return word
 
 
-@dataclass(frozen=True, slots=True)
-class WordToken:
+class WordToken(NamedTuple):
     start: int
     end: int
     key: str  # stemmed, normalised word
+
+
+@lru_cache(maxsize=1 << 16)
+def _word_keys(word: str) -> tuple[str, ...]:
+    """The stemmed, normalised key(s) of one word of text: running text repeats its words, so each is
+    normalised once (the bound keeps a long bulk run's memory flat; 65,536 words hold a few MB)."""
+    return tuple(stem(part) for part in normalize(word).split())
 
 
 def word_tokens(text: str) -> list[WordToken]:
@@ -71,10 +78,12 @@ def word_tokens(text: str) -> list[WordToken]:
     splits in two, e.g. a ligature or fraction, gives two keys with the same offsets)."""
     out: list[WordToken] = []
     for match in _TOKEN.finditer(text):
-        if match.group() in {"s", "S"} and match.start() > 0 and text[match.start() - 1] in "'\u2019":
+        word, start = match.group(), match.start()
+        if word in {"s", "S"} and start > 0 and text[start - 1] in "'\u2019":
             continue  # possessive: "Sjögren's syndrome" is "Sjögren syndrome"
-        for part in normalize(match.group()).split():
-            out.append(WordToken(match.start(), match.end(), stem(part)))
+        end = match.end()
+        for key in _word_keys(word):
+            out.append(WordToken(start, end, key))
     return out
 
 
