@@ -70,10 +70,10 @@ class PipelineAnnotator:
         return self._nlp
 
     def __call__(self, texts: Sequence[str]) -> list[list[Mention]]:
+        from linker.extensions import pipe_texts
         from linker.pipeline import doc_mentions
 
-        nlp = self.load()
-        return [doc_mentions(doc) for doc in nlp.pipe(texts)]
+        return [doc_mentions(doc) for doc in pipe_texts(self.load(), texts)]
 
 
 @dataclass(slots=True)

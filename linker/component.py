@@ -24,7 +24,7 @@ from spacy.tokens import Doc
 from spacy.util import minibatch
 
 from linker.component_folder import saved_index, saved_memory, write_folder
-from linker.extensions import register_extensions
+from linker.extensions import doc_text, register_extensions
 from linker.mentions import ABBREVIATION, DENSE, DICTIONARY, UPSTREAM, DictionaryMatcher, Proposal
 from linker.linking.composites import conjunct_links
 from linker.linking.context import resolve_ties
@@ -220,7 +220,7 @@ class ConceptLinker:
         return self._filter
 
     def _process(self, docs: list[Doc]) -> None:
-        texts = [doc.text for doc in docs]  # spaCy joins the tokens on every read of doc.text
+        texts = [doc_text(doc) for doc in docs]  # spaCy joins the tokens on every read of doc.text
         per_doc = [self._proposals(doc, text) if text.strip() else [] for doc, text in zip(docs, texts)]
         if self.memory is not None:
             per_doc = [own_text_first(props, text, self.memory, self.index.termdb.names)

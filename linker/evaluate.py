@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from linker.errors import LinkerError
+from linker.extensions import pipe_texts
 from linker.gold import GoldMention, read_alt_ids, read_documents, read_mentions
 from linker.similarity import evaluate_similarity, read_pairs
 from linker.normalize import normalize
@@ -311,7 +312,7 @@ def evaluate_end_to_end(docs: str | os.PathLike[str], gold: Sequence[GoldMention
     nlp("warm up: fever")  # loading is not annotating: docs/s counts the pipeline's work only
     started = time.perf_counter()
     predicted: list[Any] = []
-    for document, doc in zip(documents, nlp.pipe(d.text for d in documents)):
+    for document, doc in zip(documents, pipe_texts(nlp, (d.text for d in documents))):
         for m in doc_mentions(doc):
             if m.concept_ids:
                 predicted.append(metrics.annotation(document.doc_id, m.start, m.end, m.concept_ids))
@@ -322,9 +323,8 @@ def evaluate_end_to_end(docs: str | os.PathLike[str], gold: Sequence[GoldMention
         for name, prf in mode.items():
             if name != "all" and prf["n_pred"] == 0:
                 prf["precision"] = prf["f1"] = None
-    config_shown = {key: value for key, value in config.items()}
     return {"documents": len(documents), "gold": len(gold_rows), "predicted": len(predicted),
-            "pipeline": str(pipeline) if pipeline is not None else None, "pipeline_config": config_shown, "seconds": round(seconds, 3),
+            "pipeline": str(pipeline) if pipeline is not None else None, "pipeline_config": dict(config), "seconds": round(seconds, 3),
             "docs_per_second": round(len(documents) / seconds, 2) if seconds > 0 else None, **result}
 
 

@@ -127,6 +127,19 @@ def test_pipe_embeds_each_distinct_string_once_per_batch(nlp: Language, mini_ind
     assert len(counting.calls) == 2
 
 
+def test_docs_made_with_their_text_annotate_as_nlp_pipe_does(nlp: Language) -> None:
+    """pipe_texts hands the component the input text instead of spaCy's joined tokens: same text, same links."""
+    from linker.extensions import TEXT_KEY, doc_text, pipe_texts
+
+    texts = [TEXT, "  Seizures\t\tand  fever  ", "Sjögren's syndrome; no seizures.\n\n", "", "\u00a0GDD\u2009fever"]
+    kept = list(pipe_texts(nlp, texts))
+    assert [doc.user_data[TEXT_KEY] for doc in kept] == texts
+    assert [doc_text(doc) for doc in kept] == [doc.text for doc in kept] == texts
+    assert [annotations(doc) for doc in kept] == [annotations(doc) for doc in nlp.pipe(texts)]
+    assert annotations(kept[0])  # the comparison is over linked mentions, not empty lists
+    assert doc_text(nlp.make_doc("no kept text")) == "no kept text"
+
+
 def test_to_disk_and_spacy_load_round_trip(nlp: Language, tmp_path: Path) -> None:
     nlp.to_disk(tmp_path / "pipeline")
     assert (tmp_path / "pipeline" / "concept_linker" / "linker.json").exists()

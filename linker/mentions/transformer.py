@@ -33,6 +33,7 @@ from spacy.tokens import Doc
 from spacy.util import filter_spans, minibatch
 
 from linker.errors import LinkerError
+from linker.extensions import doc_text
 from linker.mentions.features import SubwordFeatures
 from linker.mentions.tagger_onnx import BACKENDS
 
@@ -208,7 +209,7 @@ class TransformerTagger:
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int | None = None) -> Iterator[Doc]:
         for batch in minibatch(stream, size=max(1, batch_size or self.batch_size)):
-            for doc, spans in zip(batch, self.predict_spans([d.text for d in batch])):
+            for doc, spans in zip(batch, self.predict_spans([doc_text(d) for d in batch])):
                 found = [doc.char_span(s, e, label=label, alignment_mode="expand") for s, e, label in spans]
                 doc.ents = filter_spans([span for span in found if span is not None and len(span)])
                 yield doc
