@@ -375,7 +375,7 @@ def _spark_options(engine: str, processes: int | None, master: str | None, parti
 @click.option("--master", help="Spark: master URL, local[N], spark://host:7077, yarn (default: the running "
               "session, else local[*])")
 @click.option("--partitions", type=click.IntRange(min=1), help="Spark: parts the input is cut into (default: "
-              "about 2,000 documents each, at least 8); a rerun resumes at the parts still missing")
+              "~2,000 documents each, at least 8, a multiple of the task slots); a rerun resumes the missing parts")
 @click.option("--conf", "spark_conf", multiple=True, metavar="KEY=VALUE", help="Spark: a setting, e.g. "
               "spark.executor.memory=4g (repeatable)")
 @click.option("--read-option", "read_options", multiple=True, metavar="KEY=VALUE",

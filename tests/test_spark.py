@@ -240,6 +240,21 @@ def test_a_killed_job_resumes_to_the_output_of_an_uninterrupted_one(spark, tmp_p
     assert output.read_bytes() == reference.read_bytes()
 
 
+def test_parts_are_cut_for_the_task_slots(spark) -> None:
+    """Every slot gets work and none is left alone at the end: 9 parts on 2 slots would end with one part
+    running alone (the default part count rounded up to a multiple of the slots); --partitions is kept as given."""
+    from linker.spark.job import MIN_PARTS, PART_DOCUMENTS, _part_count
+    from linker.spark.session import task_slots
+
+    assert task_slots(spark) == 2  # local[2], one core a task
+    assert _part_count(10, SparkOptions(), 2) == MIN_PARTS
+    assert _part_count(8 * PART_DOCUMENTS + 1, SparkOptions(), 2) == 10
+    assert _part_count(8 * PART_DOCUMENTS + 1, SparkOptions(), 1) == 9
+    assert _part_count(100, SparkOptions(), 12) == 12
+    assert _part_count(30 * PART_DOCUMENTS, SparkOptions(), 16) == 32
+    assert _part_count(30 * PART_DOCUMENTS, SparkOptions(partitions=3), 16) == 3
+
+
 def test_a_spark_build_equals_a_local_build(spark, tmp_path: Path) -> None:
     import faiss
 

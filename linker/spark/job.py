@@ -36,7 +36,7 @@ from linker.formats import Document, Failure, Progress, open_writer
 from linker.formats.base import DEFAULT_ID_FIELDS, DEFAULT_TEXT_FIELDS
 from linker.spark.layout import JobLayout, job_dir, read_counts, write_table
 from linker.spark.records import COLUMNS, row_mention
-from linker.spark.session import SparkOptions, run_tasks, spark_session, task_threads
+from linker.spark.session import SparkOptions, run_tasks, spark_session, task_slots, task_threads
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,11 @@ def run_spark(plan: Plan, stats: AnnotateStats, options: SparkOptions | None, pr
     try:
         done = start_writing(plan, writer, stats)
         manifest = _manifest_of(plan, layout)
-        if not manifest.get("staged"):
-            manifest = _stage_reader(plan, layout, done, options, progress)
-        _annotate_parts(plan, layout, manifest, options, progress, candidates=None)
+        session = None
+        if not manifest.get("staged"):  # the parts are cut for the task slots of the session
+            session = spark_session(options.master, options.conf, progress=progress)
+            manifest = _stage_reader(plan, layout, done, options, progress, slots=task_slots(session))
+        _annotate_parts(plan, layout, manifest, options, progress, candidates=None, session=session)
         started = time.perf_counter()
         _merge(plan, layout, manifest, writer, done, stats, progress)
         log.info("wrote %d documents into %s in %.1f s", stats.annotated + stats.failed, plan.output,
@@ -86,14 +88,17 @@ def _manifest_of(plan: Plan, layout: JobLayout) -> dict[str, Any]:
 
 
 # -- staging ---------------------------------------------------------------------------------------------------
-def _part_count(total: int, options: SparkOptions) -> int:
+def _part_count(total: int, options: SparkOptions, slots: int) -> int:
+    """--partitions, else about PART_DOCUMENTS documents a part, at least MIN_PARTS, rounded up to a multiple of
+    the *slots* (tasks that run at once): every slot has work, and no part is left to run alone at the end."""
     if options.partitions:
         return max(1, options.partitions)
-    return max(MIN_PARTS, math.ceil(total / PART_DOCUMENTS))
+    parts = max(MIN_PARTS, slots, math.ceil(total / PART_DOCUMENTS))
+    return -(-parts // slots) * slots
 
 
 def _stage_reader(plan: Plan, layout: JobLayout, done: Progress, options: SparkOptions, progress: bool,
-                  failures: list[Failure] | None = None) -> dict[str, Any]:
+                  failures: list[Failure] | None = None, slots: int = 1) -> dict[str, Any]:
     """Cut the documents still to do into parts of the input, in order; read failures go to *failures*."""
     import pyarrow as pa
 
@@ -102,7 +107,7 @@ def _stage_reader(plan: Plan, layout: JobLayout, done: Progress, options: SparkO
     if total is None:  # count first: the parts must be cut before they are annotated
         total = sum(1 for item in plan.reader if isinstance(item, Document))
     todo = max(0, total - len(done.done_ids) - len(done.failed_where))
-    parts = _part_count(todo, options)
+    parts = _part_count(todo, options, slots)
     size = max(1, math.ceil(todo / parts))
     log.info("staging %s as %d parts of about %d documents in %s", plan.reader.path, parts, size, layout.input_dir)
     documents: list[int] = []
@@ -150,7 +155,7 @@ def _stage_table(plan: Plan, layout: JobLayout, options: SparkOptions, session: 
     text_col = _column(df.columns, text_field, DEFAULT_TEXT_FIELDS, "--text-field", plan.input)
     docs = df.select(F.col(id_col).cast("string").alias("doc_id"), F.col(text_col).cast("string").alias("text"))
     total = docs.count()
-    parts = _part_count(total, options)
+    parts = _part_count(total, options, task_slots(session))
     copies = F.count(F.lit(1)).over(Window.partitionBy("doc_id"))
     staged = (docs.withColumn("copies", copies)
               .withColumn("where", F.concat(F.lit(f"{plan.input}#"), F.coalesce(F.col("doc_id"), F.lit("null"))))
@@ -276,13 +281,13 @@ def _run_into_parquet(plan: Plan, layout: JobLayout, stats: AnnotateStats, optio
         return
     session = None
     if not manifest.get("staged"):
+        session = spark_session(options.master, options.conf, progress=progress)
         if plan.reader is None:
-            session = spark_session(options.master, options.conf, progress=progress)
             manifest = _stage_table(plan, layout, options, session, plan.settings["id_field"],
                                     plan.settings["text_field"])
         else:
             read_failures: list[Failure] = []
-            manifest = _stage_reader(plan, layout, Progress(), options, progress, read_failures)
+            manifest = _stage_reader(plan, layout, Progress(), options, progress, read_failures, task_slots(session))
             write_table(_failures_table([f.to_dict() for f in read_failures]), layout.failures_part("read"))
             manifest["read_failures"] = len(read_failures)
             layout.save_manifest(manifest)

@@ -23,7 +23,7 @@ ARROW_BATCH = 512
 @dataclass(frozen=True, slots=True)
 class SparkOptions:
     """How a job runs on Spark: the master (None: the running session, else ``local[*]``), the number of parts
-    the input is cut into (None: at least 8, about 2,000 documents each), Spark settings, reader options."""
+    the input is cut into (None: about 2,000 documents each, at least 8, a multiple of the task slots), Spark settings, reader options."""
 
     master: str | None = None
     partitions: int | None = None
@@ -91,6 +91,11 @@ def task_threads(session: Any) -> int:
     ``local[N]`` means N cores, one per slot, so a task gets one thread unless ``spark.task.cpus`` gives it
     more; more threads than that would oversubscribe the cores Spark was told it may use."""
     return max(1, int(session.sparkContext.getConf().get("spark.task.cpus", "1")))
+
+
+def task_slots(session: Any) -> int:
+    """Tasks that run at once: the session's default parallelism (its cores) over the cores one task takes."""
+    return max(1, int(session.sparkContext.defaultParallelism) // task_threads(session))
 
 
 def run_tasks(session: Any, items: list[int], task: Callable[[Iterator[int]], Iterator[Any]], description: str,
