@@ -35,9 +35,12 @@ def pipe_texts(nlp: Any, texts: Iterable[str], **options: Any) -> Iterator[Doc]:
 
 
 def doc_text(doc: Doc) -> str:
-    """The text of *doc*: the one it was made from by :func:`pipe_texts`, else spaCy's ``doc.text``."""
+    """The text of *doc*: the one it was made from by :func:`pipe_texts`, else spaCy's ``doc.text`` (also when
+    the kept text no longer ends where the Doc's last token does: a component that made a Doc of another text)."""
     text = doc.user_data.get(TEXT_KEY)
-    return text if isinstance(text, str) else doc.text
+    if isinstance(text, str) and len(text) == (doc[-1].idx + len(doc[-1].text_with_ws) if len(doc) else 0):
+        return text
+    return doc.text
 
 
 def _data(span: Span) -> dict[str, Any] | None:

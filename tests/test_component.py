@@ -138,6 +138,9 @@ def test_docs_made_with_their_text_annotate_as_nlp_pipe_does(nlp: Language) -> N
     assert [annotations(doc) for doc in kept] == [annotations(doc) for doc in nlp.pipe(texts)]
     assert annotations(kept[0])  # the comparison is over linked mentions, not empty lists
     assert doc_text(nlp.make_doc("no kept text")) == "no kept text"
+    other = nlp.make_doc("a text of another length")
+    other.user_data[TEXT_KEY] = "stale"
+    assert doc_text(other) == "a text of another length"
 
 
 def test_to_disk_and_spacy_load_round_trip(nlp: Language, tmp_path: Path) -> None:
