@@ -13,6 +13,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from linker.errors import LinkerError
+from linker.extensions import pipe_texts
 
 #: Colours per mention state, for displaCy's ``options["colors"]``.
 COLORS = {"LINKED": "#9be7a6", "NEGATED": "#f4b6b6", "UNLINKED": "#dddddd"}
@@ -56,7 +57,7 @@ def render_docs(nlp: Language, documents: Sequence[tuple[str | None, str]]) -> l
         if len(text) > nlp.max_length:
             raise LinkerError(f"{title or f'text {number}'}: {len(text):,} characters, more than a page holds "
                               f"({nlp.max_length:,}); split it, or annotate it with linker annotate")
-    return list(nlp.pipe(text for _, text in documents))
+    return list(pipe_texts(nlp, (text for _, text in documents)))
 
 
 def write_html(path: str | os.PathLike[str], docs: Doc | Iterable[Doc], **options: Any) -> Path:
