@@ -23,7 +23,8 @@ ARROW_BATCH = 512
 @dataclass(frozen=True, slots=True)
 class SparkOptions:
     """How a job runs on Spark: the master (None: the running session, else ``local[*]``), the number of parts
-    the input is cut into (None: about 2,000 documents each, at least 8, a multiple of the task slots), Spark settings, reader options."""
+    the input is cut into (None: about 2,000 documents each, at least 8, a multiple of the task slots), Spark
+    settings, reader options."""
 
     master: str | None = None
     partitions: int | None = None
