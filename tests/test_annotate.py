@@ -19,13 +19,14 @@ OUTPUTS = ["out.jsonl", "out.pubtator", "out.xml", "brat/", "out.sqlite"]
 
 
 def snapshot(path: Path) -> dict[str, object]:
-    """Everything a run left: files byte for byte, SQLite tables row for row."""
+    """Everything a run left: files byte for byte, SQLite tables row for row; not the run's lock, which names
+    its last holder and the second it was taken."""
     if path.suffix == ".sqlite":
         conn = sqlite3.connect(path)
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         return {t: conn.execute(f"SELECT * FROM [{t}] ORDER BY rowid").fetchall() for t in tables}
     files = sorted(path.iterdir()) if path.is_dir() else sorted(path.parent.glob(path.name + "*"))
-    return {f.name: f.read_bytes() for f in files}
+    return {f.name: f.read_bytes() for f in files if f.suffix != ".lock"}
 
 
 def run(output: Path | str, annotator: object, **options: object):  # noqa: ANN201
