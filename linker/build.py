@@ -167,7 +167,7 @@ def build_index(
             arrays.append(rescoring.VECTORS_FILE)
         if preset != "flat":
             log.info("calibrating the index against an exact search")
-            vectors = rescoring.map_array(state_dir / rescoring.VECTORS_FILE) if preset in faiss_util.RESCORED else None
+            vectors = rescoring.RowFile(state_dir / rescoring.VECTORS_FILE) if preset in faiss_util.RESCORED else None
             queries = calibration if calibration is None or isinstance(calibration, np.ndarray) else (
                 encoder.encode(list(calibration)))
             with ticking("calibrating against an exact search", progress):
@@ -323,8 +323,9 @@ def _gatherer(paths: list[Path], chunk_size: int, dimension: int) -> Callable[[n
 def _index_from_chunks(gather: Callable[[np.ndarray], np.ndarray], n_distinct: int, term_rows: np.ndarray,
                        factory: str, progress: bool = False) -> faiss.Index:
     """Add every term's vector to a new index, block by block: memory holds one block besides the index.
-    An index that needs training is trained on an evenly spaced sample of at most ``TRAIN_SAMPLE`` names."""
-    sample = np.unique(np.linspace(0, n_distinct - 1, min(n_distinct, faiss_util.TRAIN_SAMPLE)).astype(np.int64))
+    An index that needs training is trained on an evenly spaced sample of names (``train_sample_size``)."""
+    size = min(n_distinct, faiss_util.train_sample_size(len(term_rows)))
+    sample = np.unique(np.linspace(0, n_distinct - 1, size).astype(np.int64))
     dimension = gather(sample[:1]).shape[1]
     with ticking(f"training FAISS {factory} on {len(sample):,} names", progress and faiss_util.needs_training(factory, dimension)):
         index = faiss_util.new_index(dimension, factory, training=lambda: gather(sample))

@@ -57,7 +57,7 @@ class ConceptIndex:
         self._encode_lock = threading.Lock()
         self.embedding_cache = EmbeddingCache()
         self._concepts: tuple[np.ndarray, np.ndarray] | None = None
-        self._vectors: np.ndarray | None = None
+        self._vectors: rescoring.RowFile | None = None
         if encoder is not None:
             self._check_encoder(encoder)
 
@@ -125,15 +125,19 @@ class ConceptIndex:
                     self._concepts = tables[0], tables[1]
         return self._concepts
 
-    def _rescoring_vectors(self) -> np.ndarray | None:
-        """The float16 vectors a compressed index re-scores its shortlist with (memory-mapped), else None."""
+    def _rescoring_vectors(self) -> rescoring.RowFile | None:
+        """The float16 vectors a compressed index re-scores its shortlist with (read by row), else None."""
         if not self.meta["faiss"].get("rescore"):
             return None
         if self._vectors is None:
             with self._lock:
                 if self._vectors is None:
                     integrity.check(self.path, self.meta, rescoring.VECTORS_FILE)
-                    self._vectors = rescoring.map_array(self.path / rescoring.VECTORS_FILE)
+                    try:
+                        self._vectors = rescoring.RowFile(self.path / rescoring.VECTORS_FILE)
+                    except (OSError, ValueError) as err:
+                        raise IndexMismatchError(f"{self.path}: damaged or missing {rescoring.VECTORS_FILE} ({err}); "
+                                                 "rebuild the index (linker build … --force)") from None
         return self._vectors
 
     # -- encoder ---------------------------------------------------------------------------------------------

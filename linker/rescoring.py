@@ -2,8 +2,9 @@
 
 A compressed FAISS index (SQ8, product codes) ranks by approximate scores. Each search asks it for
 :data:`SHORTLIST` times the names wanted and re-scores that shortlist by exact inner product with the
-names' float16 vectors, memory-mapped from ``vectors.f16.npy`` in the index folder (half of flat's bytes,
-on disk; only the shortlisted rows are read). At build time the index is calibrated against an exact flat
+names' float16 vectors, read from ``vectors.f16.npy`` in the index folder (half of flat's bytes, on disk) by
+:class:`RowFile`: only the shortlisted rows, with ``pread``, so that they pass through the kernel's page cache
+and never become the process's own memory. At build time the index is calibrated against an exact flat
 search (:func:`calibrate`) on queries given with the build, or else on a seeded sample of its own names,
 each searched for its neighbours among the other names (itself left out of both answers). The cheapest
 probe setting and shortlist that reach :data:`TARGET_RECALL` on one half are kept, and their recall,
@@ -12,6 +13,8 @@ measured on the other half, is recorded in meta.json.
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,50 @@ def map_array(path: Path) -> np.ndarray:
     return array
 
 
+class RowFile:
+    """The rows of a 2-D ``.npy`` file, read on demand with ``pread``: ``rows[ids]`` is the array of those rows.
+
+    A search re-scores a few hundred random rows of a file that can hold gigabytes. Memory-mapped, every row
+    it touched would stay in the process's resident memory, which at ten million names grew with each query
+    towards the whole file; read this way, the rows pass through the page cache, which the kernel shares and
+    evicts, and the process holds only the rows of the search at hand (the design DiskANN uses for its
+    full-precision vectors): one call per distinct row, 1.4 µs each. ``ValueError`` names a file whose header
+    or size is not that of a C-ordered 2-D array; ``OSError`` one that cannot be read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
+                np.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(fh)
+            self.offset = fh.tell()
+        if len(shape) != 2 or fortran_order or dtype.hasobject:
+            raise ValueError(f"{path}: not a C-ordered 2-D array of numbers (shape {shape})")
+        self.path, self.shape, self.dtype = path, (int(shape[0]), int(shape[1])), dtype
+        self.row_bytes = self.shape[1] * dtype.itemsize
+        size = path.stat().st_size
+        if size != self.offset + self.shape[0] * self.row_bytes:
+            raise ValueError(f"{path}: {size} bytes, its header says {self.offset + self.shape[0] * self.row_bytes}")
+        self._fd = os.open(path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.shape[0]):
+            raise IndexError(f"{self.path}: rows {ids.min()}..{ids.max()} asked of {self.shape[0]}")
+        unique, inverse = np.unique(ids, return_inverse=True)
+        data = b"".join([os.pread(self._fd, self.row_bytes, offset)
+                         for offset in (self.offset + unique * self.row_bytes).tolist()])
+        if len(data) != len(unique) * self.row_bytes:
+            raise OSError(f"{self.path}: short read ({len(data)} of {len(unique) * self.row_bytes} bytes); "
+                          "rebuild the index")
+        return np.frombuffer(data, dtype=self.dtype).reshape(len(unique), self.shape[1])[inverse]
+
+
 def write_vectors(path: Path, gather: Callable[[np.ndarray], np.ndarray], term_rows: np.ndarray, dimension: int) -> None:
     """Every term's vector as float16, in FAISS order, written block by block (memory stays one block)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -54,7 +101,7 @@ def write_vectors(path: Path, gather: Callable[[np.ndarray], np.ndarray], term_r
 RESCORE_BLOCK = 64
 
 
-def rescore(scores: np.ndarray, ids: np.ndarray, queries: np.ndarray, vectors: np.ndarray,
+def rescore(scores: np.ndarray, ids: np.ndarray, queries: np.ndarray, vectors: RowFile | np.ndarray,
             n: int) -> tuple[np.ndarray, np.ndarray]:
     """The best *n* of each row's shortlist *ids* by exact inner product with the float16 *vectors*."""
     best_scores = np.empty((len(ids), min(n, ids.shape[1])), dtype=np.float32)
@@ -71,7 +118,7 @@ def rescore(scores: np.ndarray, ids: np.ndarray, queries: np.ndarray, vectors: n
     return best_scores, best_ids
 
 
-def search(index: Any, vectors: np.ndarray | None, queries: np.ndarray, n: int,
+def search(index: Any, vectors: RowFile | np.ndarray | None, queries: np.ndarray, n: int,
            shortlist: int = SHORTLIST) -> tuple[np.ndarray, np.ndarray]:
     """``(scores, ids)`` of the *n* nearest terms as every search runs it: from FAISS, and when *vectors* (the
     float16 rows of a compressed index) are given, a shortlist of ``n * shortlist`` re-scored exactly."""
@@ -80,8 +127,16 @@ def search(index: Any, vectors: np.ndarray | None, queries: np.ndarray, n: int,
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if vectors is None:
         return faiss_util.search(index, queries, n)
-    scores, ids = faiss_util.search(index, queries, min(index.ntotal, n * shortlist))
+    scores, ids = faiss_util.search(index, queries, shortlist_width(index.ntotal, n, shortlist))
     return rescore(scores, ids, queries, vectors, n)
+
+
+def shortlist_width(n_total: int, n: int, shortlist: int) -> int:
+    """How many names FAISS is asked for when *n* are wanted: *shortlist* times the :data:`CALIBRATED_K` names
+    that calibration measured the shortlist for (its recall@10 holds for the best ten, whatever *n*), and
+    never fewer than :data:`SHORTLIST` times *n*. A search for more names than ten does not multiply the long
+    shortlists that product codes need: at ten million names, 32 × 32 rows re-scored per query became 320."""
+    return min(n_total, max(n * SHORTLIST, CALIBRATED_K * shortlist))
 
 
 def held_out(n_distinct: int, seed: int, n_queries: int = RECALL_QUERIES) -> np.ndarray:
@@ -112,8 +167,9 @@ def exact_top(queries: np.ndarray, gather: Callable[[np.ndarray], np.ndarray], t
 
 #: What a compressed index is tuned to: recall@10 of an exact search, on queries it was not reported on.
 TARGET_RECALL = 0.98
+CALIBRATED_K = 10
 #: The values tried, cheapest first, for the parameter that trades speed for recall, and the shortlists.
-SWEEP = {"nprobe": (16, 32, 64, 128, 256, 512, 1024), "efSearch": (128, 256, 512, 1024)}
+SWEEP = {"nprobe": (16, 32, 64, 128, 256, 512, 1024, 2048), "efSearch": (128, 256, 512, 1024)}
 SHORTLISTS = (4, 8, 16, 32)
 #: When no setting reaches the target, the cheapest within this much of the best recall reached is kept.
 NEAR_BEST = 0.002
@@ -134,9 +190,9 @@ def _recall(found: np.ndarray, truth: np.ndarray, rows: np.ndarray | None, term_
     return float(np.mean(at1)), float(np.mean(atk))
 
 
-def calibrate(index: Any, vectors: np.ndarray | None, gather: Callable[[np.ndarray], np.ndarray],
+def calibrate(index: Any, vectors: RowFile | np.ndarray | None, gather: Callable[[np.ndarray], np.ndarray],
               term_rows: np.ndarray, n_distinct: int, params: dict[str, int], queries: np.ndarray | None = None,
-              k: int = 10) -> tuple[dict[str, int], int, dict[str, Any]]:
+              k: int = CALIBRATED_K) -> tuple[dict[str, int], int, dict[str, Any]]:
     """``(search_params, shortlist, recall)`` of a built compressed *index*: the cheapest probe setting
     (``nprobe`` / ``efSearch``, never below *params*) and shortlist whose recall@*k* against an exact search
     reaches :data:`TARGET_RECALL` on one set of queries (else the cheapest within :data:`NEAR_BEST` of the
@@ -173,9 +229,9 @@ def calibrate(index: Any, vectors: np.ndarray | None, gather: Callable[[np.ndarr
         setting = {**params, key: value} if key else dict(params)
         faiss_util.apply_params(index, setting)
         # one FAISS search per probe value; each shortlist is a prefix of the longest (FAISS returns best first)
-        scores, ids = faiss_util.search(index, tune_queries, min(index.ntotal, (k + extra) * shortlists[-1]))
+        scores, ids = faiss_util.search(index, tune_queries, shortlist_width(index.ntotal, k + extra, shortlists[-1]))
         for shortlist in shortlists:
-            width = min(index.ntotal, (k + extra) * shortlist)
+            width = shortlist_width(index.ntotal, k + extra, shortlist)
             found = rescore(scores[:, :width], ids[:, :width], tune_queries, vectors, k + extra)[1] if (
                 vectors is not None) else ids[:, :k + extra]
             reached = _recall(found, tune_truth, tune_rows, term_rows, k)[1]

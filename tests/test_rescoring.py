@@ -1,0 +1,69 @@
+"""The float16 rows a compressed index re-scores with: read by row, never mapped; how many are re-scored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import HashEncoder
+
+from linker import rescoring
+from linker.build import build_index
+from linker.errors import IndexMismatchError
+from linker.index import ConceptIndex
+from linker.sources import Source
+
+
+def test_row_file_reads_the_rows_asked_for(tmp_path: Path) -> None:
+    rows = np.random.default_rng(0).standard_normal((1000, 24)).astype(np.float16)
+    np.save(tmp_path / "v.npy", rows)
+    table = rescoring.RowFile(tmp_path / "v.npy")
+    assert len(table) == 1000 and table.shape == (1000, 24)
+    # repeats, runs of consecutive rows (read together) and scattered rows, in any order, as asked
+    ids = np.array([[999, 3, 4, 5, 3], [0, 998, 500, 6, 999]])
+    np.testing.assert_array_equal(table[ids], rows[ids.ravel()])
+    assert table[np.array([], dtype=np.int64)].shape == (0, 24)
+    with pytest.raises(IndexError, match="1000"):
+        table[np.array([1000])]
+
+
+def test_row_file_refuses_a_cut_or_foreign_file(tmp_path: Path) -> None:
+    np.save(tmp_path / "v.npy", np.ones((100, 8), dtype=np.float16))
+    data = (tmp_path / "v.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:-5])
+    with pytest.raises(ValueError, match="cut.npy"):
+        rescoring.RowFile(tmp_path / "cut.npy")
+    np.save(tmp_path / "one.npy", np.ones(8, dtype=np.float16))
+    with pytest.raises(ValueError, match="2-D"):
+        rescoring.RowFile(tmp_path / "one.npy")
+
+
+def test_the_shortlist_is_the_calibrated_one_whatever_the_names_wanted() -> None:
+    # calibrated for the best ten: a 32x shortlist is 320 names, for 10 or 32 names wanted alike
+    assert rescoring.shortlist_width(10_000_000, 10, 32) == 320
+    assert rescoring.shortlist_width(10_000_000, 32, 32) == 320
+    # never fewer than SHORTLIST per name wanted, never more than the index holds
+    assert rescoring.shortlist_width(10_000_000, 100, 4) == 100 * rescoring.SHORTLIST
+    assert rescoring.shortlist_width(50, 32, 32) == 50
+
+
+def test_a_search_reads_its_rows_without_mapping_the_vectors(tmp_path: Path) -> None:
+    path = tmp_path / "many.tsv"
+    path.write_text("".join(f"C{c:04d}\tname {c} variant {v}\t{int(v == 0)}\n" for c in range(700) for v in range(3)))
+    encoder = HashEncoder(dimension=32)
+    folder = build_index(Source.open(path), tmp_path / "idx", encoder=encoder, faiss_kind="ivf-sq8", progress=False)
+    index = ConceptIndex.load(folder, encoder=encoder)
+    found = index.search(["variant 2 of name 17", "name 640 variant 0"], k=5)
+    assert found[1][0].concept_id == "C0640" and len(found[0]) == 5
+    maps = Path("/proc/self/maps")
+    if maps.exists():  # the rows went through the page cache, not into this process's mappings
+        assert rescoring.VECTORS_FILE not in maps.read_text()
+    # a damaged vector file is named, with the command that rebuilds
+    meta = json.loads((folder / "meta.json").read_text())
+    meta.pop("files", None)  # checksums aside: the file itself is what is damaged here
+    (folder / "meta.json").write_text(json.dumps(meta))
+    (folder / rescoring.VECTORS_FILE).write_bytes((folder / rescoring.VECTORS_FILE).read_bytes()[:-10])
+    with pytest.raises(IndexMismatchError, match="rebuild"):
+        ConceptIndex.load(folder, encoder=encoder).search(["name 3 variant 1"], k=5)
