@@ -14,18 +14,22 @@ from .errors import LinkerError
 
 log = logging.getLogger(__name__)
 
-#: Index kinds by name. The compressed ones (``-sq8``: one byte per dimension; ``ivf-pq``: OPQ rotation and
-#: 8-bit product codes of 8 dimensions each, 1/32 of flat) keep their shortlist re-scored from float16 vectors
-#: memory-mapped from the index folder (:data:`RESCORED`).
+#: Index kinds by name. The compressed ones (``-sq8``: one byte per dimension; ``ivf-pq``: 4-bit product codes
+#: of 4 dimensions each, 1/32 of flat, scanned by FAISS's SIMD "fast scan") keep their shortlist re-scored from
+#: float16 vectors read from the index folder (:data:`RESCORED`).
 ALIASES = {"flat": "Flat", "hnsw": "HNSW32,Flat", "ivf": "IVF{nlist},Flat", "ivf-sq8": "IVF{nlist},SQ8",
-           "hnsw-sq8": "HNSW32,SQ8", "ivf-pq": "OPQ{m},IVF{nlist},PQ{m}"}
+           "hnsw-sq8": "HNSW32,SQ8", "ivf-pq": "IVF{nlist},PQ{m}x4fs"}
 RESCORED = {"ivf-sq8", "hnsw-sq8", "ivf-pq"}
 #: ``auto`` stays flat up to this many vectors (1.5 GB at 384 dimensions), then takes :data:`AUTO_LARGE`.
 AUTO_FLAT_MAX = 1_000_000
 AUTO_LARGE = "ivf-pq"
-#: An index that needs training is trained on at most this many names, evenly spaced through the dictionary;
-#: an IVF index gets at most one list per 39 of them (FAISS's k-means wants 39 points per centroid).
+#: An index that needs training is trained on a sample of names evenly spaced through the dictionary: this many,
+#: or, for an IVF index of more lists than it allows, :data:`POINTS_PER_LIST` per list (FAISS's k-means wants
+#: 39 points per centroid), up to :data:`MAX_TRAIN_SAMPLE`. An IVF index has ``4 sqrt(n)`` lists, as many as
+#: that sample allows.
 TRAIN_SAMPLE = 200_000
+MAX_TRAIN_SAMPLE = 500_000
+POINTS_PER_LIST = 39
 #: Search-time parameters stored in meta.json and applied on load.
 DEFAULT_SEARCH_PARAMS = {"HNSW": {"efSearch": 128}, "IVF": {"nprobe": 16}, "OPQ": {"nprobe": 32}}
 
@@ -43,12 +47,22 @@ def factory_string(kind: str, n_vectors: int, dimension: int = 384) -> str:
     ``auto``) or of a factory string given as is."""
     factory = ALIASES.get(preset(kind, n_vectors), kind)
     if "{nlist}" in factory:
-        nlist = min(int(4 * math.sqrt(n_vectors)), min(n_vectors, TRAIN_SAMPLE) // 39)
-        factory = factory.replace("{nlist}", str(max(1, nlist)))
-    if "{m}" in factory:
-        factory = factory.replace("{m}", str(next(m for m in (dimension // 8, dimension // 4, dimension // 2, 1)
+        factory = factory.replace("{nlist}", str(n_lists(n_vectors)))
+    if "{m}" in factory:  # sub-vectors of 4 dimensions where the dimension allows
+        factory = factory.replace("{m}", str(next(m for m in (dimension // 4, dimension // 2, dimension)
                                                   if m and dimension % m == 0)))
     return factory
+
+
+def n_lists(n_vectors: int) -> int:
+    """The inverted lists of an IVF preset over *n_vectors*: ``4 sqrt(n)``, at most one per
+    :data:`POINTS_PER_LIST` names of the largest training sample."""
+    return max(1, min(int(4 * math.sqrt(n_vectors)), min(n_vectors, MAX_TRAIN_SAMPLE) // POINTS_PER_LIST))
+
+
+def train_sample_size(n_vectors: int) -> int:
+    """How many names an index over *n_vectors* is trained on (:data:`TRAIN_SAMPLE`, more for many lists)."""
+    return min(n_vectors, max(TRAIN_SAMPLE, POINTS_PER_LIST * n_lists(n_vectors)))
 
 
 def check_kind(kind: str, dimension: int) -> None:
