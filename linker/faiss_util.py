@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 #: float16 vectors read from the index folder (:data:`RESCORED`).
 ALIASES = {"flat": "Flat", "hnsw": "HNSW32,Flat", "ivf": "IVF{nlist},Flat", "ivf-sq8": "IVF{nlist},SQ8",
            "hnsw-sq8": "HNSW32,SQ8", "ivf-pq": "IVF{nlist},PQ{m}x4fs"}
+#: FAISS's GPU indexes have no fast scan: where a GPU builds and searches, ``ivf-pq`` is 8-bit codes of 8
+#: dimensions (the same 48 bytes a name at 384 dimensions) behind an OPQ rotation, which the GPU runs.
+GPU_ALIASES = {"ivf-pq": "OPQ{m8},IVF{nlist},PQ{m8}"}
 RESCORED = {"ivf-sq8", "hnsw-sq8", "ivf-pq"}
 #: ``auto`` stays flat up to this many vectors (1.5 GB at 384 dimensions), then takes :data:`AUTO_LARGE`.
 AUTO_FLAT_MAX = 1_000_000
@@ -42,15 +45,18 @@ def preset(kind: str, n_vectors: int) -> str:
     return name if name in ALIASES else kind
 
 
-def factory_string(kind: str, n_vectors: int, dimension: int = 384) -> str:
+def factory_string(kind: str, n_vectors: int, dimension: int = 384, gpu: bool | None = None) -> str:
     """FAISS factory string of a preset (``flat``, ``hnsw``, ``ivf``, ``ivf-sq8``, ``hnsw-sq8``, ``ivf-pq``,
     ``auto``) or of a factory string given as is."""
-    factory = ALIASES.get(preset(kind, n_vectors), kind)
+    name = preset(kind, n_vectors)
+    on_gpu = gpu_count() > 0 if gpu is None else gpu
+    factory = (GPU_ALIASES if on_gpu else {}).get(name) or ALIASES.get(name, kind)
     if "{nlist}" in factory:
         factory = factory.replace("{nlist}", str(n_lists(n_vectors)))
-    if "{m}" in factory:  # sub-vectors of 4 dimensions where the dimension allows
-        factory = factory.replace("{m}", str(next(m for m in (dimension // 4, dimension // 2, dimension)
-                                                  if m and dimension % m == 0)))
+    for key, width in (("{m}", 4), ("{m8}", 8)):  # sub-vectors of that many dimensions where the dimension allows
+        if key in factory:
+            factory = factory.replace(key, str(next(m for m in (dimension // width, dimension // 4, dimension // 2,
+                                                                dimension) if m and dimension % m == 0)))
     return factory
 
 
