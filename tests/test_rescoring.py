@@ -67,3 +67,9 @@ def test_a_search_reads_its_rows_without_mapping_the_vectors(tmp_path: Path) -> 
     (folder / rescoring.VECTORS_FILE).write_bytes((folder / rescoring.VECTORS_FILE).read_bytes()[:-10])
     with pytest.raises(IndexMismatchError, match="rebuild"):
         ConceptIndex.load(folder, encoder=encoder).search(["name 3 variant 1"], k=5)
+
+
+def test_float16_rows_decode_to_the_same_float32_as_numpy() -> None:
+    rows = np.random.default_rng(1).standard_normal((50, 40)).astype(np.float16)
+    np.testing.assert_array_equal(rescoring.as_float32(rows), rows.astype(np.float32))
+    assert rescoring.as_float32(rows[:0]).shape == (0, 40)
