@@ -1,7 +1,7 @@
 """Compressed indexes kept honest: their shortlist re-scored from float16 vectors, their recall measured at build.
 
-A compressed FAISS index (SQ8, product codes) ranks by approximate scores. Each search asks it for
-:data:`SHORTLIST` times the names wanted and re-scores that shortlist by exact inner product with the
+A compressed FAISS index (SQ8, product codes) ranks by approximate scores. Each search asks it for a
+shortlist (:func:`shortlist_width`) and re-scores that shortlist by exact inner product with the
 names' float16 vectors, read from ``vectors.f16.npy`` in the index folder (half of flat's bytes, on disk) by
 :class:`RowFile`: only the shortlisted rows, with ``pread``, so that they pass through the kernel's page cache
 and never become the process's own memory. At build time the index is calibrated against an exact flat
@@ -13,6 +13,7 @@ measured on the other half, is recorded in meta.json.
 
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 from collections.abc import Callable
@@ -106,10 +107,16 @@ def as_float32(rows: np.ndarray) -> np.ndarray:
     384, FAISS's 0.17 ms)."""
     if rows.dtype != np.float16 or not len(rows):
         return rows.astype(np.float32)
+    return _fp16_decoder(rows.shape[1]).sa_decode(np.ascontiguousarray(rows).view(np.uint8))
+
+
+@functools.lru_cache(maxsize=8)
+def _fp16_decoder(dimension: int) -> Any:
+    """FAISS's float16 scalar quantizer of *dimension* (no data; its decoder only), made once per dimension
+    rather than once per block re-scored."""
     from linker import faiss_util
 
-    decoder = faiss_util.faiss.IndexScalarQuantizer(rows.shape[1], faiss_util.faiss.ScalarQuantizer.QT_fp16)
-    return decoder.sa_decode(np.ascontiguousarray(rows).view(np.uint8))
+    return faiss_util.faiss.IndexScalarQuantizer(dimension, faiss_util.faiss.ScalarQuantizer.QT_fp16)
 
 
 def rescore(scores: np.ndarray, ids: np.ndarray, queries: np.ndarray, vectors: RowFile | np.ndarray,
