@@ -147,9 +147,10 @@ def test_compressed_presets_rescore_and_record_their_recall(many_names: Path, tm
     assert "vectors.f16.npy" in json.loads((folder / "meta.json").read_text())["files"]
     recall = meta["recall"]
     assert recall["queries"] == 500 and 0.0 <= recall["recall@1"] <= 1.0 and 0.0 <= recall["recall@10"] <= 1.0
-    # calibrated: the cheapest setting tried that reached the target on the tuning queries, else the cheapest
-    # within NEAR_BEST of the best recall reached
-    reached = [t for t in recall["tuned"] if t["recall@10"] >= recall["target"]]
+    # calibrated: the cheapest setting tried that reached the target on the tuning queries by more than
+    # margin_se standard errors, else the cheapest within NEAR_BEST of the best recall reached
+    assert recall["margin_se"] == rescoring.MARGIN_SE and all(t["se"] >= 0.0 for t in recall["tuned"])
+    reached = [t for t in recall["tuned"] if t["recall@10"] - recall["margin_se"] * t["se"] >= recall["target"]]
     best = max(t["recall@10"] for t in recall["tuned"])
     chosen = reached[0] if reached else next(t for t in recall["tuned"]
                                              if t["recall@10"] >= best - rescoring.NEAR_BEST)

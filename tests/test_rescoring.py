@@ -73,3 +73,15 @@ def test_float16_rows_decode_to_the_same_float32_as_numpy() -> None:
     rows = np.random.default_rng(1).standard_normal((50, 40)).astype(np.float16)
     np.testing.assert_array_equal(rescoring.as_float32(rows), rows.astype(np.float32))
     assert rescoring.as_float32(rows[:0]).shape == (0, 40)
+
+
+def test_recall_carries_the_standard_error_that_calibration_keeps_a_margin_of() -> None:
+    truth = np.arange(40).reshape(4, 10)
+    found = truth.copy()
+    found[0, :5] = -1  # the first query finds half of its ten; the others all
+    terms = np.arange(40)
+    at1, at10, error = rescoring._recall(found, truth, None, terms, 10)
+    per_query = [0.5, 1.0, 1.0, 1.0]
+    assert at1 == 0.75 and at10 == pytest.approx(np.mean(per_query))
+    assert error == pytest.approx(np.std(per_query, ddof=1) / 2)
+    assert rescoring._recall(truth, truth, None, terms, 10) == (1.0, 1.0, 0.0)
