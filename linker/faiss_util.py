@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import faiss
@@ -15,10 +16,12 @@ from .errors import LinkerError
 log = logging.getLogger(__name__)
 
 #: Index kinds by name. The compressed ones (``-sq8``: one byte per dimension; ``ivf-pq``: 4-bit product codes
-#: of 4 dimensions each, 1/32 of flat, scanned by FAISS's SIMD "fast scan") keep their shortlist re-scored from
-#: float16 vectors read from the index folder (:data:`RESCORED`).
+#: of 4 dimensions each, scanned by FAISS's SIMD "fast scan", whose shortlist is re-ranked in memory by 8-bit
+#: codes of the same sub-vectors, ``Refine``: 3/32 of flat's bytes) keep their shortlist re-scored from float16
+#: vectors read from the index folder (:data:`RESCORED`); a refined index reads only the best of it
+#: (:func:`linker.rescoring.search`).
 ALIASES = {"flat": "Flat", "hnsw": "HNSW32,Flat", "ivf": "IVF{nlist},Flat", "ivf-sq8": "IVF{nlist},SQ8",
-           "hnsw-sq8": "HNSW32,SQ8", "ivf-pq": "IVF{nlist},PQ{m}x4fs"}
+           "hnsw-sq8": "HNSW32,SQ8", "ivf-pq": "IVF{nlist},PQ{m}x4fs,Refine(PQ{m}x8)"}
 #: FAISS's GPU indexes have no fast scan: where a GPU builds and searches, ``ivf-pq`` is 8-bit codes of 8
 #: dimensions (the same 48 bytes a name at 384 dimensions) behind an OPQ rotation, which the GPU runs.
 GPU_ALIASES = {"ivf-pq": "OPQ{m8},IVF{nlist},PQ{m8}"}
@@ -165,17 +168,26 @@ def _blas_from(queries: int, dimension: int) -> None:
     faiss.cvar.distance_compute_blas_threshold = queries * dimension if _PRODUCT_THRESHOLD else queries
 
 
-def search(index: faiss.Index, vectors: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``index.search``, exhaustive scans through BLAS from :data:`BLAS_BATCH` queries on; one query runs on one
-    thread (one query against the flat MEDIC index on 2 cores: 12 ms on two threads, 5.5 ms on one). The
-    thread count is the calling thread's own OpenMP setting, so concurrent searches do not disturb it; the
-    BLAS threshold is FAISS's global one, set to the same value by every search."""
+def search(index: faiss.Index, vectors: np.ndarray, n: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` (with FAISS search *params* when given), exhaustive scans through BLAS from
+    :data:`BLAS_BATCH` queries on; one query runs on one thread (one query against the flat MEDIC index on 2
+    cores: 12 ms on two threads, 5.5 ms on one). The thread count is the calling thread's own OpenMP setting,
+    so concurrent searches do not disturb it; the BLAS threshold is FAISS's global one, set to the same value
+    by every search."""
     _blas_from(BLAS_BATCH, index.d)
-    if len(vectors) >= SMALL_BATCH:
-        return index.search(vectors, n)
+    with single_thread(len(vectors) < SMALL_BATCH):
+        return index.search(vectors, n, params=params)
+
+
+@contextlib.contextmanager
+def single_thread(when: bool = True) -> Iterator[None]:
+    """FAISS's OpenMP work on this thread on one thread while inside, *when* so (a single query's)."""
+    if not when:
+        yield
+        return
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        return index.search(vectors, n)
+        yield
     finally:
         faiss.omp_set_num_threads(before)

@@ -209,9 +209,10 @@ def test_auto_stays_flat_for_small_ontologies(data_dir: Path, tmp_path: Path) ->
     folder = build_index(Source.open(data_dir / "mini.obo"), tmp_path / "auto", encoder=HashEncoder(), progress=False)
     assert json.loads((folder / "meta.json").read_text())["faiss"]["preset"] == "flat"
     assert faiss_util.preset("auto", faiss_util.AUTO_FLAT_MAX + 1) == "ivf-pq"
-    # 4 sqrt(n) lists, trained on 39 names per list once that is more than the usual sample; 48 bytes a name
-    assert faiss_util.factory_string("ivf-pq", 2_000_000, 384, gpu=False) == "IVF5656,PQ96x4fs"
-    # a GPU has no fast scan: 8-bit codes of 8 dimensions behind OPQ, which it runs, the same 48 bytes
+    # 4 sqrt(n) lists, trained on 39 names per list once that is more than the usual sample; 4-bit codes
+    # scanned, 8-bit codes of the same sub-vectors to re-rank by: 48 + 96 bytes a name
+    assert faiss_util.factory_string("ivf-pq", 2_000_000, 384, gpu=False) == "IVF5656,PQ96x4fs,Refine(PQ96x8)"
+    # a GPU has no fast scan: 8-bit codes of 8 dimensions behind OPQ, which it runs, 48 bytes
     assert faiss_util.factory_string("ivf-pq", 2_000_000, 384, gpu=True) == "OPQ48,IVF5656,PQ48"
     assert faiss_util.train_sample_size(10_000_000) == 39 * 12_649
     assert faiss_util.train_sample_size(1_000_000) == faiss_util.TRAIN_SAMPLE

@@ -85,3 +85,37 @@ def test_recall_carries_the_standard_error_that_calibration_keeps_a_margin_of() 
     assert at1 == 0.75 and at10 == pytest.approx(np.mean(per_query))
     assert error == pytest.approx(np.std(per_query, ddof=1) / 2)
     assert rescoring._recall(truth, truth, None, terms, 10) == (1.0, 1.0, 0.0)
+
+
+def test_a_refined_index_reads_only_the_best_of_its_shortlist_from_disk() -> None:
+    from linker import faiss_util
+
+    rng = np.random.default_rng(0)
+    names = rng.standard_normal((6000, 32)).astype(np.float32)
+    names /= np.linalg.norm(names, axis=1, keepdims=True)
+    index = faiss_util.faiss.index_factory(32, "IVF16,PQ8x4fs,Refine(PQ8x8)", faiss_util.faiss.METRIC_INNER_PRODUCT)
+    index.train(names)
+    index.add(names)
+    faiss_util.apply_params(index, {"nprobe": 16})
+
+    class Counted:
+        def __init__(self) -> None:
+            self.read: list[int] = []
+
+        def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+            self.read.append(len(ids))
+            return names[ids].astype(np.float16)
+
+    rows = Counted()
+    scores, ids = rescoring.search(index, rows, names[:3], 5, shortlist=64)  # 640 shortlisted by the 4-bit codes
+    assert rows.read == [3 * rescoring.CALIBRATED_K * rescoring.REFINED]  # 320 a query re-ranked and read
+    assert ids[:, 0].tolist() == [0, 1, 2] and np.allclose(scores[:, 0], 1.0, atol=1e-3)  # re-scored exactly
+    exact = names[:3] @ names[ids[0]].T
+    np.testing.assert_allclose(scores[0], exact[0], atol=2e-3)
+    # an index without refinement codes re-scores its whole shortlist
+    plain = faiss_util.faiss.index_factory(32, "IVF16,PQ8x4fs", faiss_util.faiss.METRIC_INNER_PRODUCT)
+    plain.train(names)
+    plain.add(names)
+    rows.read.clear()
+    rescoring.search(plain, rows, names[:3], 5, shortlist=64)
+    assert rows.read == [3 * 640]
