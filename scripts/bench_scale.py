@@ -12,8 +12,9 @@ then a fresh process loads the index (cold load: ``ConceptIndex.load`` + FAISS +
 times 200 single queries (p50/p99, warm) and a batch of 1,000 through ``search_vectors``, and reports its
 peak RSS. The queries are real: 1,000 distinct mention texts of ``--mentions`` (e.g. NCBI-disease and
 BC5CDR dev) embedded by the base index's encoder, so they sit where mentions sit near real names. Two
-recalls against an exact search: the one the build measured (on 500 other mention texts, which the build
-calibrates its compressed index on: ``build_index(calibration=…)``) and wrote into meta.json, and, from a third process (so its reads of the vectors do not count in the search's RSS), the
+recalls against an exact search: the one the build measured (on 500 other mention texts, or on
+``--calibration`` texts of ``--calibration-mentions``, which the build calibrates its compressed index on:
+``build_index(calibration=…)``, half tuned on, half reported on) and wrote into meta.json, and, from a third process (so its reads of the vectors do not count in the search's RSS), the
 mention queries' recall@1/@10 at the name level.
 
     python scripts/bench_scale.py --base-index /work/idx/medic-onnx --sizes 100000,1000000 \\
@@ -122,7 +123,7 @@ def child_build(args: argparse.Namespace) -> None:
     peak = anon_peak()
     encoder = SyntheticEncoder(base_vectors(args.base_index))
     started = time.perf_counter()
-    calibration = np.load(args.queries.with_name(CALIBRATION_FILE))
+    calibration = np.load(args.calibration_file)
     build_index(Source.open(args.source), args.out, encoder=encoder, faiss_kind=args.preset, progress=False, force=True,
                 calibration=calibration)
     print(json.dumps({"build_s": round(time.perf_counter() - started, 1), "build_peak_anon_mib": peak(),
@@ -174,27 +175,54 @@ def child_truth(args: argparse.Namespace) -> None:
     print(json.dumps({"mention_recall@1": round(at1, 4), "mention_recall@10": round(at10, 4)}))
 
 
-def mention_queries(base_index: Path, files: list[Path], out: Path, n: int) -> Path:
-    """The embeddings of *n* distinct mention texts of *files* (docs + mentions JSONL), seeded shuffle, made
-    with the base index's own encoder: the queries every search child runs; :data:`CALIBRATION` more, other
-    texts, are what each build calibrates on."""
-    if out.exists():
-        return out
+def shuffled_texts(files: list[Path]) -> list[str]:
+    """The distinct mention texts of *files* (docs + mentions JSONL), in a seeded shuffle."""
+    texts = sorted({json.loads(line)["text"] for path in files for line in path.open() if line.strip()})
+    return [texts[i] for i in np.random.default_rng(0).permutation(len(texts))]
+
+
+def embed(base_index: Path, texts: list[str]) -> np.ndarray:
     from linker.index import ConceptIndex
 
-    texts = sorted({json.loads(line)["text"] for path in files for line in path.open() if line.strip()})
-    picked = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))[:n + CALIBRATION]]
+    return np.ascontiguousarray(ConceptIndex.load(base_index).encoder.encode(texts), dtype=np.float32)
+
+
+def mention_queries(base_index: Path, files: list[Path], out: Path, n: int) -> Path:
+    """The embeddings of the first *n* shuffled mention texts of *files*, made with the base index's own
+    encoder: the queries every search child runs; :data:`CALIBRATION` more, other texts, are what each build
+    calibrates on unless ``--calibration-mentions`` are given."""
+    if out.exists():
+        return out
+    picked = shuffled_texts(files)[:n + CALIBRATION]
     if len(picked) < n + CALIBRATION:
-        raise SystemExit(f"--mentions hold {len(texts)} distinct texts; {n + CALIBRATION} are needed")
-    vectors = np.ascontiguousarray(ConceptIndex.load(base_index).encoder.encode(picked), dtype=np.float32)
+        raise SystemExit(f"--mentions hold {len(picked)} distinct texts; {n + CALIBRATION} are needed")
+    vectors = embed(base_index, picked)
     np.save(out.with_name(CALIBRATION_FILE), vectors[n:])
     np.save(out, vectors[:n])
     return out
 
 
+def calibration_queries(base_index: Path, files: list[Path], query_files: list[Path], work: Path, n: int) -> Path:
+    """The embeddings of *n* shuffled mention texts of *files* that are not among the queries' texts, written
+    once per (files, n): what each build calibrates on instead of the default 500."""
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([sorted(str(f) for f in files), n]).encode()).hexdigest()[:12]
+    out = work / f"calibration-{key}.npy"
+    if out.exists():
+        return out
+    queries = set(shuffled_texts(query_files)[:QUERIES])
+    picked = [text for text in shuffled_texts(files) if text not in queries][:n]
+    if len(picked) < n:
+        raise SystemExit(f"--calibration-mentions hold {len(picked)} texts other than the queries'; {n} are needed")
+    np.save(out, embed(base_index, picked))
+    return out
+
+
 def child(kind: str, args: argparse.Namespace, source: Path, out: Path, preset: str) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", kind, "--base-index", str(args.base_index), "--source", str(source),
-               "--out", str(out), "--preset", preset, "--queries", str(args.queries)]
+               "--out", str(out), "--preset", preset, "--queries", str(args.queries),
+               "--calibration-file", str(args.calibration_file)]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -237,7 +265,13 @@ def main() -> None:
     parser.add_argument("--append", action="store_true", help="add this run's rows to the record in --json")
     parser.add_argument("--mentions", type=Path, nargs="+",
                         help="docs + mentions JSONL whose mention texts, embedded by the base index, are the queries")
+    parser.add_argument("--calibration-mentions", type=Path, nargs="+",
+                        help="docs + mentions JSONL whose mention texts (other than the queries') each build "
+                             "calibrates on (default: 500 more texts of --mentions)")
+    parser.add_argument("--calibration", type=int, default=CALIBRATION,
+                        help="how many texts of --calibration-mentions")
     parser.add_argument("--child", choices=["build", "search", "truth"], help=argparse.SUPPRESS)
+    parser.add_argument("--calibration-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--queries", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -252,6 +286,9 @@ def main() -> None:
         parser.error("--mentions FILE… is required: its mention texts are the queries")
     args.work.mkdir(parents=True, exist_ok=True)
     args.queries = mention_queries(args.base_index, args.mentions, args.work / "queries.npy", QUERIES)
+    args.calibration_file = calibration_queries(args.base_index, args.calibration_mentions, args.mentions, args.work,
+                                                args.calibration) if args.calibration_mentions else (
+        args.work / CALIBRATION_FILE)
     record: dict[str, Any] = {"command": " ".join(["scripts/bench_scale.py", *sys.argv[1:]]),
                               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -266,6 +303,7 @@ def main() -> None:
         for preset in args.presets.split(","):
             out = args.work / f"{size}-{preset}"
             row: dict[str, Any] = {"names": size, "preset": preset, "commit": commit(),
+                                   "calibration_queries": int(len(np.load(args.calibration_file, mmap_mode="r"))),
                                    **child("build", args, source, out, preset)}
             row["disk_mib"] = disk_mib(out)
             row.update(child("search", args, source, out, preset))
