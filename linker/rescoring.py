@@ -218,6 +218,9 @@ SWEEP = {"nprobe": (16, 32, 64, 128, 256, 512, 1024, 2048), "efSearch": (128, 25
 #: Shortlists to 128x: 4-bit codes tell near-tied names apart less well than they find them (at 10M synthetic
 #: names, 32x of the ten best reached recall@10 0.92 whatever nprobe, from 256 on).
 SHORTLISTS = (4, 8, 16, 32, 64, 128)
+#: An index with refinement codes re-ranks its shortlist in memory and reads :data:`REFINED` times ten rows
+#: whatever its length, so a longer shortlist costs it little: it tries 256x too.
+REFINED_SHORTLISTS = (*SHORTLISTS, 256)
 #: When no setting reaches the target, the cheapest within this much of the best recall reached is kept.
 NEAR_BEST = 0.002
 
@@ -271,9 +274,9 @@ def calibrate(index: Any, vectors: RowFile | np.ndarray | None, gather: Callable
     except RuntimeError:  # not an IVF index
         limit = 1 << 30
     values = ([v for v in SWEEP[key] if params[key] <= v <= limit] or [params[key]]) if key else [None]
-    shortlists = SHORTLISTS if vectors is not None else (1,)
-    tried: list[dict[str, Any]] = []
     refined = isinstance(index, faiss_util.faiss.IndexRefine)
+    shortlists = (REFINED_SHORTLISTS if refined else SHORTLISTS) if vectors is not None else (1,)
+    tried: list[dict[str, Any]] = []
     for value in values:
         setting = {**params, key: value} if key else dict(params)
         faiss_util.apply_params(index, setting)

@@ -143,7 +143,9 @@ def test_compressed_presets_rescore_and_record_their_recall(many_names: Path, tm
     encoder = HashEncoder(dimension=32)
     folder = build_index(Source.open(many_names), tmp_path / kind, encoder=encoder, faiss_kind=kind, progress=False)
     meta = json.loads((folder / "meta.json").read_text())["faiss"]
-    assert meta["preset"] == kind and meta["rescore"] in rescoring.SHORTLISTS and (folder / "vectors.f16.npy").exists()
+    shortlists = rescoring.REFINED_SHORTLISTS if kind == "ivf-pq" else rescoring.SHORTLISTS  # ivf-pq: Refine codes
+    assert meta["preset"] == kind and meta["rescore"] in shortlists and (folder / "vectors.f16.npy").exists()
+    assert {t["shortlist"] for t in meta["recall"]["tuned"]} <= set(shortlists)
     assert "vectors.f16.npy" in json.loads((folder / "meta.json").read_text())["files"]
     recall = meta["recall"]
     assert recall["queries"] == 500 and 0.0 <= recall["recall@1"] <= 1.0 and 0.0 <= recall["recall@10"] <= 1.0
