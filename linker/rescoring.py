@@ -277,6 +277,7 @@ def calibrate(index: Any, vectors: RowFile | np.ndarray | None, gather: Callable
     refined = isinstance(index, faiss_util.faiss.IndexRefine)
     shortlists = (REFINED_SHORTLISTS if refined else SHORTLISTS) if vectors is not None else (1,)
     tried: list[dict[str, Any]] = []
+    cleared = False  # the last setting tried cleared the target by the margin
     for value in values:
         setting = {**params, key: value} if key else dict(params)
         faiss_util.apply_params(index, setting)
@@ -287,21 +288,20 @@ def calibrate(index: Any, vectors: RowFile | np.ndarray | None, gather: Callable
             scores, ids = faiss_util.search(index, tune_queries, widest)
         for shortlist in shortlists:
             width = shortlist_width(index.ntotal, k + extra, shortlist)
-            if refined:
-                scores, ids = _shortlist(index, tune_queries, width, k + extra)
-                width = ids.shape[1]
-            found = rescore(scores[:, :width], ids[:, :width], tune_queries, vectors, k + extra)[1] if (
-                vectors is not None) else ids[:, :k + extra]
+            listed = _shortlist(index, tune_queries, width, k + extra) if refined else (
+                scores[:, :width], ids[:, :width])
+            found = rescore(*listed, tune_queries, vectors, k + extra)[1] if (
+                vectors is not None) else listed[1][:, :k + extra]
             _, reached, error = _recall(found, tune_truth, tune_rows, term_rows, k)
             tried.append({**({key: value} if key else {}), "shortlist": shortlist, f"recall@{k}": round(reached, 4),
                           "se": round(error, 4)})
-            if reached - MARGIN_SE * error >= TARGET_RECALL:
+            cleared = reached - MARGIN_SE * error >= TARGET_RECALL
+            if cleared:
                 break
-        if tried[-1][f"recall@{k}"] - MARGIN_SE * tried[-1]["se"] >= TARGET_RECALL:
+        if cleared:
             break
     best = max(t[f"recall@{k}"] for t in tried)
-    pick = tried[-1] if tried[-1][f"recall@{k}"] - MARGIN_SE * tried[-1]["se"] >= TARGET_RECALL else (
-        next(t for t in tried if t[f"recall@{k}"] >= best - NEAR_BEST))
+    pick = tried[-1] if cleared else next(t for t in tried if t[f"recall@{k}"] >= best - NEAR_BEST)
     chosen = {**params, key: pick[key]} if key else dict(params)
     shortlist = pick["shortlist"]
     faiss_util.apply_params(index, chosen)
