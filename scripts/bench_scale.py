@@ -289,6 +289,7 @@ def main() -> None:
     args.calibration_file = calibration_queries(args.base_index, args.calibration_mentions, args.mentions, args.work,
                                                 args.calibration) if args.calibration_mentions else (
         args.work / CALIBRATION_FILE)
+    calibration_queries_n = int(len(np.load(args.calibration_file, mmap_mode="r")))
     record: dict[str, Any] = {"command": " ".join(["scripts/bench_scale.py", *sys.argv[1:]]),
                               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -303,7 +304,7 @@ def main() -> None:
         for preset in args.presets.split(","):
             out = args.work / f"{size}-{preset}"
             row: dict[str, Any] = {"names": size, "preset": preset, "commit": commit(),
-                                   "calibration_queries": int(len(np.load(args.calibration_file, mmap_mode="r"))),
+                                   "calibration_queries": calibration_queries_n,
                                    **child("build", args, source, out, preset)}
             row["disk_mib"] = disk_mib(out)
             row.update(child("search", args, source, out, preset))
