@@ -64,3 +64,52 @@ def test_cli_weak_detector(data_dir: Path, mini_index_dir: Path, tmp_path: Path)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["linker_detector"]["settings"]["weak"] == str(mini_index_dir)
     assert spacy.load(out).pipe_names == ["tok2vec", "ner"]
+
+
+def _labelled(text: str, names: list[str]):
+    from linker.mentions.dictionary import DictionaryMatcher
+    from linker.train.weak import label_document
+
+    return label_document("d", text, DictionaryMatcher(names, min_chars=3), label="Disease")
+
+
+TEXT = "Children with spinal muscular atrophy (SMA) had fever; SMA is rare in HFE carriers."
+NAMES = ["Spinal Muscular Atrophy", "SMA", "Fever", "HFE"]
+
+
+def test_a_defined_short_form_is_a_mention_and_uncertain_matches_are_unknown() -> None:
+    doc = _labelled(TEXT, NAMES)
+    assert [TEXT[s.start:s.end] for s in doc.spans] == ["spinal muscular atrophy", "SMA", "SMA"]
+    # a five-letter word and a symbol in capitals that no definition vouches for: neither mention nor outside
+    assert [TEXT[start:end] for start, end in doc.unknown] == ["fever", "HFE"]
+    undefined = _labelled("SMA had fever.", NAMES)
+    assert not undefined.spans and [undefined.text[a:b] for a, b in undefined.unknown] == ["SMA", "fever"]
+
+
+def test_generated_contexts_move_the_unknown_ranges_with_their_text() -> None:
+    import random
+
+    from linker.train.weak import _with_other_names
+
+    doc = _labelled(TEXT, NAMES)
+    copy = _with_other_names("d#context1", doc, ["Noonan syndrome", "ataxia"], random.Random(3))
+    assert [copy.text[start:end] for start, end in copy.unknown] == ["fever", "HFE"]
+    assert all(copy.text[s.start:s.end].lower() in {"noonan syndrome", "ataxia"} for s in copy.spans)
+
+
+def test_unknown_ranges_teach_nothing_to_either_detector() -> None:
+    import spacy
+
+    from linker.mentions.tokenizer import biomedical_tokenizer
+    from linker.train.mentions import _examples
+    from linker.train.tagger import IGNORE, span_labels
+
+    doc = _labelled(TEXT, NAMES)
+    words = [(m.start(), m.end()) for m in __import__("re").finditer(r"\w+", TEXT)]
+    ids = {"O": 0, "B-Disease": 1, "I-Disease": 2}
+    labels = dict(zip((TEXT[a:b] for a, b in words), span_labels(words, doc.spans, ids, doc.unknown)))
+    assert labels["fever"] == labels["HFE"] == IGNORE
+    assert (labels["spinal"], labels["atrophy"], labels["had"]) == (1, 2, 0)
+    (example,), _ = _examples(biomedical_tokenizer(spacy.blank("en")), [doc])
+    iob = {token.text: token.ent_iob_ for token in example.reference}
+    assert iob["fever"] == iob["HFE"] == "" and iob["had"] == "O" and iob["spinal"] == "B"

@@ -36,6 +36,9 @@ class AnnotatedDoc:
     doc_id: str
     text: str
     spans: tuple[Span, ...]
+    #: character ranges whose labels are not known (weak labels: a dictionary match too uncertain to be a
+    #: mention or not one); detectors learn nothing there, neither a mention nor its absence
+    unknown: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -102,7 +105,7 @@ def read_corpus(path: str | os.PathLike[str], *, types: Iterable[str] = (), excl
                 stats.dropped_bad_offsets += 1
                 continue
             kept.append(Span(start, end, label or kind or "ENTITY"))
-        flat = _flatten(kept)
+        flat = flatten(kept)
         stats.dropped_overlap += len(kept) - len(flat)
         stats.documents += 1
         stats.spans += len(flat)
@@ -112,7 +115,7 @@ def read_corpus(path: str | os.PathLike[str], *, types: Iterable[str] = (), excl
     return out
 
 
-def _flatten(spans: Sequence[Span]) -> list[Span]:
+def flatten(spans: Sequence[Span]) -> list[Span]:
     """Non-overlapping spans, longest first, in text order."""
     taken: list[Span] = []
     for span in sorted(spans, key=lambda s: (-(s.end - s.start), s.start)):

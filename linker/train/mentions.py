@@ -73,7 +73,9 @@ def _spacy_config(cfg: DetectorConfig) -> Any:
 
 
 def _examples(nlp: Any, docs: Sequence[AnnotatedDoc]) -> tuple[list[Any], int]:
-    """spaCy Examples of *docs* (tokenized by *nlp*); spans that do not fall on token boundaries are left out."""
+    """spaCy Examples of *docs* (tokenized by *nlp*); spans that do not fall on token boundaries are left out,
+    and the tokens of unknown ranges outside the spans are missing values (spaCy's ``ner`` learns nothing
+    there)."""
     from spacy.training import Example
 
     examples, misaligned = [], 0
@@ -87,7 +89,11 @@ def _examples(nlp: Any, docs: Sequence[AnnotatedDoc]) -> tuple[list[Any], int]:
             else:
                 ents.append(found)
         reference = doc.copy()
-        reference.set_ents(ents, default="outside")
+        taken = {i for ent in ents for i in range(ent.start, ent.end)}
+        missing = [token for begin, finish in item.unknown
+                   if (token := reference.char_span(begin, finish, alignment_mode="expand")) is not None
+                   and not taken.intersection(range(token.start, token.end))]
+        reference.set_ents(ents, missing=missing, default="outside")
         examples.append(Example(nlp.make_doc(item.text), reference))
     return examples, misaligned
 

@@ -57,9 +57,15 @@ class TaggerConfig(DetectorData):
         return (("shape",) if self.shape else ()) + (("lexicon",) if self.lexicon else ())
 
 
-def span_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Any], label_ids: dict[str, int]) -> list[int]:
-    """The BIO label id of each sub-word: ``B-`` at a span's first sub-word, ``I-`` inside, ``O`` outside."""
+def span_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Any], label_ids: dict[str, int],
+                unknown: Sequence[tuple[int, int]] = ()) -> list[int]:
+    """The BIO label id of each sub-word: ``B-`` at a span's first sub-word, ``I-`` inside, ``O`` outside,
+    and no label (ignored by the loss) where it overlaps an *unknown* range outside every span."""
     out = [label_ids["O"]] * len(offsets)
+    for begin, finish in unknown:
+        for i, (start, end) in enumerate(offsets):
+            if start < finish and begin < end:
+                out[i] = IGNORE
     for span in spans:
         first = True
         for i, (start, end) in enumerate(offsets):
@@ -82,7 +88,7 @@ def _windows(docs: Sequence[AnnotatedDoc], tokenizer: Any, label_ids: dict[str, 
     out = []
     for doc in docs:
         ids, offsets = encode_text(tokenizer, doc.text)
-        labels = span_labels(offsets, doc.spans, label_ids)
+        labels = span_labels(offsets, doc.spans, label_ids, doc.unknown)
         feats = features.ids(doc.text, offsets) if features is not None else {}
         for start, end in windows(len(ids), max_length - 2, stride):
             out.append(([cls, *ids[start:end], sep], [IGNORE, *labels[start:end], IGNORE],

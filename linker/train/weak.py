@@ -1,12 +1,18 @@
 """Weak labels for a mention detector when no annotated corpus exists (an ontology and unlabelled text only,
 the common case for HPO phenotypes in clinical notes), in the manner of PhenoTagger's distant supervision:
 
-1. **dictionary matches** on the user's unlabelled documents, kept only where the matcher is precise: names
-   of two or more words, or single words of at least ``min_chars`` letters that are not written in capitals
-   (acronyms are left to the text's own definitions); a one-word match that is a common English word
-   (spaCy's stop words and :data:`linker.mentions.dictionary.GENERIC`) never counts;
-2. **names in generated contexts**: each document with matches is copied ``contexts`` times with every
-   match replaced by a name or synonym of a concept drawn at random from the ontology (seeded), so the
+1. **dictionary matches** on the user's unlabelled documents, kept as mentions only where the matcher is
+   precise: names of two or more words, or single words of at least ``min_chars`` letters that are not written
+   in capitals; a one-word match that is a common English word (spaCy's stop words and
+   :data:`linker.mentions.dictionary.GENERIC`) never counts;
+2. **short forms** the text defines for such a mention ("spinal muscular atrophy (SMA)"): every occurrence of
+   the short form is a mention too, as the linker treats it;
+3. the **other matches** (short words, names in capitals that no definition vouches for: often gene symbols)
+   are *unknown*: the detector learns neither that they are mentions nor that they are not (AutoNER's
+   "unknown" tokens, Shang et al. 2018) — labelling them as outside taught the detector that "pain" or a
+   defined acronym is never a mention;
+4. **names in generated contexts**: each document with mentions is copied ``contexts`` times with every
+   mention replaced by a name or synonym of a concept drawn at random from the ontology (seeded), so the
    detector sees the whole vocabulary in real sentences, not only the names the documents happen to use.
 
 The gold annotations of the documents, if any, are never read.
@@ -14,6 +20,7 @@ The gold annotations of the documents, if any, are never read.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import random
@@ -21,7 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from linker.errors import LinkerError
-from linker.train.annotated import AnnotatedDoc, CorpusStats, Span
+from linker.mentions.dictionary import DictionaryMatcher
+from linker.train.annotated import AnnotatedDoc, CorpusStats, Span, flatten
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +81,6 @@ def _substitutes(names: Sequence[str]) -> list[str]:
 def weak_corpus(paths: Sequence[str | os.PathLike[str]], index_dir: str | os.PathLike[str], *, label: str,
                 contexts: int = 1, seed: int = 0, min_chars: int = MIN_CHARS) -> tuple[list[AnnotatedDoc], CorpusStats]:
     """Weakly labelled documents (the real ones, then the generated contexts) and their counts."""
-    from linker.mentions.dictionary import DictionaryMatcher
     from linker.meta import TERMS_FILE
     from linker.termdb import TermDB
 
@@ -81,40 +88,64 @@ def weak_corpus(paths: Sequence[str | os.PathLike[str]], index_dir: str | os.Pat
     if not terms_file.exists():
         raise LinkerError(f"--weak {index_dir}: not an index folder (no {TERMS_FILE}); build one with linker build")
     names = TermDB(terms_file).term_texts()
-    matcher = DictionaryMatcher(names, acronyms=False, min_chars=min_chars)
+    matcher = DictionaryMatcher(names, min_chars=3)
     pool = _substitutes(names)
     rng = random.Random(seed)
     stats = CorpusStats()
     real: list[AnnotatedDoc] = []
     generated: list[AnnotatedDoc] = []
     for doc_id, text in _documents(paths):
-        spans = tuple(Span(p.start, p.end, label) for p in matcher.find(text) if _precise(text[p.start:p.end], min_chars))
-        real.append(AnnotatedDoc(doc_id, text, spans))
+        doc = label_document(doc_id, text, matcher, label=label, min_chars=min_chars)
+        real.append(doc)
         stats.documents += 1
-        stats.spans += len(spans)
-        for n in range(contexts if spans else 0):
-            generated.append(_with_other_names(f"{doc_id}#context{n + 1}", text, spans, pool, rng))
+        stats.spans += len(doc.spans)
+        for n in range(contexts if doc.spans else 0):
+            generated.append(_with_other_names(f"{doc_id}#context{n + 1}", doc, pool, rng))
     stats.documents += len(generated)
     stats.spans += sum(len(d.spans) for d in generated)
-    log.info("weak labels: %d documents with %d dictionary matches, %d generated contexts", len(real),
-             sum(len(d.spans) for d in real), len(generated))
+    log.info("weak labels: %d documents with %d mentions (%d unknown ranges), %d generated contexts", len(real),
+             sum(len(d.spans) for d in real), sum(len(d.unknown) for d in real), len(generated))
     return real + generated, stats
 
 
-def _with_other_names(doc_id: str, text: str, spans: Sequence[Span], pool: Sequence[str],
-                      rng: random.Random) -> AnnotatedDoc:
-    """*text* with every span replaced by a name drawn from *pool* (lower-cased where the span was)."""
-    pieces, new_spans, cursor, length = [], [], 0, 0
-    for span in spans:
-        before = text[cursor:span.start]
-        pieces.append(before)
-        length += len(before)
+def label_document(doc_id: str, text: str, matcher: DictionaryMatcher, *, label: str,
+                   min_chars: int = MIN_CHARS) -> AnnotatedDoc:
+    """*text* with its weak mentions and unknown ranges (see the module docstring); *matcher* matches every
+    name, short ones and those in capitals included."""
+    from linker.abbreviations import find_abbreviations
+
+    matches = [(p.start, p.end) for p in matcher.find(text)]
+    mentions = {m for m in matches if _precise(text[m[0]:m[1]], min_chars)}
+    for short in find_abbreviations(text):
+        if any(end == short.long_end for _, end in mentions):  # a mention ends the long form
+            mentions.add((short.start, short.end))
+    flat = [(s.start, s.end) for s in flatten([Span(start, end, label) for start, end in mentions])]
+    unknown = tuple(m for m in matches
+                    if m not in flat and not any(m[0] < end and start < m[1] for start, end in flat))
+    return AnnotatedDoc(doc_id, text, tuple(Span(start, end, label) for start, end in flat), unknown)
+
+
+def _with_other_names(doc_id: str, doc: AnnotatedDoc, pool: Sequence[str], rng: random.Random) -> AnnotatedDoc:
+    """*doc* with every mention replaced by a name drawn from *pool* (lower-cased where the mention was); its
+    unknown ranges (which overlap no mention) move with the text around them."""
+    text, pieces, new_spans, cursor = doc.text, [], [], 0
+    ends, shifts = [], []  # after each mention's end, the text is shifted by the growth so far
+    for span in doc.spans:
+        pieces.append(text[cursor:span.start])
         name = rng.choice(pool)
         if text[span.start:span.end].islower():
             name = name.lower()
         pieces.append(name)
-        new_spans.append(Span(length, length + len(name), span.label))
-        length += len(name)
+        start = span.start + (shifts[-1] if shifts else 0)
+        new_spans.append(Span(start, start + len(name), span.label))
+        ends.append(span.end)
+        shifts.append(start + len(name) - span.end)
         cursor = span.end
     pieces.append(text[cursor:])
-    return AnnotatedDoc(doc_id, "".join(pieces), tuple(new_spans))
+
+    def moved(offset: int) -> int:
+        before = bisect.bisect_right(ends, offset)
+        return offset + (shifts[before - 1] if before else 0)
+
+    unknown = tuple((moved(start), moved(end)) for start, end in doc.unknown)
+    return AnnotatedDoc(doc_id, "".join(pieces), tuple(new_spans), unknown)
