@@ -30,7 +30,7 @@ from linker.evaluate import evaluate_end_to_end, index_mapper
 from linker.gold import read_mentions
 
 
-def parse_system(text: str) -> dict[str, Any]:
+def parse_system(text: str, need_index: bool = True) -> dict[str, Any]:
     name, *settings = [part.strip() for part in text.split(";")]
     system: dict[str, Any] = {"name": name, "index": None, "pipeline": None, "config": {}}
     for setting in settings:
@@ -44,7 +44,7 @@ def parse_system(text: str) -> dict[str, Any]:
                 system["config"][key] = json.loads(value)
             except json.JSONDecodeError:
                 raise SystemExit(f"--system {text!r}: the value of {key} is not JSON: {value}") from None
-    if system["index"] is None:
+    if need_index and system["index"] is None:
         raise SystemExit(f"--system {text!r}: give index=DIR")
     return system
 

@@ -11,9 +11,10 @@ the common case for HPO phenotypes in clinical notes), in the manner of PhenoTag
    are *unknown*: the detector learns neither that they are mentions nor that they are not (AutoNER's
    "unknown" tokens, Shang et al. 2018) — labelling them as outside taught the detector that "pain" or a
    defined acronym is never a mention;
-4. **names in generated contexts**: each document with mentions is copied ``contexts`` times with every
-   mention replaced by a name or synonym of a concept drawn at random from the ontology (seeded), so the
-   detector sees the whole vocabulary in real sentences, not only the names the documents happen to use.
+4. **names in generated contexts** (``contexts``, none by default): each document with mentions is copied
+   ``contexts`` times with every mention replaced by a name or synonym of a concept drawn at random from the
+   ontology (seeded), so the detector sees the whole vocabulary in real sentences, not only the names the
+   documents happen to use. On NCBI-disease and BC5CDR dev (MEDIC) one copy cost 1.4 / 2.8 strict F1 points.
 
 The gold annotations of the documents, if any, are never read.
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from linker.errors import LinkerError
 from linker.mentions.dictionary import DictionaryMatcher
-from linker.train.annotated import AnnotatedDoc, CorpusStats, Span, flatten
+from linker.train.annotated import AnnotatedDoc, CorpusStats, DetectorData, Span, flatten
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ def _substitutes(names: Sequence[str]) -> list[str]:
 
 
 def weak_corpus(paths: Sequence[str | os.PathLike[str]], index_dir: str | os.PathLike[str], *, label: str,
-                contexts: int = 1, seed: int = 0, min_chars: int = MIN_CHARS) -> tuple[list[AnnotatedDoc], CorpusStats]:
+                contexts: int = DetectorData.weak_contexts, seed: int = 0,
+                min_chars: int = MIN_CHARS) -> tuple[list[AnnotatedDoc], CorpusStats]:
     """Weakly labelled documents (the real ones, then the generated contexts) and their counts."""
     from linker.meta import TERMS_FILE
     from linker.termdb import TermDB
