@@ -121,10 +121,9 @@ def label_document(doc_id: str, text: str, matcher: DictionaryMatcher, *, label:
     for short in find_abbreviations(text):
         if any(end == short.long_end for _, end in mentions):  # a mention ends the long form
             mentions.add((short.start, short.end))
-    flat = [(s.start, s.end) for s in flatten([Span(start, end, label) for start, end in mentions])]
-    unknown = tuple(m for m in matches
-                    if m not in flat and not any(m[0] < end and start < m[1] for start, end in flat))
-    return AnnotatedDoc(doc_id, text, tuple(Span(start, end, label) for start, end in flat), unknown)
+    spans = flatten([Span(start, end, label) for start, end in mentions])
+    unknown = tuple((start, end) for start, end in matches if not any(start < s.end and s.start < end for s in spans))
+    return AnnotatedDoc(doc_id, text, tuple(spans), unknown)
 
 
 def _with_other_names(doc_id: str, doc: AnnotatedDoc, pool: Sequence[str], rng: random.Random) -> AnnotatedDoc:
