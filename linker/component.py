@@ -33,7 +33,7 @@ from linker.linking.entities import write_entities
 from linker.linking.filters import ConceptFilter
 from linker.linking.memory import MentionMemory, own_text_first, remembered
 from linker.mentions.collect import collect
-from linker.mentions.arbitration import arbitrate
+from linker.mentions.arbitration import arbitrate, given_way
 from linker.settings import check_values
 from linker.types import Candidate
 
@@ -179,21 +179,11 @@ class ConceptLinker:
 
     def _proposals(self, doc: Doc, text: str) -> list[Proposal]:
         return collect(doc, text, self.sources, lambda: self.matcher, abbreviations=self.abbreviations,
-                       max_words=self.max_words, dense_limit=self.dense_limit)
+                       max_words=self.max_words, dense_limit=self.dense_limit, longer_wins=self.longer_wins)
 
     def _search(self, queries: list[str]) -> dict[str, list[Candidate]]:
         """Candidates of each query, in one batch (the index answers recent queries from its cache)."""
-        if not queries:
-            return {}
-        keep = self.concept_filter
-        k = self.k * 4 if keep.active else self.k
-        results = self.index.search(queries, k, skip_unique_exact=self.skip_exact)
-        if keep.active:
-            results = [[c for c in row if keep.allowed(c.concept_id)][:self.k] for row in results]
-            if self.skip_exact:  # the one concept of an exact name was filtered out: rank the query after all
-                redo = [i for i, row in enumerate(results) if not row]
-                for i, row in zip(redo, self.index.search([queries[i] for i in redo], k) if redo else []):
-                    results[i] = [c for c in row if keep.allowed(c.concept_id)][:self.k]
+        results = self.concept_filter.search(self.index, queries, self.k, skip_exact=self.skip_exact)
         return dict(zip(queries, results))
 
     @property
@@ -237,11 +227,12 @@ class ConceptLinker:
         conjuncts = conjunct_links([p.query for linked in chosen for p, _ in linked if p.query not in known],
                                    found, self._search, margin=self.composite_margin) if self.composites else {}
         conjuncts.update(parts)
-        for doc, text, linked in zip(docs, texts, chosen):
-            replaced: set[tuple[int, int]] = set()
+        for doc, text, props, linked in zip(docs, texts, per_doc, chosen):
+            replaced = given_way(props, [p for p, _ in linked])
             if self.discourse:
-                linked, replaced = propagate(text, linked, conjuncts, threshold=self.threshold,
-                                             min_chars=self.min_chars)
+                linked, propagated = propagate(text, linked, conjuncts, threshold=self.threshold,
+                                               min_chars=self.min_chars)
+                replaced |= propagated
             write_entities(doc, text, linked, conjuncts, threshold=self.threshold,
                            keep_unlinked=self.unlinked == "keep", overwrite=self.overwrite, label=self.label,
                            assertion=self.assertion, replaced=replaced)

@@ -87,6 +87,29 @@ def test_upstream_entities_are_linked_and_keep_their_label(mini_index_dir: Path)
         "trouble sleeping at night"]
 
 
+def test_a_name_that_joins_two_upstream_spans_replaces_them_without_the_dictionary_as_a_source(
+        mini_index_dir: Path) -> None:
+    """A detector that split a name ("Global" + "developmental delay") is joined by it, its entities giving way;
+    a single upstream span inside a name ("short" in "short stature") is left alone, as no other dictionary name
+    is proposed."""
+    def run(longer_wins: bool, sources: tuple[str, ...] = ("upstream",)) -> list[tuple[str, str, str]]:
+        nlp = spacy.blank("en")
+        nlp.add_pipe("entity_ruler").add_patterns([
+            {"label": "PHENOTYPE", "pattern": "Global"}, {"label": "PHENOTYPE", "pattern": "developmental delay"},
+            {"label": "PHENOTYPE", "pattern": "short"}])
+        nlp.add_pipe("concept_linker", config={"index": str(mini_index_dir), "sources": list(sources),
+                                               "longer_wins": longer_wins})
+        doc = nlp("Global developmental delay and short stature.")
+        return [(e.text, e.label_, e._.mention_source) for e in doc.ents]
+
+    assert run(True) == [("Global developmental delay", "PHENOTYPE", "dictionary"), ("short", "PHENOTYPE", "upstream")]
+    assert run(False) == [("Global", "PHENOTYPE", "upstream"), ("developmental delay", "PHENOTYPE", "upstream"),
+                          ("short", "PHENOTYPE", "upstream")]
+    # with the dictionary as a source, any longer name holding a detected span replaces its entity
+    assert run(True, ("upstream", "dictionary")) == [("Global developmental delay", "PHENOTYPE", "dictionary"),
+                                                     ("short stature", "PHENOTYPE", "dictionary")]
+
+
 def test_dense_finds_phrasings_no_name_spells_out(mini_index_dir: Path) -> None:
     nlp = load_pipeline(mini_index_dir, sources=["dense"], dense_threshold=0.85)
     doc = nlp("On ultrasound her kidneys were enlarged.")

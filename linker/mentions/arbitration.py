@@ -6,7 +6,9 @@ Order of precedence:
    ``longer_wins``, a dictionary name that passes the threshold and strictly contains upstream spans
    replaces them ("sensorineural deafness" over a detected "deafness"): the longer, more specific
    mention wins; an upstream span that contains a dictionary name keeps it ("colorectal neoplasia"
-   over the name "neoplasia"), and partial overlaps keep the upstream span;
+   over the name "neoplasia"), and partial overlaps keep the upstream span. Without the dictionary among
+   the sources, the only names proposed are those that join two or more upstream spans
+   (:func:`linker.mentions.collect.collect`: "migraine with aura" over a detected "migraine" and "aura");
 2. dictionary names, longest first;
 3. dense spans, best score first;
 4. short forms whose long form was linked (they take the long form's query and label), wherever they stand:
@@ -67,3 +69,12 @@ def arbitrate(props: Sequence[Proposal], best: Callable[[str], float], *, thresh
             take(p)
     chosen.sort(key=lambda p: p.start)
     return chosen
+
+
+def given_way(props: Sequence[Proposal], chosen: Sequence[Proposal]) -> set[tuple[int, int]]:
+    """The upstream spans of *props* that a chosen dictionary name holding them replaced (``longer_wins``): the
+    entities an earlier component set there give way to it."""
+    names = [p for p in chosen if p.source == DICTIONARY]
+    kept = {(p.start, p.end) for p in chosen}
+    return {(u.start, u.end) for u in props if u.source == UPSTREAM and (u.start, u.end) not in kept
+            and any(n.start <= u.start and u.end <= n.end for n in names)}

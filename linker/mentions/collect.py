@@ -19,14 +19,21 @@ from linker.mentions.proposal import ABBREVIATION, DENSE, DICTIONARY, UPSTREAM, 
 
 
 def collect(doc: Doc, text: str, sources: Sequence[str], matcher: Callable[[], DictionaryMatcher], *,
-            abbreviations: bool, max_words: int, dense_limit: int) -> list[Proposal]:
+            abbreviations: bool, max_words: int, dense_limit: int, longer_wins: bool = True) -> list[Proposal]:
     """The proposals of *sources* in *doc*, whose ``doc.text`` is *text* (read once by the caller: spaCy joins
-    the tokens on every read); *matcher* opens the dictionary matcher when a source needs it."""
+    the tokens on every read); *matcher* opens the dictionary matcher when a source needs it.
+
+    With *longer_wins* and upstream spans but not the dictionary among the sources, the dictionary names that
+    hold two or more upstream spans are proposed too (a detector that split "migraine with aura" into
+    "migraine" and "aura"), for arbitration to join them; no other name is."""
     proposals: list[Proposal] = []
     if UPSTREAM in sources:
         proposals += upstream_proposals(doc)
     if DICTIONARY in sources:
         proposals += matcher().find(text)
+    elif longer_wins and len(proposals) >= 2:
+        proposals += [name for name in matcher().find(text)
+                      if sum(name.start <= p.start and p.end <= name.end for p in proposals) >= 2]
     if DENSE in sources:
         vocabulary = matcher().vocabulary
         for start, end in dense_spans(doc, max_words=max_words, vocabulary=vocabulary, limit=dense_limit):
