@@ -95,6 +95,9 @@ def test_resume_with_other_settings_is_refused(data_dir: Path, tmp_path: Path) -
     train_detector(out, _config(data_dir, steps=10))
     with pytest.raises(LinkerError, match="seed"):
         train_detector(out, _config(data_dir, steps=10, seed=1))
+    # the number of generated contexts matters only with weak labels: a run of annotated corpora made when its
+    # default was another value resumes (a pipeline's finished detector stage is not trained again)
+    assert train_detector(out, _config(data_dir, steps=10, weak_contexts=3))["step"] == 10
 
 
 def test_out_folder_with_other_files_is_refused(data_dir: Path, tmp_path: Path) -> None:
@@ -165,6 +168,10 @@ def test_transformer_detector_finished_run_returns_its_result(tagger: Path) -> N
                                                minutes=None, epochs=30, batch_size=4, eval_every=10, max_length=32, stride=8,
                                                lr=1e-4, threads=1, progress_bar=False))
     assert result["steps"] == 30
+    again = train_tagger(tagger, TaggerConfig(corpora=[corpus], dev=[corpus], label="Phenotype", steps=30,
+                                              minutes=None, epochs=30, batch_size=4, eval_every=10, max_length=32,
+                                              stride=8, lr=1e-4, threads=1, progress_bar=False, weak_contexts=2))
+    assert again == result  # weak_contexts does not matter without weak labels
 
 
 @pytest.mark.slow

@@ -165,6 +165,11 @@ class DetectorData:
     #: detector trained with one scored 1.4 / 2.8 strict F1 points below one trained without (docs/detector.md)
     weak_contexts: int = 0
 
+    def unused_settings(self) -> set[str]:
+        """Settings that do not change what this run trains on (the weak-label ones without ``weak``): left out
+        when a resumed run's settings are compared with those it started with."""
+        return set() if self.weak else {"weak_contexts"}
+
 
 def split_docs(docs: list[AnnotatedDoc], fraction: float, seed: int) -> tuple[list[AnnotatedDoc], list[AnnotatedDoc]]:
     """(train, held out): a seeded *fraction* of the documents, at least one when there are two or more."""

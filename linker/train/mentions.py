@@ -142,7 +142,8 @@ def train_detector(out: str | os.PathLike[str], config: DetectorConfig) -> dict[
     state_file = state_dir / STATE_FILE
     if state_file.exists():
         previous = json.loads(state_file.read_text())
-        differ = [k for k in RESUME_KEYS if previous["settings"].get(k) != settings.get(k)]
+        differ = [k for k in RESUME_KEYS if k not in config.unused_settings()
+                  and previous["settings"].get(k) != settings.get(k)]
         if differ:
             raise LinkerError(f"{out} holds a detector run with other settings ({', '.join(differ)}); use the "
                               "same settings to resume, or another --out")

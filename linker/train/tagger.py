@@ -134,7 +134,7 @@ def train_tagger(out: str | os.PathLike[str], config: TaggerConfig) -> dict[str,
                                                                    "threads", "eval_every"}}
     if (state_dir / SETTINGS).exists():
         previous = json.loads((state_dir / SETTINGS).read_text())
-        differ = [k for k in settings if previous.get(k) != settings[k]]
+        differ = [k for k in settings if k not in config.unused_settings() and previous.get(k) != settings[k]]
         if differ:
             raise LinkerError(f"{out} holds a detector run with other settings ({', '.join(differ)}); use the same "
                               "settings to resume, or another --out")
