@@ -228,6 +228,10 @@ def _interpolation_weights(text: str) -> tuple[float, ...]:
               help="transformer detector: the ontology's names found in the text are a feature of each sub-word")
 @click.option("--memory/--no-memory", default=True, show_default=True,
               help="link a span whose text the corpora annotate by the concept most of those annotations give")
+@click.option("--refit/--no-refit", default=False, show_default=True,
+              help="once the settings are chosen on --dev, train the detector and the mention memory again on the "
+                   "corpora and the --dev documents together (the final fit; its figures on --dev are then not "
+                   "held out)")
 @click.option("--detector", type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="reuse a detector trained by linker train-mentions instead of training one")
 @click.option("--model", help="reuse an embedding model (a linker train output) instead of training one")
@@ -235,8 +239,8 @@ def _interpolation_weights(text: str) -> tuple[float, ...]:
 def train_pipeline_command(ontology: Path, corpora: tuple[Path, ...], dev: tuple[Path, ...], out_dir: Path,
                            fmt: str | None, types: tuple[str, ...], exclude_types: tuple[str, ...], label: str | None,
                            alt_ids: tuple[Path, ...], embedding_minutes: float, detector_minutes: float,
-                           detector_kind: str, lexicon: bool, memory: bool, detector: Path | None,
-                           model: str | None, seed: int) -> None:
+                           detector_kind: str, lexicon: bool, memory: bool, refit: bool,
+                           detector: Path | None, model: str | None, seed: int) -> None:
     """Train the embedding model and the mention detector, build the index and choose the linker's settings on
     --dev: one spaCy pipeline folder OUT (spacy.load(OUT), or --pipeline OUT for annotate, evaluate, serve)."""
     from linker.train.pipeline import PipelineConfig, train_pipeline
@@ -245,5 +249,5 @@ def train_pipeline_command(ontology: Path, corpora: tuple[Path, ...], dev: tuple
                             out=str(out_dir), ontology_format=fmt, types=list(types), exclude_types=list(exclude_types),
                             label=label, alt_ids=[str(a) for a in alt_ids], detector=str(detector) if detector else None,
                             model=model, embedding_minutes=embedding_minutes, detector_minutes=detector_minutes,
-                            detector_kind=detector_kind, lexicon=lexicon, memory=memory, seed=seed)
+                            detector_kind=detector_kind, lexicon=lexicon, memory=memory, refit=refit, seed=seed)
     click.echo(str(train_pipeline(config)))

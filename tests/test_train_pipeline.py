@@ -68,3 +68,54 @@ def test_pipeline_trains_the_measured_detector(data_dir: Path, tmp_path: Path, m
         assert config.lexicon == (ontology if lexicon else None) and config.shape
     else:
         assert isinstance(config, cnn_module.DetectorConfig)
+
+
+@pytest.mark.slow
+def test_refit_trains_the_final_detector_and_memory_on_the_dev_documents_too(data_dir: Path, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    """The sweep runs with the detector and memory of the corpora alone; with refit the folder holds a detector
+    trained again on corpora + dev, and a memory that knows the dev documents' mentions."""
+    import dataclasses
+
+    import linker.train.mentions as cnn_module
+    from linker.train.pipeline import PipelineConfig, train_pipeline
+
+    def split(kind: str) -> tuple[str, str]:
+        rows = (data_dir / f"mini_corpus.{kind}.jsonl").read_text().splitlines(keepends=True)
+        first = {"c1", "c2", "c3", "c4", "c5"}
+        paths = []
+        for name, in_first in (("train", True), ("dev", False)):
+            path = tmp_path / f"{name}.{kind}.jsonl"
+            path.write_text("".join(r for r in rows if (json.loads(r)["doc_id"] in first) == in_first))
+            paths.append(str(path))
+        return paths[0], paths[1]
+
+    (train, dev), _ = split("docs"), split("mentions")
+    real, seen = cnn_module.train_detector, []
+
+    def small(out: Path, config: DetectorConfig) -> object:
+        seen.append((Path(out).name, list(config.corpora)))
+        return real(out, dataclasses.replace(config, dev=config.corpora[:1], steps=40, minutes=None, eval_every=20,
+                                             width=32, embed_rows=500))
+
+    monkeypatch.setattr(cnn_module, "train_detector", small)
+    sweeps: list[str | None] = []
+    import linker.train.pipeline as pipeline_module
+    choose = pipeline_module.choose_settings
+
+    def spy(*args, **kwargs):  # the memory the sweep runs with: the corpora's alone
+        from linker.linking.memory import MentionMemory
+        sweeps.append(MentionMemory.load(kwargs["fixed"]["memory"]).lookup("tiredness"))
+        return choose(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "choose_settings", spy)
+    cfg = PipelineConfig(ontology=str(data_dir / "mini.obo"), corpora=[train], dev=[dev], out=str(tmp_path / "pipe"),
+                         label="Phenotype", detector_kind="cnn", model=str(default_model_path()), refit=True,
+                         sweep={"threshold": (0.8,), "sources": (["upstream"],), "discourse": (False,)}, progress=False)
+    out = train_pipeline(cfg)
+    assert seen == [("detector", [train]), ("detector-refit", [train, dev])]
+    assert sweeps == [None]
+    report = json.loads((out / "linker_training.json").read_text())
+    assert report["refit"] and report["detector"] == str(out / ".work" / "detector-refit")
+    linker = spacy.load(out).get_pipe("concept_linker")
+    assert linker.memory.lookup("tiredness") == ("HP:0012378",) and linker.memory.lookup("fever") == ("HP:0001945",)

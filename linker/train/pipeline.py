@@ -17,6 +17,11 @@
    use it as is.
 
 ``detector=`` or ``model=`` reuse an already trained detector or embedding model instead of stages 1–2.
+
+``refit=True`` (the last fit of a system whose settings were chosen): once the settings are chosen on dev, the
+detector (``OUT/.work/detector-refit``, same kind, settings and budget) and the mention memory are trained
+again on the corpora and the dev documents together, as shared-task systems are refitted on train + dev
+before they meet the test set. The figures of such a pipeline on those dev documents are no longer held out.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class PipelineConfig:
     detector_kind: str = "transformer"
     lexicon: bool = True
     memory: bool = True
+    refit: bool = False
     seed: int = 0
     sweep: dict[str, Sequence[Any]] = field(default_factory=lambda: dict(SWEEP))
     progress: bool = True
@@ -94,11 +100,12 @@ def _embedding(cfg: PipelineConfig, work: Path) -> str:
     return str(phase2 if phase2.exists() else out)
 
 
-def _detector(cfg: PipelineConfig, work: Path) -> str:
+def _detector(cfg: PipelineConfig, work: Path, *, refit: bool = False) -> str:
+    """The detector trained on the corpora (``refit``: on the corpora and the dev documents together)."""
     if cfg.detector is not None:
         return cfg.detector
-    out = work / "detector"
-    data = {"corpora": list(cfg.corpora), "types": list(cfg.types), "exclude_types": list(cfg.exclude_types),
+    out = work / ("detector-refit" if refit else "detector")
+    data = {"corpora": [*cfg.corpora, *(cfg.dev if refit else ())], "types": list(cfg.types), "exclude_types": list(cfg.exclude_types),
             "label": cfg.label, "seed": cfg.seed, "steps": None, "minutes": cfg.detector_minutes,
             "progress_bar": cfg.progress}
     if cfg.detector_kind == "cnn":
@@ -133,15 +140,16 @@ def _index(cfg: PipelineConfig, model: str, folder: Path) -> Path:
     return out
 
 
-def _memory(cfg: PipelineConfig, index_dir: Path, path: Path) -> MentionMemory | None:
-    """The mention memory of the corpora's gold mentions, also saved in *path* for the dev sweep (None when
-    ``memory`` is off)."""
+def _memory(cfg: PipelineConfig, index_dir: Path, path: Path, *, refit: bool = False) -> MentionMemory | None:
+    """The mention memory of the corpora's gold mentions (``refit``: and the dev documents'), also saved in
+    *path* for the dev sweep (None when ``memory`` is off)."""
     if not cfg.memory:
         return None
     from linker.defaults import open_index
     from linker.linking.memory import build_memory
 
-    memory = build_memory(_mention_files(cfg.corpora), open_index(index_dir).termdb, alt_ids=cfg.alt_ids,
+    corpora = [*cfg.corpora, *(cfg.dev if refit else ())]
+    memory = build_memory(_mention_files(corpora), open_index(index_dir).termdb, alt_ids=cfg.alt_ids,
                           types=cfg.types, exclude_types=cfg.exclude_types)
     memory.save(path)
     return memory
@@ -198,6 +206,10 @@ def train_pipeline(cfg: PipelineConfig) -> Path:
                                    types=cfg.types, exclude_types=cfg.exclude_types,
                                    fixed={"memory": str(memory_file) if memory is not None else None})
     log.info("chosen on dev: %s", chosen)
+    if cfg.refit:
+        log.info("refit: the detector and the mention memory again, on the corpora and the dev documents")
+        detector = _detector(cfg, work, refit=True)
+        memory = _memory(cfg, index_dir, memory_file, refit=True)
     nlp = spacy.load(detector)
     nlp.add_pipe("concept_linker", config={**chosen, "index": str(index_dir), "copy_index": True})
     component = nlp.get_pipe("concept_linker")
@@ -207,7 +219,8 @@ def train_pipeline(cfg: PipelineConfig) -> Path:
               "detector": detector, "chosen": chosen, "sweep": rows, "recipe": RECIPE,
               "embedding_minutes": cfg.embedding_minutes, "detector_minutes": cfg.detector_minutes,
               "detector_kind": cfg.detector_kind if cfg.detector is None else "given",
-              "lexicon": cfg.lexicon and cfg.detector is None, "memory": cfg.memory}
+              "lexicon": cfg.lexicon and cfg.detector is None, "memory": cfg.memory,
+              "refit": cfg.refit}
     save_pipeline_into(nlp, out, work / "pipeline.tmp", {REPORT: json.dumps(report, indent=2) + "\n"})
     shutil.rmtree(work / "index")  # the pipeline holds its copy; the trained models stay for a rerun
     return out
