@@ -19,9 +19,9 @@
 ``detector=`` or ``model=`` reuse an already trained detector or embedding model instead of stages 1–2.
 
 ``refit=True`` (the last fit of a system whose settings were chosen): once the settings are chosen on dev, the
-detector (``OUT/.work/detector-refit``, same kind, settings and budget) and the mention memory are trained
-again on the corpora and the dev documents together, as shared-task systems are refitted on train + dev
-before they meet the test set. The figures of such a pipeline on those dev documents are no longer held out.
+detector (``OUT/.work/detector-refit``, same kind, settings and budget; a given one stays) and the mention
+memory are trained again on the corpora and the dev documents together, as shared-task systems are refitted
+on train + dev before they meet the test set. The figures of such a pipeline on those dev documents are no longer held out.
 """
 
 from __future__ import annotations
@@ -100,12 +100,17 @@ def _embedding(cfg: PipelineConfig, work: Path) -> str:
     return str(phase2 if phase2.exists() else out)
 
 
+def _fit_corpora(cfg: PipelineConfig, refit: bool) -> list[str]:
+    """What the detector and the memory learn from: the corpora, and with ``refit`` the dev documents too."""
+    return [*cfg.corpora, *(cfg.dev if refit else ())]
+
+
 def _detector(cfg: PipelineConfig, work: Path, *, refit: bool = False) -> str:
-    """The detector trained on the corpora (``refit``: on the corpora and the dev documents together)."""
+    """The detector trained on :func:`_fit_corpora` (a given detector stays as it is)."""
     if cfg.detector is not None:
         return cfg.detector
     out = work / ("detector-refit" if refit else "detector")
-    data = {"corpora": [*cfg.corpora, *(cfg.dev if refit else ())], "types": list(cfg.types), "exclude_types": list(cfg.exclude_types),
+    data = {"corpora": _fit_corpora(cfg, refit), "types": list(cfg.types), "exclude_types": list(cfg.exclude_types),
             "label": cfg.label, "seed": cfg.seed, "steps": None, "minutes": cfg.detector_minutes,
             "progress_bar": cfg.progress}
     if cfg.detector_kind == "cnn":
@@ -141,15 +146,14 @@ def _index(cfg: PipelineConfig, model: str, folder: Path) -> Path:
 
 
 def _memory(cfg: PipelineConfig, index_dir: Path, path: Path, *, refit: bool = False) -> MentionMemory | None:
-    """The mention memory of the corpora's gold mentions (``refit``: and the dev documents'), also saved in
-    *path* for the dev sweep (None when ``memory`` is off)."""
+    """The mention memory of the gold mentions of :func:`_fit_corpora`, also saved in *path* for the dev sweep
+    (None when ``memory`` is off)."""
     if not cfg.memory:
         return None
     from linker.defaults import open_index
     from linker.linking.memory import build_memory
 
-    corpora = [*cfg.corpora, *(cfg.dev if refit else ())]
-    memory = build_memory(_mention_files(corpora), open_index(index_dir).termdb, alt_ids=cfg.alt_ids,
+    memory = build_memory(_mention_files(_fit_corpora(cfg, refit)), open_index(index_dir).termdb, alt_ids=cfg.alt_ids,
                           types=cfg.types, exclude_types=cfg.exclude_types)
     memory.save(path)
     return memory
