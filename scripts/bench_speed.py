@@ -97,7 +97,7 @@ def stage_encode(args: argparse.Namespace) -> dict[str, Any]:
     st = SentenceTransformer(str(Path(args.model)) if args.model else str(default_model_path()), device="cpu")
     runs: dict[str, Any] = {name: (lambda e=e: e.encode(texts)) for name, e in encoders.items()}
     runs["sentence-transformers"] = lambda: st.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
-                                                      convert_to_numpy=True)
+                                                      convert_to_numpy=True, show_progress_bar=False)
     for run in runs.values():  # warm up
         run()
     timings: dict[str, float] = {}

@@ -38,6 +38,27 @@ def test_onnx_embeds_as_torch_does(encoder, data_dir: Path, precision: str, floo
     assert onnx.describe() == {**encoder.describe(), "backend": "onnx", "precision": precision}
 
 
+def test_batches_are_formed_by_tokens_not_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    # few characters, many tokens ("a b c d e": 5 words) against many characters, few tokens ("seizure
+    # disorders"): sorted by characters the two would share no batch with their own kind
+    texts = ["seizure disorders", "a b c d e f g", "hypertension", "x y z w v", "glomerulonephritis", "fits", "Seizure"]
+    onnx = load_encoder(backend="onnx", batch_size=2)
+    widths: list[list[int]] = []
+    original = onnx._embed_batch
+
+    def spy(batch: list) -> np.ndarray:
+        widths.append([len(onnx.tokenizer.encode(item) if isinstance(item, str) else item) for item in batch])
+        return original(batch)
+
+    monkeypatch.setattr(onnx, "_embed_batch", spy)
+    vectors = onnx.encode(texts)
+    flat = [width for batch in widths for width in batch]
+    assert flat == sorted(flat, reverse=True) and len(flat) == len(texts)  # longest tokenisations first
+    monkeypatch.setattr(onnx, "_embed_batch", original)
+    one_by_one = np.vstack([onnx.encode([text]) for text in texts])  # order restored; padding changes nothing
+    assert np.sum(vectors * one_by_one, axis=1).min() > 0.99999
+
+
 def test_export_is_made_once_and_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     from linker.encoders import onnx_backend
 

@@ -219,7 +219,8 @@ class OnnxEncoder(BatchedEncoder):
         self._inputs = list(manifest["inputs"])
         self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER))
         self.tokenizer.enable_truncation(self.max_length)
-        self.tokenizer.enable_padding(pad_id=int(manifest["pad_id"]), pad_token=str(manifest["pad_token"]))
+        self.tokenizer.no_padding()  # each batch is padded to its longest text in _embed_batch
+        self._pad_id = int(manifest["pad_id"])
         options = session_options(threads)
         providers = ["CPUExecutionProvider"]
         if device and device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -255,12 +256,21 @@ class OnnxEncoder(BatchedEncoder):
             os.replace(staging, target)
         return {"onnx_dir": SHIPPED_DIR}
 
-    def _embed_batch(self, batch: list[str]) -> np.ndarray:
+    def _prepare(self, texts: list[str]) -> list[Any]:
+        """The texts' tokenisations (``len`` is the token count, by which batches are formed)."""
         with self._lock:  # one tokenizer, configured once, shared by the threads of a server
+            return self.tokenizer.encode_batch(texts)
+
+    def _embed_batch(self, batch: list[Any]) -> np.ndarray:
+        with self._lock:
             if self._pid != os.getpid():  # a forked child (nlp.pipe n_process): the parent's thread pool is gone
                 self._open_session()
-            encodings = self.tokenizer.encode_batch(batch)
-        arrays = {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-                  "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-                  "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64)}
+        shape = (len(batch), max(len(encoding) for encoding in batch))
+        arrays = {"input_ids": np.full(shape, self._pad_id, dtype=np.int64),
+                  "attention_mask": np.zeros(shape, dtype=np.int64), "token_type_ids": np.zeros(shape, dtype=np.int64)}
+        for row, encoding in enumerate(batch):
+            width = len(encoding)
+            arrays["input_ids"][row, :width] = encoding.ids
+            arrays["attention_mask"][row, :width] = encoding.attention_mask
+            arrays["token_type_ids"][row, :width] = encoding.type_ids
         return np.asarray(self.session.run(None, {key: arrays[key] for key in self._inputs})[0], dtype=np.float32)
