@@ -32,6 +32,13 @@ def indexes_home() -> Path:
     return Path.home() / ".cache" / "concept-linker" / "indexes"
 
 
+def cache_root() -> Path:
+    """``$LINKER_CACHE``, else ``~/.cache/concept-linker``: what is derived once and reused (ONNX exports,
+    dictionary matchers), never anything a result depends on beyond its inputs."""
+    env = os.environ.get("LINKER_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "concept-linker"
+
+
 def default_index_dir() -> Path:
     return indexes_home() / DEFAULT_INDEX_NAME
 

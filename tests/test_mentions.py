@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import spacy
 from spacy.tokens import Doc
 
@@ -101,3 +102,45 @@ def test_leading_modifiers_and_coordinated_heads_join_the_mention() -> None:
     assert found("breast cancer and ovarian cancer", names) == [("breast cancer", "Breast cancer"),
                                                                ("ovarian cancer", "Ovarian cancer")]
     assert DictionaryMatcher(names, modifiers=()).find("congenital cataract")[0].start == 11
+
+
+def _tables(matcher: DictionaryMatcher) -> tuple:
+    return matcher.keys, matcher.prefixes, matcher.max_words, matcher.vocabulary, matcher.min_chars, matcher.acronyms
+
+
+def test_a_cached_matcher_is_the_matcher_built_and_is_not_built_again(tmp_path, monkeypatch) -> None:
+    names = [*NAMES, "Anemia, Hemolytic", "Breast cancer", "Ovarian cancer"]
+    text = "SMA, hemolytic anemia, breast and ovarian cancer and SEIZURES in all of them."
+    built = DictionaryMatcher(names, min_chars=5, acronyms=False)
+    first = DictionaryMatcher.cached(names, cache_dir=tmp_path, min_chars=5, acronyms=False)
+    assert len(list(tmp_path.glob("*.json"))) == 1 and not list(tmp_path.glob("*.tmp"))
+    monkeypatch.setattr(DictionaryMatcher, "_add", lambda *a: pytest.fail("tables built again"))
+    again = DictionaryMatcher.cached(names, cache_dir=tmp_path, min_chars=5, acronyms=False)
+    assert _tables(first) == _tables(again) == _tables(built)
+    assert again.find(text) == built.find(text) and built.find(text)
+
+
+def test_other_names_or_options_that_shape_the_tables_are_other_entries(tmp_path) -> None:
+    DictionaryMatcher.cached(NAMES, cache_dir=tmp_path)
+    DictionaryMatcher.cached(NAMES, cache_dir=tmp_path, acronyms=False)  # no effect on the tables: same entry
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    short = DictionaryMatcher.cached(NAMES, cache_dir=tmp_path, max_words=2)
+    other = DictionaryMatcher.cached(NAMES[::-1], cache_dir=tmp_path)  # the first of two names for a key wins
+    assert len(list(tmp_path.glob("*.json"))) == 3
+    assert "spinal muscular atrophy" not in short.keys and "spinal muscular atrophy" in other.keys
+
+
+def test_a_damaged_or_unwritable_cache_costs_time_not_results(tmp_path, caplog) -> None:
+    built = DictionaryMatcher(NAMES)
+    DictionaryMatcher.cached(NAMES, cache_dir=tmp_path)
+    entry = next(tmp_path.glob("*.json"))
+    for damage in ('{"keys": ', '{"keys": [1, 2], "prefixes": [], "max_words": 1}', '[]'):
+        entry.write_text(damage)
+        assert _tables(DictionaryMatcher.cached(NAMES, cache_dir=tmp_path)) == _tables(built)
+        assert "unreadable" in caplog.text
+        caplog.clear()
+    assert _tables(DictionaryMatcher.cached(NAMES, cache_dir=tmp_path)) == _tables(built)  # rewritten whole
+    assert not caplog.text
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a cache folder that cannot be made
+    assert _tables(DictionaryMatcher.cached(NAMES, cache_dir=blocked / "matchers")) == _tables(built)

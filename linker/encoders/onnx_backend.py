@@ -51,8 +51,9 @@ FLOAT_KEPT = ("/output/dense/",)
 
 def cache_home() -> Path:
     """``$LINKER_CACHE/onnx``, else ``~/.cache/concept-linker/onnx``."""
-    base = os.environ.get("LINKER_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "concept-linker") / "onnx"
+    from linker.defaults import cache_root
+
+    return cache_root() / "onnx"
 
 
 def fingerprint(location: str | Path) -> str:

@@ -126,7 +126,7 @@ class SubwordFeatures:
             if self._matcher is None:
                 from linker.mentions.dictionary import DictionaryMatcher
 
-                self._matcher = DictionaryMatcher(self.names)
+                self._matcher = DictionaryMatcher.cached(self.names)
             out["lexicon"] = span_ids([(p.start, p.end) for p in self._matcher.find(text)], offsets)
         return out
 
