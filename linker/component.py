@@ -153,8 +153,7 @@ class ConceptLinker:
     @property
     def matcher(self) -> DictionaryMatcher:
         if self._matcher is None:
-            self._matcher = DictionaryMatcher.from_termdb(self.index.termdb, min_chars=self.min_chars,
-                                                          acronyms=self.acronyms)
+            self._matcher = DictionaryMatcher.for_index(self.index, min_chars=self.min_chars, acronyms=self.acronyms)
             log.info("dictionary matcher: %d names of %s", len(self._matcher), self.index.path)
         return self._matcher
 

@@ -105,42 +105,88 @@ def test_leading_modifiers_and_coordinated_heads_join_the_mention() -> None:
 
 
 def _tables(matcher: DictionaryMatcher) -> tuple:
-    return matcher.keys, matcher.prefixes, matcher.max_words, matcher.vocabulary, matcher.min_chars, matcher.acronyms
+    return (dict(matcher.keys), set(matcher.prefixes) if isinstance(matcher.prefixes, set) else matcher.prefixes,
+            matcher.max_words, matcher.vocabulary, matcher.min_chars, matcher.acronyms)
+
+
+def _entries(folder) -> list:
+    return sorted(path.name.split(".")[0] for path in folder.glob("*.json"))
+
+
+CACHED_NAMES = [*NAMES, "Anemia, Hemolytic", "Breast cancer", "Ovarian cancer", "Café-au-lait macules"]
+CACHED_TEXT = "SMA, hemolytic anemia, breast and ovarian cancer, cafe au lait macules and SEIZURES in all of them."
 
 
 def test_a_cached_matcher_is_the_matcher_built_and_is_not_built_again(tmp_path, monkeypatch) -> None:
-    names = [*NAMES, "Anemia, Hemolytic", "Breast cancer", "Ovarian cancer"]
-    text = "SMA, hemolytic anemia, breast and ovarian cancer and SEIZURES in all of them."
-    built = DictionaryMatcher(names, min_chars=5, acronyms=False)
-    first = DictionaryMatcher.cached(names, cache_dir=tmp_path, min_chars=5, acronyms=False)
-    assert len(list(tmp_path.glob("*.json"))) == 1 and not list(tmp_path.glob("*.tmp"))
+    built = DictionaryMatcher(CACHED_NAMES, min_chars=5, acronyms=False)
+    first = DictionaryMatcher.cached(CACHED_NAMES, cache_dir=tmp_path, min_chars=5, acronyms=False)
+    assert len(_entries(tmp_path)) == 1 and not list(tmp_path.glob("*.tmp"))
     monkeypatch.setattr(DictionaryMatcher, "_add", lambda *a: pytest.fail("tables built again"))
-    again = DictionaryMatcher.cached(names, cache_dir=tmp_path, min_chars=5, acronyms=False)
+    again = DictionaryMatcher.cached(CACHED_NAMES, cache_dir=tmp_path, min_chars=5, acronyms=False)
     assert _tables(first) == _tables(again) == _tables(built)
-    assert again.find(text) == built.find(text) and built.find(text)
+    assert again.find(CACHED_TEXT) == built.find(CACHED_TEXT) and len(built.find(CACHED_TEXT)) == 4
+
+
+def test_large_tables_are_searched_in_the_mapped_tries_with_the_same_matches(tmp_path, monkeypatch) -> None:
+    from linker.mentions import matcher_cache
+
+    monkeypatch.setattr(matcher_cache, "IN_MEMORY_KEYS", 3)  # "large" from four keys on
+    built = DictionaryMatcher(CACHED_NAMES)
+    for _ in range(2):  # built then written and mapped, then mapped from the cache
+        mapped = DictionaryMatcher.cached(CACHED_NAMES, cache_dir=tmp_path)
+        assert isinstance(mapped.keys, matcher_cache.TrieKeys) and not isinstance(mapped.prefixes, set)
+        assert mapped.find(CACHED_TEXT) == built.find(CACHED_TEXT)
+        assert dict(mapped.keys) == built.keys and set(mapped.prefixes.iterkeys()) == built.prefixes
+        assert mapped.vocabulary == built.vocabulary and mapped.max_words == built.max_words
+        assert "spinal muscular" in mapped.prefixes and "zzz" not in mapped.keys
+        with pytest.raises(KeyError):
+            mapped.keys["zzz"]
 
 
 def test_other_names_or_options_that_shape_the_tables_are_other_entries(tmp_path) -> None:
     DictionaryMatcher.cached(NAMES, cache_dir=tmp_path)
     DictionaryMatcher.cached(NAMES, cache_dir=tmp_path, acronyms=False)  # no effect on the tables: same entry
-    assert len(list(tmp_path.glob("*.json"))) == 1
+    assert len(_entries(tmp_path)) == 1
     short = DictionaryMatcher.cached(NAMES, cache_dir=tmp_path, max_words=2)
     other = DictionaryMatcher.cached(NAMES[::-1], cache_dir=tmp_path)  # the first of two names for a key wins
-    assert len(list(tmp_path.glob("*.json"))) == 3
+    assert len(_entries(tmp_path)) == 3
     assert "spinal muscular atrophy" not in short.keys and "spinal muscular atrophy" in other.keys
+    assert not DictionaryMatcher.cached([], cache_dir=tmp_path).find("Seizure")  # an empty list too
 
 
-def test_a_damaged_or_unwritable_cache_costs_time_not_results(tmp_path, caplog) -> None:
+@pytest.mark.parametrize(("suffix", "damage"), [(".json", "{"), (".json", '{"keys": 2, "prefixes": 1, "max_words": 3}'),
+                                                 (".keys.marisa", "not a trie"), (".prefixes.marisa", "")])
+def test_a_damaged_or_unwritable_cache_costs_time_not_results(tmp_path, caplog, suffix: str, damage: str) -> None:
     built = DictionaryMatcher(NAMES)
     DictionaryMatcher.cached(NAMES, cache_dir=tmp_path)
-    entry = next(tmp_path.glob("*.json"))
-    for damage in ('{"keys": ', '{"keys": [1, 2], "prefixes": [], "max_words": 1}', '[]'):
-        entry.write_text(damage)
-        assert _tables(DictionaryMatcher.cached(NAMES, cache_dir=tmp_path)) == _tables(built)
-        assert "unreadable" in caplog.text
-        caplog.clear()
+    (tmp_path / (_entries(tmp_path)[0] + suffix)).write_text(damage)
+    assert _tables(DictionaryMatcher.cached(NAMES, cache_dir=tmp_path)) == _tables(built)
+    assert "unreadable" in caplog.text
+    caplog.clear()
     assert _tables(DictionaryMatcher.cached(NAMES, cache_dir=tmp_path)) == _tables(built)  # rewritten whole
     assert not caplog.text
     blocked = tmp_path / "file"
     blocked.write_text("")  # a cache folder that cannot be made
     assert _tables(DictionaryMatcher.cached(NAMES, cache_dir=blocked / "matchers")) == _tables(built)
+
+
+def test_a_keyed_list_is_read_only_to_build_the_tables(tmp_path) -> None:
+    reads: list[int] = []
+
+    def names() -> list[str]:
+        reads.append(1)
+        return NAMES
+
+    first = DictionaryMatcher.cached(names, key="terms.sqlite abc", cache_dir=tmp_path)
+    again = DictionaryMatcher.cached(names, key="terms.sqlite abc", cache_dir=tmp_path)
+    assert len(reads) == 1 and _tables(first) == _tables(again) == _tables(DictionaryMatcher(NAMES))
+    DictionaryMatcher.cached(names, key="terms.sqlite def", cache_dir=tmp_path)  # another content: built
+    assert len(reads) == 2
+
+
+def test_an_index_matcher_is_keyed_by_the_recorded_hash_of_its_term_dictionary(mini_index, monkeypatch) -> None:
+    built = DictionaryMatcher(mini_index.termdb.term_texts())
+    first = DictionaryMatcher.for_index(mini_index)
+    monkeypatch.setattr(mini_index.termdb, "term_texts", lambda: pytest.fail("names read for a cached matcher"))
+    again = DictionaryMatcher.for_index(mini_index, acronyms=False)
+    assert _tables(first)[:4] == _tables(again)[:4] == _tables(built)[:4] and not again.acronyms

@@ -5,14 +5,10 @@ short and stop-word-only names.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import re
-import tempfile
-from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -117,17 +113,18 @@ class DictionaryMatcher:
         self.acronyms = acronyms
         self.generic = frozenset(stem(w) for w in generic)
         self.modifiers = frozenset(stem(w) for w in modifiers)
-        self.keys: dict[str, str] = {}
-        self.prefixes: set[str] = set()
+        self.keys: Mapping[str, str] = {}
+        self.prefixes: Container[str] = set()
         self.max_words = 0
         for name in names:
             self._add(name, [w.key for w in word_tokens(name)], max_words)
             inverted = _uninvert(name)
             if inverted:
                 self._add(name, [w.key for w in word_tokens(inverted)], max_words)
-        self.vocabulary = self._vocabulary()
 
-    def _vocabulary(self) -> frozenset[str]:
+    @cached_property
+    def vocabulary(self) -> frozenset[str]:
+        """The content words of every name (what dense spans must start and end on)."""
         return frozenset(k for key in self.keys for k in key.split() if k not in STOP and len(k) > 2)
 
     def _add(self, name: str, stems: list[str], max_words: int) -> None:
@@ -136,60 +133,55 @@ class DictionaryMatcher:
         if len(stems) == 1 and (stems[0].isdigit() or len(stems[0]) < 2 or stems[0] in self.generic):
             return
         key = " ".join(stems)
-        if key in self.keys:
+        keys, prefixes = self.keys, self.prefixes
+        assert isinstance(keys, dict) and isinstance(prefixes, set)  # built here, in memory
+        if key in keys:
             return
-        self.keys[key] = name
+        keys[key] = name
         self.max_words = max(self.max_words, len(stems))
         for i in range(1, len(stems)):
-            self.prefixes.add(" ".join(stems[:i]))
+            prefixes.add(" ".join(stems[:i]))
 
     @classmethod
-    def from_termdb(cls, termdb: object, **options: Any) -> DictionaryMatcher:
-        """All names of a :class:`~linker.termdb.TermDB` (through the cache, see :meth:`cached`)."""
-        return cls.cached(termdb.term_texts(), **options)  # type: ignore[attr-defined]
+    def for_index(cls, index: Any, **options: Any) -> DictionaryMatcher:
+        """All names of a :class:`~linker.index.ConceptIndex`'s term dictionary, through the cache (see
+        :meth:`cached`) under the SHA-256 its build recorded for that file, so that the names are read only when
+        the tables must be built: at ten million names, reading them takes longer than reading the tables."""
+        from linker.meta import TERMS_FILE
+
+        recorded = index.meta.get("files", {}).get(TERMS_FILE, {}).get("sha256")
+        return cls.cached(index.termdb.term_texts, key=f"{TERMS_FILE} {recorded}" if recorded else None, **options)
 
     @classmethod
-    def cached(cls, names: Sequence[str], *, cache_dir: str | Path | None = None, **options: Any) -> DictionaryMatcher:
+    def cached(cls, names: Sequence[str] | Callable[[], Sequence[str]], *, key: str | None = None,
+               cache_dir: str | Path | None = None, **options: Any) -> DictionaryMatcher:
         """``DictionaryMatcher(names, **options)``, its tables read from *cache_dir* (default
-        ``$LINKER_CACHE/matchers``) when these names, in this order, were matched with these options before.
-
-        Building the tables normalises and stems every name: 1.7 s for MEDIC's 78k names, in every process that
-        annotates (each ``-p`` worker, each Spark worker, the service, each detector with a lexicon), and
-        minutes at UMLS scale; reading them back takes a tenth of that. The entry is named by a digest of the
-        names, the options that shape the tables and :data:`TABLES_VERSION`, written atomically, and rebuilt
-        when unreadable; a cache that cannot be written only costs the time saved.
+        ``$LINKER_CACHE/matchers``) when these names, in this order, were matched with these options before
+        (:mod:`linker.mentions.matcher_cache`); tables of more than a million keys are searched where they lie,
+        memory-mapped. *names* may be a function that reads them, called only to build the tables, when *key*
+        identifies the list instead. A cache that cannot be written only costs the time it would save.
         """
+        from linker.mentions import matcher_cache
+
         matcher = cls((), **options)
-        digest = hashlib.sha256(json.dumps([TABLES_VERSION, options.get("max_words", 12), sorted(matcher.generic)])
-                                .encode())
-        for name in names:
-            digest.update(name.encode("utf-8", "surrogatepass") + b"\0")
-        path = Path(cache_dir) if cache_dir is not None else _cache_dir()
-        entry = path / f"{digest.hexdigest()[:32]}.json"
-        try:
-            tables = json.loads(entry.read_text(encoding="utf-8"))
-            keys, prefixes, max_words = dict(tables["keys"]), set(tables["prefixes"]), int(tables["max_words"])
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            log.warning("dictionary matcher cache %s unreadable (%s); building it again", entry, err)
-        else:
-            matcher.keys, matcher.prefixes, matcher.max_words = keys, prefixes, max_words
-            matcher.vocabulary = matcher._vocabulary()
-            return matcher
-        matcher = cls(names, **options)
-        tables = {"keys": matcher.keys, "prefixes": sorted(matcher.prefixes), "max_words": matcher.max_words}
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            handle, staging = tempfile.mkstemp(dir=path, suffix=".tmp")
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8") as out:
-                    json.dump(tables, out)
-                os.replace(staging, entry)
-            finally:
-                Path(staging).unlink(missing_ok=True)
-        except OSError as err:
-            log.info("dictionary matcher not cached in %s (%s)", path, err)
+        listed = None if callable(names) else names
+        if key is None and listed is None:
+            listed = names()  # type: ignore[operator]
+        stem = matcher_cache.entry([f"key:{key}"] if key is not None else listed or [],
+                                   [TABLES_VERSION, options.get("max_words", 12), sorted(matcher.generic)],
+                                   Path(cache_dir) if cache_dir is not None else _cache_dir())
+        tables = matcher_cache.read(stem)
+        if tables is None:
+            if listed is None:
+                listed = names()  # type: ignore[operator]
+            if len(listed) >= _PROGRESS_FROM:
+                log.info("building the dictionary matcher of %s names, once (cached in %s)", f"{len(listed):,}",
+                         stem.parent)
+            built = cls(_progress(listed), **options)
+            tables = built.keys, built.prefixes, built.max_words
+            if matcher_cache.write(stem, *tables) and len(built.keys) > matcher_cache.IN_MEMORY_KEYS:
+                tables = matcher_cache.read(stem) or tables  # the mapped tries, not gigabytes of strings
+        matcher.keys, matcher.prefixes, matcher.max_words = tables
         return matcher
 
     def __len__(self) -> int:
@@ -258,4 +250,16 @@ def _cache_dir() -> Path:
     from linker.defaults import cache_root
 
     return cache_root() / "matchers"
+
+
+#: A list of names this long takes seconds to build (MEDIC's 78k: 1.7 s): a progress bar from here on.
+_PROGRESS_FROM = 200_000
+
+
+def _progress(names: Sequence[str]) -> Iterable[str]:
+    if len(names) < _PROGRESS_FROM:
+        return names
+    from tqdm import tqdm
+
+    return tqdm(names, desc="dictionary matcher", unit="names", leave=False, mininterval=1.0)
 
