@@ -167,8 +167,8 @@ class DictionaryMatcher:
         listed = None if callable(names) else names
         if key is None and listed is None:
             listed = names()  # type: ignore[operator]
-        stem = matcher_cache.entry([f"key:{key}"] if key is not None else listed or [],
-                                   [TABLES_VERSION, options.get("max_words", 12), sorted(matcher.generic)],
+        shape = [TABLES_VERSION, options.get("max_words", 12), sorted(matcher.generic), key is not None]
+        stem = matcher_cache.entry([key] if key is not None else listed or [], shape,
                                    Path(cache_dir) if cache_dir is not None else _cache_dir())
         tables = matcher_cache.read(stem)
         if tables is None:
@@ -262,4 +262,3 @@ def _progress(names: Sequence[str]) -> Iterable[str]:
     from tqdm import tqdm
 
     return tqdm(names, desc="dictionary matcher", unit="names", leave=False, mininterval=1.0)
-

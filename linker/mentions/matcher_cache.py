@@ -8,7 +8,7 @@ tables and :data:`~linker.mentions.dictionary.TABLES_VERSION`:
 
 - ``STEM.keys.marisa``: a MARISA trie, key -> name (``marisa_trie.BytesTrie``);
 - ``STEM.prefixes.marisa``: a MARISA trie of the prefixes;
-- ``STEM.json``: version, ``max_words`` and counts, written last: an entry without it is incomplete.
+- ``STEM.json``: ``max_words`` and the two tries' counts, written last: an entry without it is incomplete.
 
 Tables of up to :data:`IN_MEMORY_KEYS` keys are read into a dict and a set (a dict lookup is ten times faster
 than a trie's, and the default pipeline makes a few per word). Larger ones are searched in the memory-mapped
@@ -60,8 +60,8 @@ class TrieKeys(Mapping[str, str]):
 
 
 def entry(names: Sequence[str], shape: Iterable[Any], cache_dir: Path) -> Path:
-    """The stem of the entry for *names* (in this order) and *shape* (the version and the options that shape
-    the tables), inside *cache_dir*."""
+    """The stem of the entry for *names* (in this order, or the one key that stands for them) and *shape* (the
+    version, the options that shape the tables, whether *names* is a key), inside *cache_dir*."""
     digest = hashlib.sha256(json.dumps(list(shape)).encode())
     for name in names:
         digest.update(name.encode("utf-8", "surrogatepass") + b"\0")
