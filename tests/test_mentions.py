@@ -190,3 +190,22 @@ def test_an_index_matcher_is_keyed_by_the_recorded_hash_of_its_term_dictionary(m
     monkeypatch.setattr(mini_index.termdb, "term_texts", lambda: pytest.fail("names read for a cached matcher"))
     again = DictionaryMatcher.for_index(mini_index, acronyms=False)
     assert _tables(first)[:4] == _tables(again)[:4] == _tables(built)[:4] and not again.acronyms
+
+
+def test_the_cache_keeps_the_most_recently_used_entries(tmp_path, monkeypatch) -> None:
+    import os
+
+    from linker.mentions import matcher_cache
+
+    monkeypatch.setattr(matcher_cache, "MAX_ENTRIES", 2)
+    a, b, c = NAMES[:3], NAMES[:4], NAMES[:5]
+    stems = {}
+    for age, names in enumerate((a, b)):
+        before = set(_entries(tmp_path))
+        DictionaryMatcher.cached(names, cache_dir=tmp_path)
+        (stems[age],) = set(_entries(tmp_path)) - before
+        os.utime(tmp_path / f"{stems[age]}.json", (1_000_000 + age, 1_000_000 + age))  # b used after a, long ago
+    DictionaryMatcher.cached(a, cache_dir=tmp_path)  # a used again: now the most recent
+    DictionaryMatcher.cached(c, cache_dir=tmp_path)  # a third entry: b, the least recently used, goes
+    assert stems[0] in _entries(tmp_path) and stems[1] not in _entries(tmp_path)
+    assert len(_entries(tmp_path)) == 2 and len(list(tmp_path.iterdir())) == 6  # three files an entry

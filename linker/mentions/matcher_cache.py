@@ -19,6 +19,7 @@ compact, memory-mappable tries with fast exact lookups, which is all a matcher n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Up to this many keys, tables are read into Python objects; above, searched in the memory-mapped tries.
 IN_MEMORY_KEYS = 1_000_000
+#: Entries kept, the most recently used: every rebuilt index has a new digest, and a UMLS-size entry is 0.5 GB.
+MAX_ENTRIES = 16
 KEYS, PREFIXES, MANIFEST = ".keys.marisa", ".prefixes.marisa", ".json"
 
 Tables = tuple[Mapping[str, str], Any, int]  # keys, prefixes (a set or a trie: anything with `in`), max_words
@@ -86,6 +89,8 @@ def read(stem: Path) -> Tables | None:
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         log.warning("dictionary matcher cache %s unreadable (%s); building it again", stem, err)
         return None
+    with contextlib.suppress(OSError):  # used now: the last to be pruned
+        os.utime(stem.with_name(stem.name + MANIFEST))
     if len(keys) > IN_MEMORY_KEYS:
         return TrieKeys(keys), prefixes, max_words
     return ({key: value.decode("utf-8", "surrogatepass") for key, value in keys.items()}, set(prefixes.iterkeys()),
@@ -110,7 +115,26 @@ def write(stem: Path, keys: Mapping[str, str], prefixes: Iterable[str], max_word
     except OSError as err:
         log.info("dictionary matcher not cached in %s (%s)", stem.parent, err)
         return False
+    prune(stem.parent)
     return True
+
+
+def prune(cache_dir: Path, keep: int | None = None) -> None:
+    """Remove all but the *keep* (default :data:`MAX_ENTRIES`) most recently used entries of *cache_dir*. A
+    process that has an entry mapped keeps its pages (POSIX unlinks a mapped file lazily)."""
+    manifests = sorted(cache_dir.glob("*" + MANIFEST), key=_mtime, reverse=True)
+    for manifest in manifests[MAX_ENTRIES if keep is None else keep:]:
+        stem = manifest.name[:-len(MANIFEST)]
+        for suffix in (MANIFEST, KEYS, PREFIXES):  # the manifest first: a half-removed entry is incomplete
+            with contextlib.suppress(OSError):
+                (cache_dir / (stem + suffix)).unlink()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _atomically(target: Path, write_to: Any) -> None:
