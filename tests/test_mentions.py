@@ -105,8 +105,8 @@ def test_leading_modifiers_and_coordinated_heads_join_the_mention() -> None:
 
 
 def _tables(matcher: DictionaryMatcher) -> tuple:
-    return (dict(matcher.keys), set(matcher.prefixes) if isinstance(matcher.prefixes, set) else matcher.prefixes,
-            matcher.max_words, matcher.vocabulary, matcher.min_chars, matcher.acronyms)
+    return (dict(matcher.keys), set(matcher.prefixes), matcher.max_words, matcher.vocabulary, matcher.min_chars,
+            matcher.acronyms)
 
 
 def _entries(folder) -> list:
@@ -136,7 +136,7 @@ def test_large_tables_are_searched_in_the_mapped_tries_with_the_same_matches(tmp
         mapped = DictionaryMatcher.cached(CACHED_NAMES, cache_dir=tmp_path)
         assert isinstance(mapped.keys, matcher_cache.TrieKeys) and not isinstance(mapped.prefixes, set)
         assert mapped.find(CACHED_TEXT) == built.find(CACHED_TEXT)
-        assert dict(mapped.keys) == built.keys and set(mapped.prefixes.iterkeys()) == built.prefixes
+        assert dict(mapped.keys) == built.keys and set(mapped.prefixes) == built.prefixes
         assert mapped.vocabulary == built.vocabulary and mapped.max_words == built.max_words
         assert "spinal muscular" in mapped.prefixes and "zzz" not in mapped.keys
         with pytest.raises(KeyError):
