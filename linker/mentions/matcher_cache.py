@@ -119,11 +119,11 @@ def write(stem: Path, keys: Mapping[str, str], prefixes: Iterable[str], max_word
     return True
 
 
-def prune(cache_dir: Path, keep: int | None = None) -> None:
-    """Remove all but the *keep* (default :data:`MAX_ENTRIES`) most recently used entries of *cache_dir*. A
-    process that has an entry mapped keeps its pages (POSIX unlinks a mapped file lazily)."""
+def prune(cache_dir: Path) -> None:
+    """Remove all but the :data:`MAX_ENTRIES` most recently used entries of *cache_dir*. A process that has an
+    entry mapped keeps its pages (POSIX unlinks a mapped file lazily)."""
     manifests = sorted(cache_dir.glob("*" + MANIFEST), key=_mtime, reverse=True)
-    for manifest in manifests[MAX_ENTRIES if keep is None else keep:]:
+    for manifest in manifests[MAX_ENTRIES:]:
         stem = manifest.name[:-len(MANIFEST)]
         for suffix in (MANIFEST, KEYS, PREFIXES):  # the manifest first: a half-removed entry is incomplete
             with contextlib.suppress(OSError):
