@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from linker.errors import LinkerError
-from linker.extensions import pipe_texts
-from linker.gold import GoldMention, read_alt_ids, read_documents, read_mentions
+from linker.gold import GoldMention, read_alt_ids, read_mentions
 from linker.similarity import evaluate_similarity, read_pairs
 from linker.normalize import normalize
 
@@ -272,6 +271,8 @@ def evaluate(
         record["normalization"] = evaluate_normalization(gold, ranker, mapper)
         if docs is not None:
             record["dataset"]["docs"] = str(docs)
+            from linker.end_to_end import evaluate_end_to_end
+
             record["end_to_end"] = evaluate_end_to_end(docs, gold, concept_index, mapper, pipeline_config or {},
                                                        pipeline=pipeline)
     if pairs is not None:
@@ -282,50 +283,6 @@ def evaluate(
         record["similarity"] = {"pairs": str(pairs), **evaluate_similarity(read_pairs(pairs), encoder)}
     record["seconds"] = round(time.perf_counter() - started, 3)
     return record
-
-
-def evaluate_end_to_end(docs: str | os.PathLike[str], gold: Sequence[GoldMention], index: Any, mapper: IdMapper,
-                        config: Mapping[str, Any], *, pipeline: str | os.PathLike[str] | None = None
-                        ) -> dict[str, Any]:
-    """Find and link mentions in *docs* with the spaCy pipeline (:func:`linker.pipeline.load_pipeline`);
-    P/R/F1 of (span, concept), strict and overlapping, per gold type, and the document-level concept
-    measure of the BioCreative V CDR task (:mod:`linker.metrics`).
-
-    Gold mentions without any id are left out (nothing could match them); gold ids absent from the index
-    stay in (they count against recall, as they would for any system). A prediction is the mention's
-    ``concept_id`` (its best concept when it passed the linker's threshold); the predictions carry no type,
-    so per-type rows report recall only (precision and F1 are None).
-    """
-    from linker import metrics
-    from linker.pipeline import doc_mentions, load_pipeline
-
-    documents = read_documents(docs)
-    known = {d.doc_id for d in documents}
-    missing = sorted({m.doc_id for m in gold} - known)
-    if missing:
-        raise LinkerError(f"{docs}: {len(missing)} document(s) of the gold mentions are missing (e.g. {missing[0]}); "
-                          "pass the documents file that goes with the mentions")
-    nlp = load_pipeline(index.path, pipeline=pipeline, **config)
-    component = nlp.get_pipe("concept_linker")
-    if hasattr(component, "set_index"):
-        component.set_index(index)  # the index (and encoder) already open here
-    nlp("warm up: fever")  # loading is not annotating: docs/s counts the pipeline's work only
-    started = time.perf_counter()
-    predicted: list[Any] = []
-    for document, doc in zip(documents, pipe_texts(nlp, (d.text for d in documents))):
-        for m in doc_mentions(doc):
-            if m.concept_ids:
-                predicted.append(metrics.annotation(document.doc_id, m.start, m.end, m.concept_ids))
-    seconds = time.perf_counter() - started
-    gold_rows = [metrics.annotation(m.doc_id, m.start, m.end, m.ids, m.type or None) for m in gold if m.ids]
-    result = metrics.evaluate(predicted, gold_rows, id_map=mapper.expand, by_type=True)
-    for mode in (result["strict"], result["overlap"]):
-        for name, prf in mode.items():
-            if name != "all" and prf["n_pred"] == 0:
-                prf["precision"] = prf["f1"] = None
-    return {"documents": len(documents), "gold": len(gold_rows), "predicted": len(predicted),
-            "pipeline": str(pipeline) if pipeline is not None else None, "pipeline_config": dict(config), "seconds": round(seconds, 3),
-            "docs_per_second": round(len(documents) / seconds, 2) if seconds > 0 else None, **result}
 
 
 def format_table(record: Mapping[str, Any]) -> str:

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from linker.defaults import open_index
-from linker.evaluate import evaluate_end_to_end, index_mapper
+from linker.end_to_end import evaluate_end_to_end
+from linker.evaluate import index_mapper
 from linker.gold import read_mentions
 
 

@@ -314,3 +314,26 @@ def test_an_unwritable_export_cache_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(LinkerError, match="LINKER_CACHE to a writable folder"):
         ensure_tagger_export(tmp_path, lambda: object(), (), precision="int8", cache_dir=blocker / "cache")
+
+
+@pytest.mark.slow
+def test_outside_penalty_proposes_more_of_the_text_as_mentions(tagger: Path) -> None:
+    """Taking nats from the O tag before decoding widens what the detector proposes (recall for precision);
+    0 is the detector as trained."""
+    text = "The boy had seizures and short stature since birth, and his sister was tired all the time."
+
+    def covered(penalty: float) -> int:
+        nlp = spacy.load(tagger, config={"components": {"linker_tagger": {"outside_penalty": penalty}}})
+        assert nlp.get_pipe("linker_tagger").outside_penalty == penalty
+        return sum(len(e.text) for e in nlp(text).ents)
+
+    plain, wider, widest = covered(0.0), covered(2.0), covered(20.0)
+    assert plain <= wider <= widest and plain < widest
+    assert covered(0.0) == sum(len(e.text) for e in spacy.load(tagger)(text).ents)
+
+
+def test_outside_penalty_out_of_range_is_a_clear_error() -> None:
+    from linker.mentions.transformer import TransformerTagger
+
+    with pytest.raises(LinkerError, match="outside_penalty=-1"):
+        TransformerTagger(spacy.blank("en"), outside_penalty=-1.0)

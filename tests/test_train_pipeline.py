@@ -119,3 +119,41 @@ def test_refit_trains_the_final_detector_and_memory_on_the_dev_documents_too(dat
     assert report["refit"] and report["detector"] == str(out / ".work" / "detector-refit")
     linker = spacy.load(out).get_pipe("concept_linker")
     assert linker.memory.lookup("tiredness") == ("HP:0012378",) and linker.memory.lookup("fever") == ("HP:0001945",)
+
+
+@pytest.mark.slow
+def test_the_sweep_detects_once_and_scores_each_setting_as_the_whole_pipeline(data_dir: Path, tmp_path: Path,
+                                                                            mini_index_dir: Path,
+                                                                            monkeypatch) -> None:
+    """choose_settings runs the detector once per corpus and detector setting and each linker setting on copies
+    of its Docs; every row's figures are those of the whole pipeline with those settings, run from text."""
+    import linker.end_to_end as e2e
+    from linker.defaults import open_index
+    from linker.evaluate import index_mapper
+    from linker.gold import read_mentions
+    from linker.train.pipeline import choose_settings
+    from linker.train.tagger import TaggerConfig, train_tagger
+
+    corpus = str(data_dir / "mini_corpus.docs.jsonl")
+    tagger = tmp_path / "tagger"
+    train_tagger(tagger, TaggerConfig(corpora=[corpus], dev=[corpus], label="Phenotype", steps=12, minutes=None,
+                                      epochs=30, batch_size=4, eval_every=6, max_length=32, stride=8, lr=1e-4,
+                                      threads=1, progress_bar=False))
+    detections: list[str] = []
+    detect = e2e.detect
+    monkeypatch.setattr(e2e, "detect", lambda nlp, documents: detections.append("x") or detect(nlp, documents))
+    sweep = {"threshold": (0.5, 0.9), "sources": (["upstream"], ["upstream", "dictionary"])}
+    chosen, chosen_detector, rows = choose_settings(str(tagger), mini_index_dir, [corpus], sweep=sweep,
+                                                    detector_sweep={"outside_penalty": (0.0, 3.0)})
+    assert len(detections) == 2 and len(rows) == 8
+    assert (chosen, chosen_detector) in [(r["settings"], r["detector_settings"]) for r in rows]
+    index = open_index(mini_index_dir)
+    mapper = index_mapper(index.termdb)
+    gold = read_mentions(str(data_dir / "mini_corpus.mentions.jsonl"))
+    for penalty in (0.0, 3.0):
+        folder = tmp_path / f"penalty-{penalty}"
+        spacy.load(tagger, config={"components": {"linker_tagger": {"outside_penalty": penalty}}}).to_disk(folder)
+        for row in (r for r in rows if r["detector_settings"] == {"outside_penalty": penalty}):
+            whole = e2e.evaluate_end_to_end(corpus, gold, index, mapper, row["settings"], pipeline=folder)
+            assert row["strict_f1"][corpus] == whole["strict"]["all"]["f1"]
+            assert row["document_f1"][corpus] == whole["document"]["f1"]

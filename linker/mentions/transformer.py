@@ -5,7 +5,10 @@ Long texts are read in overlapping windows of ``max_length`` sub-words (``stride
 a sub-word seen twice are averaged. The tags are the most probable BIO sequence in which ``I-X`` follows only
 ``B-X`` or ``I-X`` (Viterbi over the log-softmax, ``decode="viterbi"``, the default: on the NCBI-disease and
 BC5CDR dev splits it raised span F1 by 0.7 and 1.3 points over each sub-word's own best tag, ``"argmax"``,
-where an ``I-`` after ``O`` starts a span). A span starts at a ``B-`` sub-word, runs over the ``I-`` sub-words
+where an ``I-`` after ``O`` starts a span). ``outside_penalty`` (nats, 0 by default) is taken from the ``O``
+tag's log-probability at every sub-word before decoding: the detector then proposes more spans, recall for
+precision, and the linker's ``threshold`` leaves unlinked those no concept fits (``linker train-pipeline``
+chooses it on dev with the linker's settings). A span starts at a ``B-`` sub-word, runs over the ``I-`` sub-words
 of its label and is widened to whole spaCy tokens. The model folder (a Hugging Face
 token-classification model + tokenizer) is saved inside the pipeline folder by ``nlp.to_disk``.
 
@@ -119,11 +122,13 @@ def decode_spans(labels: Sequence[str], offsets: Sequence[tuple[int, int]]) -> l
 
 @Language.factory("linker_tagger", default_config={"model": None, "max_length": 256, "stride": 32,
                                                     "batch_size": 16, "device": None, "precision": "auto",
-                                                    "decode": "viterbi", "backend": "auto"})
+                                                    "decode": "viterbi", "backend": "auto", "outside_penalty": 0.0})
 def make_tagger(nlp: Language, name: str, *, model: str | None, max_length: int, stride: int, batch_size: int,
-                device: str | None, precision: str, decode: str, backend: str) -> TransformerTagger:
+                device: str | None, precision: str, decode: str, backend: str,
+                outside_penalty: float) -> TransformerTagger:
     return TransformerTagger(nlp, name, model=model, max_length=max_length, stride=stride, batch_size=batch_size,
-                             device=device, precision=precision, decode=decode, backend=backend)
+                             device=device, precision=precision, decode=decode, backend=backend,
+                             outside_penalty=outside_penalty)
 
 
 class TransformerTagger:
@@ -131,7 +136,7 @@ class TransformerTagger:
 
     def __init__(self, nlp: Language, name: str = "linker_tagger", *, model: str | None = None, max_length: int = 256,
                  stride: int = 32, batch_size: int = 16, device: str | None = None, precision: str = "auto",
-                 decode: str = "viterbi", backend: str = "auto") -> None:
+                 decode: str = "viterbi", backend: str = "auto", outside_penalty: float = 0.0) -> None:
         if max_length < 8 or not 0 <= stride < max_length // 2:
             raise LinkerError(f"linker_tagger max_length={max_length}, stride={stride}: need max_length >= 8 and "
                               "0 <= stride < max_length / 2")
@@ -139,7 +144,9 @@ class TransformerTagger:
             raise LinkerError(f"linker_tagger decode={decode!r}: use {' or '.join(DECODERS)}")
         if backend not in ("auto", *BACKENDS):
             raise LinkerError(f"linker_tagger backend={backend!r}: use auto or one of {', '.join(BACKENDS)}")
-        self.decode, self.backend = decode, backend
+        if not 0.0 <= outside_penalty <= 20.0:
+            raise LinkerError(f"linker_tagger outside_penalty={outside_penalty}: use a number of nats from 0 to 20")
+        self.decode, self.backend, self.outside_penalty = decode, backend, float(outside_penalty)
         self.name = name
         self.model_path = model
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
@@ -222,6 +229,9 @@ class TransformerTagger:
         features = [self._features.ids(text, offsets) if self._features is not None else {}
                     for text, (_, offsets) in zip(texts, encoded)]
         logits = self._logits([ids for ids, _ in encoded], features)
+        if self.outside_penalty:  # a shift of one tag's log-probability at every sub-word: logits will do
+            shift = np.where(np.array(labels) == OUTSIDE, -self.outside_penalty, 0.0).astype(np.float32)
+            logits = [row + shift for row in logits]
         best = (lambda row: viterbi_tags(row, labels)) if self.decode == "viterbi" else (lambda row: row.argmax(-1))
         return [decode_spans([labels[i] for i in best(row)], offsets) for row, (_, offsets) in zip(logits, encoded)]
 

@@ -10,9 +10,10 @@
    the ontology's names as its lexicon feature; ``detector_kind="cnn"`` trains spaCy's ``ner`` instead;
 3. ``OUT/concept_linker/index`` — the index of the ontology under the trained model, and the mention memory
    of the corpora's gold mentions (:mod:`linker.linking.memory`; ``memory=False`` leaves it out);
-4. the linker's settings chosen on the dev documents (:data:`SWEEP`), by strict mention-level F1 summed over
-   the dev corpora, every figure of the sweep recorded;
-5. ``OUT`` — a spaCy pipeline folder: tokenizer, detector, ``concept_linker`` with the chosen settings in
+4. the linker's settings (:data:`SWEEP`) and the transformer detector's ``outside_penalty``
+   (:data:`DETECTOR_SWEEP`) chosen on the dev documents, by strict mention-level F1 summed over the dev
+   corpora, every figure of the sweep recorded; the detector runs once per dev corpus and detector setting;
+5. ``OUT`` — a spaCy pipeline folder: tokenizer, detector, ``concept_linker``, the chosen settings in
    its ``config.cfg``, the index and the memory inside the folder. ``spacy.load(OUT)`` and ``--pipeline OUT``
    use it as is.
 
@@ -54,6 +55,9 @@ DETECTOR: dict[str, Any] = {"epochs": 6, "lr": 1e-4, "eval_every": 100}
 #: the linker settings tried on dev (every combination)
 SWEEP: dict[str, Sequence[Any]] = {"threshold": (0.6, 0.7, 0.8, 0.9), "sources": (["upstream"], ["upstream", "dictionary"]),
                                    "discourse": (False, True)}
+#: the transformer detector's settings tried on dev with each of those (:mod:`linker.mentions.transformer`)
+DETECTOR_SWEEP: dict[str, Sequence[Any]] = {"outside_penalty": (0.0, 0.5, 1.0, 2.0)}
+TAGGER = "linker_tagger"
 
 
 @dataclass
@@ -77,6 +81,7 @@ class PipelineConfig:
     refit: bool = False
     seed: int = 0
     sweep: dict[str, Sequence[Any]] = field(default_factory=lambda: dict(SWEEP))
+    detector_sweep: dict[str, Sequence[Any]] = field(default_factory=lambda: dict(DETECTOR_SWEEP))
     progress: bool = True
 
 
@@ -161,33 +166,62 @@ def _memory(cfg: PipelineConfig, index_dir: Path, path: Path, *, refit: bool = F
 
 def choose_settings(detector: str, index_dir: str | os.PathLike[str], dev: Sequence[str], *,
                     sweep: dict[str, Sequence[Any]], alt_ids: Sequence[str] = (), types: Sequence[str] = (),
-                    exclude_types: Sequence[str] = (), fixed: dict[str, Any] | None = None
-                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The ``concept_linker`` settings of *sweep* with the best strict F1 summed over the *dev* corpora, and
-    every row of the sweep; *fixed* settings hold in every row. One pipeline runs them all: searches are cached
-    across settings."""
+                    exclude_types: Sequence[str] = (), fixed: dict[str, Any] | None = None,
+                    detector_sweep: dict[str, Sequence[Any]] | None = None
+                    ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """The ``concept_linker`` settings of *sweep* and the detector settings of *detector_sweep* (for a
+    ``linker_tagger`` detector; spaCy's ``ner`` has none) with the best strict F1 summed over the *dev* corpora,
+    and every row of the sweep; *fixed* linker settings hold in every row. The detector runs once per corpus
+    and detector setting, each linker setting on copies of its Docs (:mod:`linker.end_to_end`); searches are
+    cached across settings."""
+    import spacy
+
     from linker.defaults import open_index
-    from linker.evaluate import evaluate_end_to_end, index_mapper
+    from linker.end_to_end import annotated_documents, detect, evaluate_detected
+    from linker.evaluate import index_mapper
     from linker.gold import read_mentions
 
     index = open_index(index_dir)
     mapper = index_mapper(index.termdb, alt_ids)
-    golds = [(d, [m for m in read_mentions(_mention_files([d])[0], list(types) or None) if m.type not in exclude_types])
-             for d in dev]
+    golds = []
+    for d in dev:
+        gold = [m for m in read_mentions(_mention_files([d])[0], list(types) or None) if m.type not in exclude_types]
+        golds.append((d, annotated_documents(d, gold), gold))
+    tuning = _tunable(detector, detector_sweep or {})
     rows: list[dict[str, Any]] = []
-    keys = list(sweep)
-    for values in itertools.product(*(sweep[k] for k in keys)):
-        settings = dict(zip(keys, values))
-        row: dict[str, Any] = {"settings": settings, "strict_f1": {}, "document_f1": {}}
-        for docs, gold in golds:
-            result = evaluate_end_to_end(docs, gold, index, mapper, {**settings, **(fixed or {})}, pipeline=detector)
-            row["strict_f1"][docs] = result["strict"]["all"]["f1"]
-            row["document_f1"][docs] = result["document"]["f1"]
-        row["total"] = sum(row["strict_f1"].values())
-        log.info("dev %s: strict F1 %s", settings, {Path(k).parent.name: round(v, 4) for k, v in row["strict_f1"].items()})
-        rows.append(row)
+    for detector_values in itertools.product(*tuning.values()):
+        detector_settings = dict(zip(tuning, detector_values))
+        nlp = spacy.load(detector, config=_detector_config(detector_settings))
+        detected = {d: detect(nlp, documents) for d, documents, _ in golds}
+        del nlp
+        for values in itertools.product(*(sweep[k] for k in sweep)):
+            settings = dict(zip(sweep, values))
+            row: dict[str, Any] = {"settings": settings, "detector_settings": detector_settings,
+                                   "strict_f1": {}, "document_f1": {}}
+            for d, documents, gold in golds:
+                result = evaluate_detected(detected[d], documents, gold, index, mapper, {**settings, **(fixed or {})},
+                                           pipeline=detector)
+                row["strict_f1"][d] = result["strict"]["all"]["f1"]
+                row["document_f1"][d] = result["document"]["f1"]
+            row["total"] = sum(row["strict_f1"].values())
+            log.info("dev %s %s: strict F1 %s", detector_settings or "", settings,
+                     {Path(k).parent.name: round(v, 4) for k, v in row["strict_f1"].items()})
+            rows.append(row)
     best = max(rows, key=lambda r: r["total"])
-    return dict(best["settings"]), rows
+    return dict(best["settings"]), dict(best["detector_settings"]), rows
+
+
+def _tunable(detector: str, detector_sweep: dict[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
+    """The part of *detector_sweep* that the detector folder's components take (``linker_tagger``'s settings)."""
+    import spacy
+
+    return dict(detector_sweep) if TAGGER in spacy.util.load_config(Path(detector) / "config.cfg")["nlp"]["pipeline"] \
+        else {}
+
+
+def _detector_config(settings: dict[str, Any]) -> dict[str, Any]:
+    """``spacy.load`` config overrides that give ``linker_tagger`` *settings*."""
+    return {"components": {TAGGER: settings}} if settings else {}
 
 
 def train_pipeline(cfg: PipelineConfig) -> Path:
@@ -206,21 +240,22 @@ def train_pipeline(cfg: PipelineConfig) -> Path:
     index_dir = _index(cfg, model, work / "index")
     memory_file = work / "index" / "memory.jsonl"
     memory = _memory(cfg, index_dir, memory_file)
-    chosen, rows = choose_settings(detector, index_dir, cfg.dev, sweep=cfg.sweep, alt_ids=cfg.alt_ids,
-                                   types=cfg.types, exclude_types=cfg.exclude_types,
-                                   fixed={"memory": str(memory_file) if memory is not None else None})
-    log.info("chosen on dev: %s", chosen)
+    chosen, chosen_detector, rows = choose_settings(
+        detector, index_dir, cfg.dev, sweep=cfg.sweep, alt_ids=cfg.alt_ids, types=cfg.types,
+        exclude_types=cfg.exclude_types, fixed={"memory": str(memory_file) if memory is not None else None},
+        detector_sweep=cfg.detector_sweep)
+    log.info("chosen on dev: %s %s", chosen_detector or "", chosen)
     if cfg.refit:
         log.info("refit: the detector and the mention memory again, on the corpora and the dev documents")
         detector = _detector(cfg, work, refit=True)
         memory = _memory(cfg, index_dir, memory_file, refit=True)
-    nlp = spacy.load(detector)
+    nlp = spacy.load(detector, config=_detector_config(chosen_detector))
     nlp.add_pipe("concept_linker", config={**chosen, "index": str(index_dir), "copy_index": True})
     component = nlp.get_pipe("concept_linker")
     component.set_memory(memory)  # saved inside the folder by to_disk, not referenced
     component.initialize()
     report = {"ontology": cfg.ontology, "corpora": cfg.corpora, "dev": cfg.dev, "embedding_model": model,
-              "detector": detector, "chosen": chosen, "sweep": rows, "recipe": RECIPE,
+              "detector": detector, "chosen": chosen, "chosen_detector": chosen_detector, "sweep": rows, "recipe": RECIPE,
               "embedding_minutes": cfg.embedding_minutes, "detector_minutes": cfg.detector_minutes,
               "detector_kind": cfg.detector_kind if cfg.detector is None else "given",
               "lexicon": cfg.lexicon and cfg.detector is None, "memory": cfg.memory,
