@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import minibatch
 
+import linker.forking  # noqa: F401 - forked workers run OpenMP on one thread
 from linker.component_folder import saved_index, saved_memory, write_folder
 from linker.extensions import doc_text, register_extensions
 from linker.mentions import ABBREVIATION, DENSE, DICTIONARY, UPSTREAM, DictionaryMatcher, Proposal
@@ -47,22 +47,6 @@ NON_PHENOTYPE_ROOTS = ("HP:0000005", "HP:0012823", "HP:0040279", "HP:0032443", "
 register_extensions()
 
 
-def _one_thread_after_fork() -> None:
-    """OpenMP (torch, FAISS) hangs in a forked child when the parent already used its thread pool, as
-    ``nlp.pipe(..., n_process=2)`` does on Linux: a forked child therefore runs them on one thread
-    (n processes of one thread each, which is also what keeps them from fighting over cores)."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
-    faiss = sys.modules.get("faiss")
-    if faiss is not None:
-        faiss.omp_set_num_threads(1)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_one_thread_after_fork)
-
-
 # -- the component -------------------------------------------------------------------------------------------
 #: The settings of ``concept_linker`` and their defaults (docs/pipeline.md).
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -71,7 +55,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "overwrite": False, "unlinked": "keep", "label": "CONCEPT", "min_chars": 4, "dense_limit": 20000,
     "copy_index": False, "exclude_roots": list(NON_PHENOTYPE_ROOTS), "acronyms": True, "longer_wins": True,
     "composites": True, "composite_margin": 0.0, "context_ties": True, "skip_exact": True, "memory": None,
-    "discourse": False,
+    "discourse": False, "detector_confidence": 0.0,
 }
 
 
@@ -82,7 +66,7 @@ def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, 
                         unlinked: str, label: str, min_chars: int, dense_limit: int, copy_index: bool,
                         exclude_roots: list[str], acronyms: bool, longer_wins: bool, composites: bool,
                         composite_margin: float, context_ties: bool, skip_exact: bool, memory: str | None,
-                        discourse: bool) -> ConceptLinker:
+                        discourse: bool, detector_confidence: float) -> ConceptLinker:
     return ConceptLinker(nlp, name, index=index, k=k, threshold=threshold, sources=sources,
                          dense_threshold=dense_threshold, max_words=max_words, batch_size=batch_size,
                          abbreviations=abbreviations, assertion=assertion, types=types, roots=roots,
@@ -90,7 +74,7 @@ def make_concept_linker(nlp: Language, name: str, *, index: str | None, k: int, 
                          dense_limit=dense_limit, copy_index=copy_index, exclude_roots=exclude_roots,
                          acronyms=acronyms, longer_wins=longer_wins, composites=composites,
                          composite_margin=composite_margin, context_ties=context_ties, skip_exact=skip_exact,
-                         memory=memory, discourse=discourse)
+                         memory=memory, discourse=discourse, detector_confidence=detector_confidence)
 
 
 class ConceptLinker:
@@ -106,7 +90,7 @@ class ConceptLinker:
                  exclude_roots: Iterable[str] = NON_PHENOTYPE_ROOTS, acronyms: bool = True,
                  longer_wins: bool = True, composites: bool = True, composite_margin: float = 0.0,
                  context_ties: bool = True, skip_exact: bool = True, memory: str | None = None,
-                 discourse: bool = False) -> None:
+                 discourse: bool = False, detector_confidence: float = 0.0) -> None:
         check_values({key: value for key, value in locals().items() if key in DEFAULT_CONFIG}, DEFAULT_CONFIG)
         self.name = name
         self.sources = list(dict.fromkeys(sources))
@@ -117,6 +101,7 @@ class ConceptLinker:
         self.abbreviations, self.assertion, self.acronyms = abbreviations, assertion, acronyms
         self.longer_wins, self.composites, self.composite_margin = longer_wins, composites, composite_margin
         self.context_ties, self.skip_exact, self.discourse = context_ties, skip_exact, discourse
+        self.detector_confidence = detector_confidence  # under it, a detected span links by exact name or memory
         self.types, self.roots, self.exclude_roots = frozenset(types), frozenset(roots), frozenset(exclude_roots)
         self.overwrite, self.unlinked, self.label, self.copy_index = overwrite, unlinked, label, copy_index
         self._index: Any = None
@@ -230,11 +215,11 @@ class ConceptLinker:
             replaced = given_way(props, [p for p, _ in linked])
             if self.discourse:
                 linked, propagated = propagate(text, linked, conjuncts, threshold=self.threshold,
-                                               min_chars=self.min_chars)
+                                               min_chars=self.min_chars, min_confidence=self.detector_confidence)
                 replaced |= propagated
             write_entities(doc, text, linked, conjuncts, threshold=self.threshold,
                            keep_unlinked=self.unlinked == "keep", overwrite=self.overwrite, label=self.label,
-                           assertion=self.assertion, replaced=replaced)
+                           assertion=self.assertion, replaced=replaced, min_confidence=self.detector_confidence)
 
     def _choose(self, props: list[Proposal], found: dict[str, list[Candidate]]
                 ) -> list[tuple[Proposal, list[Candidate]]]:
@@ -244,7 +229,7 @@ class ConceptLinker:
             return candidates[0].score if candidates else 0.0
 
         chosen = arbitrate(props, best, threshold=self.threshold, dense_threshold=self.dense_threshold,
-                           longer_wins=self.longer_wins)
+                           longer_wins=self.longer_wins, min_confidence=self.detector_confidence)
         return [(p, found.get(p.query, [])) for p in chosen]
 
     # -- serialisation -----------------------------------------------------------------------------------

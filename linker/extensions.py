@@ -1,6 +1,7 @@
 """The Span attributes the linker writes: one plain-data extension (``span._.linker_data``, kept in
 ``doc.user_data`` so that Docs survive ``doc.to_bytes()`` and ``nlp.pipe(..., n_process=2)``) and getters over
-it: ``kb_ents`` (scispaCy's shape), ``concepts``, ``mention_source`` and the assertion flags."""
+it: ``kb_ents`` (scispaCy's shape), ``concepts``, ``mention_source`` and the assertion flags; and the trained
+detector's confidence in each span it sets (``span._.linker_confidence``, 0-1, None for spans of other NERs)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from linker.types import Candidate
 log = logging.getLogger(__name__)
 
 DATA_ATTR = "linker_data"
+#: the detector's confidence in an entity it set (:mod:`linker.mentions.transformer`)
+CONFIDENCE_ATTR = "linker_confidence"
 #: ``doc.user_data`` key of the text a Doc was made from (:func:`pipe_texts`).
 TEXT_KEY = "linker_text"
 
@@ -71,8 +74,9 @@ def _source(span: Span) -> str | None:
 
 def register_extensions() -> None:
     """Declare the Span attributes (once; an attribute another package already declared is left alone)."""
-    if not Span.has_extension(DATA_ATTR):
-        Span.set_extension(DATA_ATTR, default=None)
+    for name in (DATA_ATTR, CONFIDENCE_ATTR):
+        if not Span.has_extension(name):
+            Span.set_extension(name, default=None)
     getters: dict[str, Callable[[Span], Any]] = {"kb_ents": _kb_ents, "concepts": _concepts,
                                                  "mention_source": _source}
     getters.update({flag: _flag(flag) for flag in FLAGS})

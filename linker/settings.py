@@ -13,6 +13,7 @@ UNLINKED = ("keep", "drop")
 _AT_LEAST_ONE = ("k", "batch_size", "max_words", "dense_limit")
 _AT_LEAST_ZERO = ("min_chars", "composite_margin")
 _SCORES = ("threshold", "dense_threshold")  # cosine similarities of L2-normalised vectors; 1.0 is an exact name
+_PROBABILITIES = ("detector_confidence",)
 
 
 def check_values(settings: dict[str, Any], defaults: dict[str, Any]) -> None:
@@ -58,4 +59,6 @@ def _range_problem(key: str, value: float) -> str | None:
         return "must be at least 0"
     if key in _SCORES and not 0.0 <= value <= 1.0:
         return "must lie between 0 and 1 (a cosine similarity; 1.0 links exact names only)"
+    if key in _PROBABILITIES and not 0.0 <= value <= 1.0:
+        return "must lie between 0 and 1 (a probability; 0 treats every detected span alike)"
     return None

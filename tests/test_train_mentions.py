@@ -332,6 +332,33 @@ def test_outside_penalty_proposes_more_of_the_text_as_mentions(tagger: Path) -> 
     assert covered(0.0) == sum(len(e.text) for e in spacy.load(tagger)(text).ents)
 
 
+@pytest.mark.slow
+def test_each_detected_span_carries_the_detector_s_confidence(tagger: Path) -> None:
+    """A span's confidence is the least probability, over its sub-words, that the sub-word is inside a mention
+    (by the model, whatever the outside_penalty); the entities carry it for the linker."""
+    import numpy as np
+
+    from linker.mentions.transformer import encode_text
+
+    text = "The boy had seizures and short stature since birth, and his sister was tired all the time."
+    for penalty in (0.0, 3.0):
+        nlp = spacy.load(tagger, config={"components": {"linker_tagger": {"outside_penalty": penalty}}})
+        component = nlp.get_pipe("linker_tagger")
+        (spans,) = component.predict([text])
+        assert spans and [s[:3] for s in spans] == component.predict_spans([text])[0]
+        ids, offsets = encode_text(component._tokenizer, text)
+        (logits,) = component._logits([ids], [component._features.ids(text, offsets)] if component._features else [{}])
+        probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        inside = 1.0 - probs[:, component.tags().index("O")]
+        for start, end, _, confidence in spans:
+            within = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and start < e]
+            assert confidence == pytest.approx(float(inside[within].min()), abs=1e-5) and 0.0 <= confidence <= 1.0
+        doc = nlp(text)
+        widened = {(span.start, span.end): c for s, e, _, c in spans
+                   if (span := doc.char_span(s, e, alignment_mode="expand")) is not None}
+        assert doc.ents and all(e._.linker_confidence == widened[e.start, e.end] for e in doc.ents)
+
+
 def test_outside_penalty_out_of_range_is_a_clear_error() -> None:
     from linker.mentions.transformer import TransformerTagger
 

@@ -28,6 +28,8 @@ def test_train_pipeline_writes_a_standalone_pipeline(data_dir: Path, tmp_path: P
     assert result.exit_code == 0, result.output
     report = json.loads((out / "linker_training.json").read_text())
     assert len(report["sweep"]) == 16 and report["chosen"] in [row["settings"] for row in report["sweep"]]
+    # spaCy's ner gives its spans no confidence: detector_confidence is not swept for it
+    assert all("detector_confidence" not in row["settings"] for row in report["sweep"])
     assert not (out / ".work" / "index").exists()
     moved = tmp_path / "moved"
     out.rename(moved)  # the index and its model live inside the folder

@@ -20,12 +20,12 @@ Linked = list[tuple[Proposal, list[Candidate]]]
 
 
 def propagate(text: str, linked: Linked, conjuncts: dict[str, list[Candidate]], *, threshold: float,
-              min_chars: int = 4) -> tuple[Linked, set[tuple[int, int]]]:
+              min_chars: int = 4, min_confidence: float = 0.0) -> tuple[Linked, set[tuple[int, int]]]:
     """*linked* with every further occurrence of a confidently linked text added, and the spans of the
     unconfident mentions those occurrences replaced. A mention is confident when :func:`write_entities`
-    will link it (*conjuncts*: the links of composite mentions)."""
+    will link it (*conjuncts*: the links of composite mentions; *min_confidence*: its detector's)."""
     def confident(prop: Proposal, candidates: list[Candidate]) -> bool:
-        return is_linked(prop, candidates, conjuncts, threshold)
+        return is_linked(prop, candidates, conjuncts, threshold, min_confidence)
 
     sure = [(p, c) for p, c in linked if confident(p, c)]
     if not sure:

@@ -8,23 +8,26 @@ from spacy.tokens import Doc, Span
 
 from linker.assertion import assert_spans
 from linker.extensions import DATA_ATTR
-from linker.mentions.proposal import Proposal
+from linker.mentions.proposal import Proposal, bar
 from linker.types import Candidate
 
 
 def is_linked(prop: Proposal, candidates: list[Candidate], conjuncts: dict[str, list[Candidate]],
-              threshold: float) -> bool:
+              threshold: float, min_confidence: float = 0.0) -> bool:
     """Whether :func:`write_entities` links *prop*: its best candidate, or every conjunct of a composite
-    mention, at or above *threshold*."""
+    mention, at or above *threshold* (1.0 for a detected span its detector is less sure of than
+    *min_confidence*: :func:`linker.mentions.proposal.bar`)."""
+    needed = bar(prop, threshold, min_confidence)
     parts = conjuncts.get(prop.query)
-    if parts is not None and min(c.score for c in parts) >= threshold:
+    if parts is not None and min(c.score for c in parts) >= needed:
         return True
-    return bool(candidates) and candidates[0].score >= threshold
+    return bool(candidates) and candidates[0].score >= needed
 
 
 def write_entities(doc: Doc, text: str, linked: list[tuple[Proposal, list[Candidate]]],
                    conjuncts: dict[str, list[Candidate]], *, threshold: float, keep_unlinked: bool, overwrite: bool,
-                   label: str, assertion: bool, replaced: set[tuple[int, int]] | None = None) -> None:
+                   label: str, assertion: bool, replaced: set[tuple[int, int]] | None = None,
+                   min_confidence: float = 0.0) -> None:
     """Set the entities of *doc* (whose ``doc.text`` is *text*): linked spans, plus the earlier entities that do
     not clash with them (on a clash the earlier entity stays unless ``overwrite``) and whose span is not one of
     *replaced* (given way to a linked mention: :mod:`linker.linking.discourse`)."""
@@ -37,9 +40,10 @@ def write_entities(doc: Doc, text: str, linked: list[tuple[Proposal, list[Candid
     occupied = bytearray(len(doc))  # tokens inside a new entity
     for i, (prop, candidates) in enumerate(linked):
         handled.add((prop.start, prop.end))
-        ok = is_linked(prop, candidates, conjuncts, threshold)
+        needed = bar(prop, threshold, min_confidence)
+        ok = is_linked(prop, candidates, conjuncts, needed)
         parts = conjuncts.get(prop.query)
-        if parts is not None and min(c.score for c in parts) >= threshold:
+        if parts is not None and min(c.score for c in parts) >= needed:
             candidates = [parts[0]] + [c for c in candidates if c.concept_id != parts[0].concept_id]
         else:
             parts = None

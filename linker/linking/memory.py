@@ -19,7 +19,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +159,8 @@ def own_text_first(props: Sequence[Proposal], text: str, memory: MentionMemory,
     name_of = names(sorted({i for ids in hits.values() for i in ids}))
     kept = {span for span, ids in hits.items()
             if _words(long_of[span]) & {w for i in ids for w in _words(name_of.get(i, ""))}}
-    return [Proposal(p.start, p.end, p.source, text[p.start:p.end], p.label) if p.source == UPSTREAM and
-            (p.start, p.end) in kept else p for p in props
+    return [replace(p, query=text[p.start:p.end]) if p.source == UPSTREAM and (p.start, p.end) in kept else p
+            for p in props
             if not (p.source == ABBREVIATION and (p.start, p.end) in kept)]
 
 

@@ -21,7 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from linker.mentions.proposal import ABBREVIATION, DENSE, DICTIONARY, UPSTREAM, Proposal
+from linker.mentions.proposal import (
+    ABBREVIATION,
+    DENSE,
+    DICTIONARY,
+    UPSTREAM,
+    Proposal,
+    bar,
+)
 
 
 def _contains(outer: Proposal, inner: Proposal) -> bool:
@@ -29,8 +36,9 @@ def _contains(outer: Proposal, inner: Proposal) -> bool:
 
 
 def arbitrate(props: Sequence[Proposal], best: Callable[[str], float], *, threshold: float,
-              dense_threshold: float, longer_wins: bool = True) -> list[Proposal]:
-    """The chosen proposals in text order; *best* gives the top score of a query."""
+              dense_threshold: float, longer_wins: bool = True, min_confidence: float = 0.0) -> list[Proposal]:
+    """The chosen proposals in text order; *best* gives the top score of a query (a short form follows a long
+    form that will be linked: *min_confidence* as in :func:`linker.mentions.proposal.bar`)."""
     short_forms = [p for p in props if p.source == ABBREVIATION]
     at_short = {(p.start, p.end) for p in short_forms}
     upstream = [p for p in props if p.source == UPSTREAM and (p.start, p.end) not in at_short]
@@ -59,7 +67,7 @@ def arbitrate(props: Sequence[Proposal], best: Callable[[str], float], *, thresh
     for p in names + dense:
         if (p.start, p.end) not in at_short:
             take(p)
-    linked_by_end = {p.end: p for p in chosen if best(p.query) >= threshold}
+    linked_by_end = {p.end: p for p in chosen if best(p.query) >= bar(p, threshold, min_confidence)}
     for p in short_forms:
         anchor = linked_by_end.get(p.anchor[1]) if p.anchor else None
         if anchor is not None and anchor.start < p.anchor[1]:  # type: ignore[index]

@@ -9,6 +9,7 @@ that the short form follows its long form whichever finder found that (the train
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from spacy.tokens import Doc
 
@@ -42,8 +43,8 @@ def collect(doc: Doc, text: str, sources: Sequence[str], matcher: Callable[[], D
         abbrevs = find_abbreviations(text)
         if abbrevs:
             long_of = {a.short: a.long for a in abbrevs}
-            proposals = [Proposal(p.start, p.end, p.source, long_of[text[p.start:p.end]], p.label)
-                         if text[p.start:p.end] in long_of else p for p in proposals]
+            proposals = [replace(p, query=long_of[text[p.start:p.end]]) if text[p.start:p.end] in long_of else p
+                         for p in proposals]
             proposals += [Proposal(a.start, a.end, ABBREVIATION, a.long, anchor=(a.long_start, a.long_end))
                           for a in abbrevs]
     return proposals

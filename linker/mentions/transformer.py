@@ -8,8 +8,10 @@ BC5CDR dev splits it raised span F1 by 0.7 and 1.3 points over each sub-word's o
 where an ``I-`` after ``O`` starts a span). ``outside_penalty`` (nats, 0 by default) is taken from the ``O``
 tag's log-probability at every sub-word before decoding: the detector then proposes more spans, recall for
 precision, and the linker's ``threshold`` leaves unlinked those no concept fits (``linker train-pipeline``
-chooses it on dev with the linker's settings). A span starts at a ``B-`` sub-word, runs over the ``I-`` sub-words
-of its label and is widened to whole spaCy tokens. The model folder (a Hugging Face
+chooses it on dev with the linker's settings). A span starts at a ``B-`` sub-word, runs over the ``I-``
+sub-words of its label and is widened to whole spaCy tokens. Each entity carries the detector's confidence in
+it, ``span._.linker_confidence``: the least probability, over its sub-words, of being inside a mention (by the
+model, before any penalty), which the linker's ``detector_confidence`` reads. The model folder (a Hugging Face
 token-classification model + tokenizer) is saved inside the pipeline folder by ``nlp.to_disk``.
 
 ``backend``: ``torch``, or the network exported to ONNX (``onnx-float32``, ``onnx-int8``;
@@ -36,11 +38,12 @@ from spacy.tokens import Doc
 from spacy.util import filter_spans, minibatch
 
 from linker.errors import LinkerError
-from linker.extensions import doc_text
+from linker.extensions import CONFIDENCE_ATTR, doc_text, register_extensions
 from linker.mentions.features import SubwordFeatures
 from linker.mentions.tagger_onnx import BACKENDS
 
 log = logging.getLogger(__name__)
+register_extensions()  # span._.linker_confidence
 
 MODEL_DIR = "model"
 OUTSIDE = "O"
@@ -75,14 +78,19 @@ def encode_text(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, i
     return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities of the tags at each sub-word (rows of *logits*)."""
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
 def viterbi_tags(logits: np.ndarray, labels: Sequence[str]) -> list[int]:
     """The most probable tag sequence under the log-softmax of *logits* (sub-words × tags) in which ``I-X``
     comes only after ``B-X`` or ``I-X``. Written here: 15 lines of numpy, where the maintained CRF packages
     (pytorch-crf, AllenNLP's ``viterbi_decode``) would add a dependency for a model that has no CRF layer."""
     if len(logits) == 0:
         return []
-    shifted = logits - logits.max(-1, keepdims=True)
-    logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    logp = log_softmax(logits)
     inside = [tag.startswith("I-") for tag in labels]
     allowed = np.array([[not inside[j] or (prev != OUTSIDE and prev[2:] == labels[j][2:]) for j in range(len(labels))]
                         for prev in labels])
@@ -118,6 +126,12 @@ def decode_spans(labels: Sequence[str], offsets: Sequence[tuple[int, int]]) -> l
     if current is not None:
         spans.append((current[0], current[1], current[2]))
     return spans
+
+
+def _least(inside: np.ndarray, bounds: np.ndarray, start: int, end: int) -> float:
+    """The least of *inside* over the sub-words (character *bounds*, one row each) within ``[start, end)``."""
+    within = (bounds[:, 0] < end) & (bounds[:, 1] > start) & (bounds[:, 1] > bounds[:, 0])
+    return round(float(inside[within].min()), 6) if within.any() else 0.0
 
 
 @Language.factory("linker_tagger", default_config={"model": None, "max_length": 256, "stride": 32,
@@ -216,24 +230,38 @@ class TransformerTagger:
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int | None = None) -> Iterator[Doc]:
         for batch in minibatch(stream, size=max(1, batch_size or self.batch_size)):
-            for doc, spans in zip(batch, self.predict_spans([doc_text(d) for d in batch])):
-                found = [doc.char_span(s, e, label=label, alignment_mode="expand") for s, e, label in spans]
-                doc.ents = filter_spans([span for span in found if span is not None and len(span)])
+            for doc, spans in zip(batch, self.predict([doc_text(d) for d in batch])):
+                found = [(doc.char_span(s, e, label=label, alignment_mode="expand"), confidence)
+                         for s, e, label, confidence in spans]
+                confidence_of = {(span.start, span.end): c for span, c in found if span is not None and len(span)}
+                doc.ents = filter_spans([span for span, _ in found if span is not None and len(span)])
+                for ent in doc.ents:
+                    ent._.set(CONFIDENCE_ATTR, confidence_of[ent.start, ent.end])
                 yield doc
 
     def predict_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int, str]]]:
         """Character spans of each text."""
+        return [[(s, e, label) for s, e, label, _ in spans] for spans in self.predict(texts)]
+
+    def predict(self, texts: Sequence[str]) -> list[list[tuple[int, int, str, float]]]:
+        """Character spans of each text with the detector's confidence in each: the least probability, over the
+        span's sub-words, that the sub-word is inside a mention (1 - P(O), before any ``outside_penalty``)."""
         self._load()
         labels = self.tags()
         encoded = [encode_text(self._tokenizer, text) for text in texts]
         features = [self._features.ids(text, offsets) if self._features is not None else {}
                     for text, (_, offsets) in zip(texts, encoded)]
         logits = self._logits([ids for ids, _ in encoded], features)
-        if self.outside_penalty:  # a shift of one tag's log-probability at every sub-word: logits will do
-            shift = np.where(np.array(labels) == OUTSIDE, -self.outside_penalty, 0.0).astype(np.float32)
-            logits = [row + shift for row in logits]
+        outside = np.array(labels) == OUTSIDE
+        shift = np.where(outside, -self.outside_penalty, 0.0).astype(np.float32)
         best = (lambda row: viterbi_tags(row, labels)) if self.decode == "viterbi" else (lambda row: row.argmax(-1))
-        return [decode_spans([labels[i] for i in best(row)], offsets) for row, (_, offsets) in zip(logits, encoded)]
+        out = []
+        for row, (_, offsets) in zip(logits, encoded):
+            spans = decode_spans([labels[i] for i in best(row + shift)], offsets)
+            inside = 1.0 - np.exp(log_softmax(row))[:, outside].sum(-1) if len(row) else np.zeros(0)
+            bounds = np.array(offsets, dtype=np.int64).reshape(-1, 2)
+            out.append([(s, e, label, _least(inside, bounds, s, e)) for s, e, label in spans])
+        return out
 
     def _logits(self, docs_ids: Sequence[Sequence[int]],
                 docs_features: Sequence[dict[str, list[int]]]) -> list[np.ndarray]:

@@ -10,9 +10,10 @@
    the ontology's names as its lexicon feature; ``detector_kind="cnn"`` trains spaCy's ``ner`` instead;
 3. ``OUT/concept_linker/index`` — the index of the ontology under the trained model, and the mention memory
    of the corpora's gold mentions (:mod:`linker.linking.memory`; ``memory=False`` leaves it out);
-4. the linker's settings (:data:`SWEEP`) and the transformer detector's ``outside_penalty``
-   (:data:`DETECTOR_SWEEP`) chosen on the dev documents, by strict mention-level F1 summed over the dev
-   corpora, every figure of the sweep recorded; the detector runs once per dev corpus and detector setting;
+4. the linker's settings (:data:`SWEEP`; ``detector_confidence`` only for the transformer detector, whose spans
+   carry a confidence) and the transformer detector's ``outside_penalty`` (:data:`DETECTOR_SWEEP`) chosen on the
+   dev documents, by strict mention-level F1 summed over the dev corpora, every figure of the sweep recorded;
+   the detector runs once per dev corpus and detector setting;
 5. ``OUT`` — a spaCy pipeline folder: tokenizer, detector, ``concept_linker``, the chosen settings in
    its ``config.cfg``, the index and the memory inside the folder. ``spacy.load(OUT)`` and ``--pipeline OUT``
    use it as is.
@@ -53,10 +54,13 @@ RECIPE: dict[str, Any] = {"minutes": 45.0, "epochs": 2, "lr": 2e-4, "max_length"
 #: the transformer detector's settings of the measured figures (docs/detector.md)
 DETECTOR: dict[str, Any] = {"epochs": 6, "lr": 1e-4, "eval_every": 100}
 #: the linker settings tried on dev (every combination)
-SWEEP: dict[str, Sequence[Any]] = {"threshold": (0.6, 0.7, 0.8, 0.9), "sources": (["upstream"], ["upstream", "dictionary"]),
+SWEEP: dict[str, Sequence[Any]] = {"threshold": (0.7, 0.8, 0.85, 0.9), "detector_confidence": (0.0, 0.9, 0.95, 0.97),
+                                   "sources": (["upstream"], ["upstream", "dictionary"]),
                                    "discourse": (False, True)}
 #: the transformer detector's settings tried on dev with each of those (:mod:`linker.mentions.transformer`)
-DETECTOR_SWEEP: dict[str, Sequence[Any]] = {"outside_penalty": (0.0, 0.5, 1.0, 2.0)}
+DETECTOR_SWEEP: dict[str, Sequence[Any]] = {"outside_penalty": (0.0, 0.5, 1.0)}
+#: linker settings that act on the transformer detector's span confidences alone (left out of a cnn's sweep)
+CONFIDENCE_SETTINGS = ("detector_confidence",)
 TAGGER = "linker_tagger"
 
 
@@ -170,7 +174,8 @@ def choose_settings(detector: str, index_dir: str | os.PathLike[str], dev: Seque
                     detector_sweep: dict[str, Sequence[Any]] | None = None
                     ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The ``concept_linker`` settings of *sweep* and the detector settings of *detector_sweep* (for a
-    ``linker_tagger`` detector; spaCy's ``ner`` has none) with the best strict F1 summed over the *dev* corpora,
+    ``linker_tagger`` detector; spaCy's ``ner`` has none, nor span confidences for :data:`CONFIDENCE_SETTINGS`)
+    with the best strict F1 summed over the *dev* corpora,
     and every row of the sweep; *fixed* linker settings hold in every row. The detector runs once per corpus
     and detector setting, each linker setting on copies of its Docs (:mod:`linker.end_to_end`); searches are
     cached across settings."""
@@ -187,7 +192,10 @@ def choose_settings(detector: str, index_dir: str | os.PathLike[str], dev: Seque
     for d in dev:
         gold = [m for m in read_mentions(_mention_files([d])[0], list(types) or None) if m.type not in exclude_types]
         golds.append((d, annotated_documents(d, gold), gold))
-    tuning = _tunable(detector, detector_sweep or {})
+    tagger = _has_tagger(detector)
+    tuning = dict(detector_sweep or {}) if tagger else {}
+    if not tagger:
+        sweep = {k: v for k, v in sweep.items() if k not in CONFIDENCE_SETTINGS}
     rows: list[dict[str, Any]] = []
     for detector_values in itertools.product(*tuning.values()):
         detector_settings = dict(zip(tuning, detector_values))
@@ -211,12 +219,11 @@ def choose_settings(detector: str, index_dir: str | os.PathLike[str], dev: Seque
     return dict(best["settings"]), dict(best["detector_settings"]), rows
 
 
-def _tunable(detector: str, detector_sweep: dict[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
-    """The part of *detector_sweep* that the detector folder's components take (``linker_tagger``'s settings)."""
+def _has_tagger(detector: str) -> bool:
+    """Whether the detector folder's pipeline holds ``linker_tagger`` (the transformer detector)."""
     import spacy
 
-    return dict(detector_sweep) if TAGGER in spacy.util.load_config(Path(detector) / "config.cfg")["nlp"]["pipeline"] \
-        else {}
+    return TAGGER in spacy.util.load_config(Path(detector) / "config.cfg")["nlp"]["pipeline"]
 
 
 def _detector_config(settings: dict[str, Any]) -> dict[str, Any]:
