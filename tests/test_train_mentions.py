@@ -215,6 +215,20 @@ def test_window_plan_covers_every_sub_word() -> None:
     assert decode_spans(tags, offsets) == [(4, 12, "D"), (16, 20, "D"), (21, 25, "D"), (26, 28, "X")]
 
 
+def test_a_long_text_is_encoded_without_the_tokenizer_s_length_warning(capfd: pytest.CaptureFixture[str]) -> None:
+    """The detector reads a long text in windows: the tokenizer's "longer than the maximum" warning is noise."""
+    from transformers import AutoTokenizer
+
+    from linker.encoders import default_model_path
+    from linker.mentions.transformer import encode_text
+
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
+    capfd.readouterr()
+    ids, offsets = encode_text(tokenizer, "fever " * 700)
+    assert len(ids) == len(offsets) == 700
+    assert "sequence length" not in "".join(capfd.readouterr())
+
+
 def test_excluded_types_are_left_out_before_the_label_renames_them(data_dir: Path) -> None:
     docs, stats = read_corpora([data_dir / "mini_corpus.docs.jsonl"], exclude_types=["CompositeMention"],
                                label="Disease")

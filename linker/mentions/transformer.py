@@ -73,8 +73,9 @@ def windows(n_tokens: int, max_tokens: int, stride: int) -> list[tuple[int, int]
 
 
 def encode_text(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-    """Sub-word ids (no special tokens) and their character offsets."""
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    """Sub-word ids (no special tokens) and their character offsets. A text longer than the model's inputs is
+    read in windows (:func:`windows`), so the tokenizer's warning that it is too long is not asked for."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
 
