@@ -42,6 +42,9 @@ CORPUS_HELP = ("annotated documents: NAME.docs.jsonl with NAME.mentions.jsonl be
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="peak learning rate (default: 5e-5 transformer, 0.001 cnn)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--base-model", help="transformer: model folder or hub name (default: the packaged all-MiniLM-L6-v2)")
+@click.option("--layers", type=click.IntRange(min=1),
+              help="transformer: keep the base model's first N layers (default: all); fewer run faster and "
+                   "train more steps in the same minutes")
 @click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1), help="transformer: passes planned")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
               help="transformer: windows per step")
@@ -60,7 +63,8 @@ CORPUS_HELP = ("annotated documents: NAME.docs.jsonl with NAME.mentions.jsonl be
 @click.option("--dropout", default=0.1, type=click.FloatRange(0, 1, max_open=True), show_default=True, help="cnn: dropout")
 def train_mentions(corpora: tuple[Path, ...], out_dir: Path, kind: str, dev: tuple[Path, ...], dev_fraction: float,
                    weak_index: Path | None, weak_contexts: int, types: tuple[str, ...], exclude_types: tuple[str, ...], label: str | None, steps: int | None,
-                   minutes: float, eval_every: int, lr: float | None, seed: int, base_model: str | None, epochs: int,
+                   minutes: float, eval_every: int, lr: float | None, seed: int, base_model: str | None,
+                   layers: int | None, epochs: int,
                    batch_size: int, max_length: int, shape: bool, lexicon: Path | None, width: int, depth: int,
                    embed_rows: int, dropout: float) -> None:
     """Train a mention detector on annotated CORPORA (or, with --weak, unlabelled ones) into OUT (a spaCy pipeline).
@@ -74,7 +78,7 @@ def train_mentions(corpora: tuple[Path, ...], out_dir: Path, kind: str, dev: tup
     if kind == "transformer":
         from linker.train.tagger import TaggerConfig, train_tagger
 
-        result = train_tagger(out_dir, TaggerConfig(**common, base_model=base_model, epochs=epochs,
+        result = train_tagger(out_dir, TaggerConfig(**common, base_model=base_model, layers=layers, epochs=epochs,
                                                     batch_size=batch_size, max_length=max_length, lr=lr or 5e-5,
                                                     shape=shape, lexicon=str(lexicon) if lexicon else None))
         summary = {"steps": result["steps"], "seconds": result["seconds"], "best": result["best"]}
@@ -224,6 +228,9 @@ def _interpolation_weights(text: str) -> tuple[float, ...]:
               help="budget of the mention detector (linker train-mentions --minutes; set-up not counted)")
 @click.option("--detector-kind", type=click.Choice(["transformer", "cnn"]), default="transformer", show_default=True,
               help="the mention detector trained (linker train-mentions --kind)")
+@click.option("--detector-layers", type=click.IntRange(min=1),
+              help="transformer detector: keep the base model's first N layers (linker train-mentions --layers; "
+                   "default: all)")
 @click.option("--lexicon/--no-lexicon", default=True, show_default=True,
               help="transformer detector: the ontology's names found in the text are a feature of each sub-word")
 @click.option("--memory/--no-memory", default=True, show_default=True,
@@ -239,8 +246,8 @@ def _interpolation_weights(text: str) -> tuple[float, ...]:
 def train_pipeline_command(ontology: Path, corpora: tuple[Path, ...], dev: tuple[Path, ...], out_dir: Path,
                            fmt: str | None, types: tuple[str, ...], exclude_types: tuple[str, ...], label: str | None,
                            alt_ids: tuple[Path, ...], embedding_minutes: float, detector_minutes: float,
-                           detector_kind: str, lexicon: bool, memory: bool, refit: bool,
-                           detector: Path | None, model: str | None, seed: int) -> None:
+                           detector_kind: str, detector_layers: int | None, lexicon: bool, memory: bool,
+                           refit: bool, detector: Path | None, model: str | None, seed: int) -> None:
     """Train the embedding model and the mention detector, build the index and choose the linker's settings on
     --dev: one spaCy pipeline folder OUT (spacy.load(OUT), or --pipeline OUT for annotate, evaluate, serve)."""
     from linker.train.pipeline import PipelineConfig, train_pipeline
@@ -249,5 +256,6 @@ def train_pipeline_command(ontology: Path, corpora: tuple[Path, ...], dev: tuple
                             out=str(out_dir), ontology_format=fmt, types=list(types), exclude_types=list(exclude_types),
                             label=label, alt_ids=[str(a) for a in alt_ids], detector=str(detector) if detector else None,
                             model=model, embedding_minutes=embedding_minutes, detector_minutes=detector_minutes,
-                            detector_kind=detector_kind, lexicon=lexicon, memory=memory, refit=refit, seed=seed)
+                            detector_kind=detector_kind, detector_layers=detector_layers, lexicon=lexicon,
+                            memory=memory, refit=refit, seed=seed)
     click.echo(str(train_pipeline(config)))

@@ -378,3 +378,25 @@ def test_outside_penalty_out_of_range_is_a_clear_error() -> None:
 
     with pytest.raises(LinkerError, match="outside_penalty=-1"):
         TransformerTagger(spacy.blank("en"), outside_penalty=-1.0)
+
+
+@pytest.mark.slow
+def test_a_shallower_detector_keeps_the_base_model_s_first_layers(tmp_path: Path) -> None:
+    from linker.train.tagger import TaggerConfig, train_tagger
+
+    corpus = str(Path(__file__).parent / "data" / "mini_corpus.docs.jsonl")
+    config = TaggerConfig(corpora=[corpus], dev=[corpus], label="Phenotype", steps=4, minutes=None, epochs=30,
+                          batch_size=4, eval_every=2, max_length=32, stride=8, lr=1e-4, threads=1, progress_bar=False,
+                          layers=2)
+    train_tagger(tmp_path / "t", config)
+    from safetensors import safe_open
+
+    model = tmp_path / "t" / "linker_tagger" / "model"
+    assert json.loads((model / "config.json").read_text())["num_hidden_layers"] == 2
+    with safe_open(str(model / "model.safetensors"), "pt") as weights:
+        layers = {key.split("encoder.layer.")[1].split(".")[0] for key in weights.keys() if "encoder.layer." in key}
+    assert layers == {"0", "1"}  # the base model's first two layers, nothing of the other four
+    spans = spacy.load(tmp_path / "t").get_pipe("linker_tagger").predict(["The boy had seizures since birth."])
+    assert len(spans) == 1 and all(0 <= s < e for s, e, _, _ in spans[0])  # the 2-layer network runs (ONNX)
+    with pytest.raises(LinkerError, match="--layers 7: the base model .* has 6 layers"):
+        train_tagger(tmp_path / "u", TaggerConfig(**{**config.__dict__, "layers": 7}))

@@ -45,9 +45,10 @@ def test_train_pipeline_writes_a_standalone_pipeline(data_dir: Path, tmp_path: P
     assert Path(linker.memory_path).parent == moved / "concept_linker"
 
 
-@pytest.mark.parametrize(("lexicon", "kind"), [(True, "transformer"), (False, "transformer"), (True, "cnn")])
+@pytest.mark.parametrize(("lexicon", "kind", "layers"), [(True, "transformer", None), (False, "transformer", 3),
+                                                      (True, "cnn", None)])
 def test_pipeline_trains_the_measured_detector(data_dir: Path, tmp_path: Path, monkeypatch, lexicon: bool,
-                                               kind: str) -> None:
+                                               kind: str, layers: int | None) -> None:
     """Without --detector the pipeline trains the transformer tagger with the settings of the measured figures
     and the ontology as its lexicon (or spaCy's ner with --detector-kind cnn)."""
     import linker.train.mentions as cnn_module
@@ -60,14 +61,15 @@ def test_pipeline_trains_the_measured_detector(data_dir: Path, tmp_path: Path, m
     corpus = str(data_dir / "mini_corpus.docs.jsonl")
     ontology = str(data_dir / "mini.obo")
     cfg = PipelineConfig(ontology=ontology, corpora=[corpus], dev=[corpus], out=str(tmp_path), label="Phenotype",
-                         detector_kind=kind, lexicon=lexicon, detector_minutes=7.0, progress=False)
+                         detector_kind=kind, lexicon=lexicon, detector_minutes=7.0, detector_layers=layers,
+                         progress=False)
     assert _detector(cfg, tmp_path) == str(tmp_path / "detector")
     (config,) = seen
     assert config.corpora == [corpus] and config.label == "Phenotype" and config.minutes == 7.0
     if kind == "transformer":
         assert isinstance(config, tagger_module.TaggerConfig)
         assert {k: getattr(config, k) for k in DETECTOR} == DETECTOR
-        assert config.lexicon == (ontology if lexicon else None) and config.shape
+        assert config.lexicon == (ontology if lexicon else None) and config.shape and config.layers == layers
     else:
         assert isinstance(config, cnn_module.DetectorConfig)
 

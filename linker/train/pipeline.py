@@ -80,6 +80,8 @@ class PipelineConfig:
     embedding_minutes: float = RECIPE["minutes"]
     detector_minutes: float = 25.0
     detector_kind: str = "transformer"
+    #: the transformer detector's depth: the base model's first layers kept (None: all)
+    detector_layers: int | None = None
     lexicon: bool = True
     memory: bool = True
     refit: bool = False
@@ -129,7 +131,8 @@ def _detector(cfg: PipelineConfig, work: Path, *, refit: bool = False) -> str:
     elif cfg.detector_kind == "transformer":
         from linker.train.tagger import TaggerConfig, train_tagger
 
-        train_tagger(out, TaggerConfig(**data, **DETECTOR, lexicon=cfg.ontology if cfg.lexicon else None))
+        train_tagger(out, TaggerConfig(**data, **DETECTOR, layers=cfg.detector_layers,
+                                       lexicon=cfg.ontology if cfg.lexicon else None))
     else:
         raise LinkerError(f"detector kind {cfg.detector_kind!r}: use transformer or cnn")
     return str(out)
@@ -265,6 +268,7 @@ def train_pipeline(cfg: PipelineConfig) -> Path:
               "detector": detector, "chosen": chosen, "chosen_detector": chosen_detector, "sweep": rows, "recipe": RECIPE,
               "embedding_minutes": cfg.embedding_minutes, "detector_minutes": cfg.detector_minutes,
               "detector_kind": cfg.detector_kind if cfg.detector is None else "given",
+              "detector_layers": cfg.detector_layers if cfg.detector is None else None,
               "lexicon": cfg.lexicon and cfg.detector is None, "memory": cfg.memory,
               "refit": cfg.refit}
     save_pipeline_into(nlp, out, work / "pipeline.tmp", {REPORT: json.dumps(report, indent=2) + "\n"})

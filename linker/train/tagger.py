@@ -36,6 +36,8 @@ IGNORE = -100
 @dataclass
 class TaggerConfig(DetectorData):
     base_model: str | None = None
+    #: keep the base model's first *layers* transformer layers (None: all): a shallower detector runs faster
+    layers: int | None = None
     epochs: int = 3
     steps: int | None = None
     minutes: float | None = 25.0
@@ -94,6 +96,19 @@ def _windows(docs: Sequence[AnnotatedDoc], tokenizer: Any, label_ids: dict[str, 
             out.append(([cls, *ids[start:end], sep], [IGNORE, *labels[start:end], IGNORE],
                         {kind: [0, *row[start:end], 0] for kind, row in feats.items()}))
     return out
+
+
+def _layers(location: Any, layers: int | None) -> dict[str, int]:
+    """``from_pretrained`` options that keep the first *layers* layers of the base model at *location* (transformers
+    then loads only their weights); a depth the base model does not have is an error, not new random layers."""
+    if layers is None:
+        return {}
+    from transformers import AutoConfig
+
+    have = getattr(AutoConfig.from_pretrained(str(location)), "num_hidden_layers", None)
+    if have is None or not 1 <= layers <= have:
+        raise LinkerError(f"--layers {layers}: the base model {location} has {have} layers; keep 1 to {have}")
+    return {"num_hidden_layers": layers}
 
 
 def _plan(n_windows: int, epochs: int, batch_size: int, seed: int) -> list[list[int]]:
@@ -169,8 +184,9 @@ def train_tagger(out: str | os.PathLike[str], config: TaggerConfig) -> dict[str,
     labels = bio_labels(entity_labels)
     label_ids = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(str(location))
+    depth = _layers(location, config.layers)
     net = AutoModelForTokenClassification.from_pretrained(
-        str(location), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids)
+        str(location), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids, **depth)
     features = None
     if config.feature_kinds():
         setup.set_postfix_str("reading the lexicon" if config.lexicon else "adding features")
