@@ -382,6 +382,8 @@ def test_outside_penalty_out_of_range_is_a_clear_error() -> None:
 
 @pytest.mark.slow
 def test_a_shallower_detector_keeps_the_base_model_s_first_layers(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
     from linker.train.tagger import TaggerConfig, train_tagger
 
     corpus = str(Path(__file__).parent / "data" / "mini_corpus.docs.jsonl")
@@ -389,8 +391,6 @@ def test_a_shallower_detector_keeps_the_base_model_s_first_layers(tmp_path: Path
                           batch_size=4, eval_every=2, max_length=32, stride=8, lr=1e-4, threads=1, progress_bar=False,
                           layers=2)
     train_tagger(tmp_path / "t", config)
-    from safetensors import safe_open
-
     model = tmp_path / "t" / "linker_tagger" / "model"
     assert json.loads((model / "config.json").read_text())["num_hidden_layers"] == 2
     with safe_open(str(model / "model.safetensors"), "pt") as weights:

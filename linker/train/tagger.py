@@ -106,7 +106,10 @@ def _layers(location: Any, layers: int | None) -> dict[str, int]:
     from transformers import AutoConfig
 
     have = getattr(AutoConfig.from_pretrained(str(location)), "num_hidden_layers", None)
-    if have is None or not 1 <= layers <= have:
+    if have is None:
+        raise LinkerError(f"--layers {layers}: the base model {location} does not say how many layers it has; "
+                          "leave --layers out")
+    if not 1 <= layers <= have:
         raise LinkerError(f"--layers {layers}: the base model {location} has {have} layers; keep 1 to {have}")
     return {"num_hidden_layers": layers}
 
