@@ -17,11 +17,16 @@ def is_linked(prop: Proposal, candidates: list[Candidate], conjuncts: dict[str, 
     """Whether :func:`write_entities` links *prop*: its best candidate, or every conjunct of a composite
     mention, at or above *threshold* (1.0 for a detected span its detector is less sure of than
     *min_confidence*: :func:`linker.mentions.proposal.bar`)."""
-    needed = bar(prop, threshold, min_confidence)
+    return _decision(prop, candidates, conjuncts, bar(prop, threshold, min_confidence))[0]
+
+
+def _decision(prop: Proposal, candidates: list[Candidate], conjuncts: dict[str, list[Candidate]],
+              needed: float) -> tuple[bool, list[Candidate] | None]:
+    """(linked, the conjuncts' links when *prop* is a composite mention linked through them) at score *needed*."""
     parts = conjuncts.get(prop.query)
     if parts is not None and min(c.score for c in parts) >= needed:
-        return True
-    return bool(candidates) and candidates[0].score >= needed
+        return True, parts
+    return bool(candidates) and candidates[0].score >= needed, None
 
 
 def write_entities(doc: Doc, text: str, linked: list[tuple[Proposal, list[Candidate]]],
@@ -40,13 +45,9 @@ def write_entities(doc: Doc, text: str, linked: list[tuple[Proposal, list[Candid
     occupied = bytearray(len(doc))  # tokens inside a new entity
     for i, (prop, candidates) in enumerate(linked):
         handled.add((prop.start, prop.end))
-        needed = bar(prop, threshold, min_confidence)
-        ok = is_linked(prop, candidates, conjuncts, needed)
-        parts = conjuncts.get(prop.query)
-        if parts is not None and min(c.score for c in parts) >= needed:
+        ok, parts = _decision(prop, candidates, conjuncts, bar(prop, threshold, min_confidence))
+        if parts is not None:
             candidates = [parts[0]] + [c for c in candidates if c.concept_id != parts[0].concept_id]
-        else:
-            parts = None
         if not ok and not keep_unlinked:
             continue
         span = doc.char_span(prop.start, prop.end, alignment_mode="expand")
