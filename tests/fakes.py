@@ -64,3 +64,21 @@ class HoldAnnotator(KeywordAnnotator):
         while any("<<hold>>" in text for text in texts) and not os.path.exists(self.release):
             time.sleep(0.05)
         return super().__call__(texts)
+
+
+class DieAnnotator(KeywordAnnotator):
+    """A :class:`KeywordAnnotator` whose process ends (``os._exit``) on a text containing ``<<die>>``, once the file
+    *release* exists: a Spark task that fails for good at a moment the test chooses."""
+
+    def __init__(self, release: str) -> None:
+        self.release = release
+
+    def __call__(self, texts: Sequence[str]) -> list[list[Mention]]:
+        import os
+        import time
+
+        if any("<<die>>" in text for text in texts):
+            while not os.path.exists(self.release):
+                time.sleep(0.05)
+            os._exit(3)
+        return super().__call__(texts)

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -222,21 +223,54 @@ def test_a_killed_job_resumes_to_the_output_of_an_uninterrupted_one(spark, tmp_p
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 240
-        while len(list(parts.glob("part-*.parquet"))) < 3:  # every part but the held one (part 1: d3-d5)
+        # every part but the held one (part 1: d3-d5) is finished, and part 0 is already in the output: it is
+        # written while later parts are annotated
+        while len(list(parts.glob("part-*.parquet"))) < 3 or not output.exists() or \
+                output.read_bytes().count(b"\n") < 3:
             assert job.poll() is None, job.stderr.read().decode()[-2000:] if job.stderr else ""
-            assert time.monotonic() < deadline, "the Spark job did not finish its other parts"
+            assert time.monotonic() < deadline, "the Spark job did not finish and write its other parts"
             time.sleep(0.2)
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
+    written = output.read_bytes()
+    assert [json.loads(line)["doc_id"] for line in written.splitlines()] == ["d0", "d1", "d2"]  # not past the held part
     assert sorted(p.name for p in parts.glob("part-*.parquet")) == ["part-00000.parquet", "part-00002.parquet",
                                                                      "part-00003.parquet"]
     release.touch()
     stats = annotate(source, output, annotator=HoldAnnotator(str(release)), engine="spark",
                      spark=SparkOptions("local[2]"), progress=False)
-    assert stats.annotated == 12
+    assert (stats.annotated, stats.skipped) == (9, 3)  # d0-d2 were in the output
     reference = tmp_path / "reference.jsonl"
     annotate(source, reference, annotator=HoldAnnotator(str(release)), processes=1, progress=False)
+    assert output.read_bytes() == reference.read_bytes() and reference.read_bytes().startswith(written)
+
+
+def test_a_failed_task_leaves_the_parts_before_it_in_the_output(spark, tmp_path: Path) -> None:
+    """The output is written while parts are annotated; when a task fails for good, it holds the documents of
+    the parts before the failed one, in order, and the same command resumes it to a local run's output."""
+    from fakes import DieAnnotator
+
+    texts = [f"note {i}: seizures" if i != 4 else "note 4: <<die>> short stature" for i in range(12)]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"doc_id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    output, release = tmp_path / "out.jsonl", tmp_path / "release"
+
+    def release_once_part_0_is_written() -> None:  # part 1 (d3-d5) waits for this before its worker dies
+        deadline = time.monotonic() + 240
+        while (not output.exists() or output.read_bytes().count(b"\n") < 3) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        release.touch()
+
+    threading.Thread(target=release_once_part_0_is_written, daemon=True).start()
+    with pytest.raises(LinkerError, match="failed for good"):
+        annotate(source, output, annotator=DieAnnotator(str(release)), engine="spark",
+                 spark=SparkOptions(partitions=4), progress=False)
+    assert [json.loads(line)["doc_id"] for line in output.read_text().splitlines()] == ["d0", "d1", "d2"]
+    stats = annotate(source, output, annotator=KeywordAnnotator(), engine="spark", progress=False)
+    assert (stats.annotated, stats.skipped) == (9, 3)
+    reference = tmp_path / "reference.jsonl"
+    annotate(source, reference, annotator=KeywordAnnotator(), processes=1, progress=False)
     assert output.read_bytes() == reference.read_bytes()
 
 

@@ -8,7 +8,8 @@
    atomically. A killed job, rerun, annotates only the parts still missing.
 3. **Finish.** Parquet output is the part files themselves. Any other output is written by the project's own
    writer, in input order, from the parts and the input read again, so it equals a local run's byte for byte
-   and resumes as a local run's does.
+   and resumes as a local run's does. It is written while the tasks run: a driver thread writes each part as
+   soon as it and every part before it are finished, so only the last parts are left to write at the end.
 """
 
 from __future__ import annotations
@@ -17,26 +18,25 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tqdm import tqdm
 
-from linker.annotate import (
-    AnnotateStats,
-    batched,
-    pending,
-    progress_bar,
-    start_writing,
-    write_batch,
-)
+from linker.annotate import AnnotateStats, pending, start_writing
 from linker.annotate_plan import Plan, check_same_run
 from linker.errors import LinkerError
 from linker.formats import Document, Failure, Progress, open_writer
 from linker.formats.base import DEFAULT_ID_FIELDS, DEFAULT_TEXT_FIELDS
 from linker.spark.layout import JobLayout, job_dir, read_counts, write_table
-from linker.spark.records import COLUMNS, row_mention
-from linker.spark.session import SparkOptions, run_tasks, spark_session, task_slots, task_threads
+from linker.spark.merge import PartWriter
+from linker.spark.session import (
+    SparkOptions,
+    run_tasks,
+    spark_session,
+    task_slots,
+    task_threads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,9 @@ def run_spark(plan: Plan, stats: AnnotateStats, options: SparkOptions | None, pr
         if not manifest.get("staged"):  # the parts are cut for the task slots of the session
             session = spark_session(options.master, options.conf, progress=progress)
             manifest = _stage_reader(plan, layout, done, options, progress, slots=task_slots(session))
-        _annotate_parts(plan, layout, manifest, options, progress, candidates=None, session=session)
-        started = time.perf_counter()
-        _merge(plan, layout, manifest, writer, done, stats, progress)
-        log.info("wrote %d documents into %s in %.1f s", stats.annotated + stats.failed, plan.output,
-                 time.perf_counter() - started)
+        with PartWriter(plan, layout, manifest, writer, done, stats, progress) as merging:
+            _annotate_parts(plan, layout, manifest, options, progress, candidates=None, session=session,
+                            on_part=merging.wake)
     finally:
         writer.close()
     shutil.rmtree(layout.root, ignore_errors=True)  # every part is in the output now
@@ -181,8 +179,9 @@ def _column(columns: list[str], wanted: str | None, defaults: tuple[str, ...], o
 
 # -- annotation --------------------------------------------------------------------------------------------------
 def _annotate_parts(plan: Plan, layout: JobLayout, manifest: dict[str, Any], options: SparkOptions, progress: bool,
-                    candidates: int | None, session: Any = None) -> None:
-    """Annotate every part without a mentions file, one Spark task each, with a progress bar over documents."""
+                    candidates: int | None, session: Any = None, on_part: Callable[[], None] | None = None) -> None:
+    """Annotate every part without a mentions file, one Spark task each, with a progress bar over documents;
+    *on_part* is called as each part's file appears."""
     parts = int(manifest["parts"])
     missing = [part for part in range(parts) if part not in set(layout.finished(parts))]
     if not missing:
@@ -200,7 +199,8 @@ def _annotate_parts(plan: Plan, layout: JobLayout, manifest: dict[str, Any], opt
         # shown from the start: the first parts finish only once each worker has loaded its pipeline
         run_tasks(session, missing, task, f"concept-linker: annotate {len(missing)} parts of {plan.input}",
                   lambda part: layout.mentions_part(part).exists(),
-                  lambda part: bar.update(sizes[part] if sizes else 1), "parts", tick=bar.refresh)
+                  lambda part: (bar.update(sizes[part] if sizes else 1), on_part and on_part()), "parts",
+                  tick=bar.refresh)
     log.info("annotated %d parts in %.1f s", len(missing), time.perf_counter() - started)
 
 
@@ -307,44 +307,6 @@ def _run_into_parquet(plan: Plan, layout: JobLayout, stats: AnnotateStats, optio
                     mentions=sum(c["mentions"] for c in counts))
     layout.save_manifest(manifest)
     shutil.rmtree(layout.input_dir, ignore_errors=True)  # a copy of the input, no longer needed
-
-
-# -- the project's own formats -----------------------------------------------------------------------------------
-def _merge(plan: Plan, layout: JobLayout, manifest: dict[str, Any], writer: Any, done: Progress,
-           stats: AnnotateStats, progress: bool) -> None:
-    """Write every document into *writer* in input order, its mentions (or failure) taken from the parts."""
-    assert plan.reader is not None
-    staged = _staged_results(layout, int(manifest["parts"]))
-    total = plan.reader.estimate_total()
-    remaining = None if total is None else max(0, total - len(done.done_ids) - len(done.failed_where))
-    with progress_bar(remaining, progress, "writing") as bar:
-        for batch in batched(pending(plan.reader, done, stats), plan.batch_size):
-            write_batch(writer, batch, [_result_of(doc, staged) for doc in batch.documents], stats, bar)
-
-
-def _result_of(doc: Document, staged: Iterator[tuple[str, list[dict[str, Any]]]]) -> Any:
-    for doc_id, rows in staged:
-        if doc_id == doc.doc_id:
-            errors = [row["error"] for row in rows if row["error"] is not None]
-            return errors[0] if errors else [row_mention(row) for row in rows]
-    raise LinkerError(f"document {doc.doc_id} ({doc.where}) is not among the parts staged from the input: the input "
-                      "changed since this run started; run again with --overwrite")
-
-
-def _staged_results(layout: JobLayout, parts: int) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Each staged document id in order, with its rows from the part files (none for a document without mentions)."""
-    import pyarrow.parquet as pq
-
-    for part in range(parts):
-        ids = pq.read_table(layout.input_part(part, table=False), columns=["doc_id"]).column("doc_id").to_pylist()
-        rows = pq.read_table(layout.mentions_part(part), columns=list(COLUMNS)).to_pylist()
-        at = 0
-        for doc_id in ids:
-            mine = []
-            while at < len(rows) and rows[at]["doc_id"] == doc_id:
-                mine.append(rows[at])
-                at += 1
-            yield doc_id, mine
 
 
 __all__ = ["run_spark"]
