@@ -49,14 +49,32 @@ ENGINES = {  # label: extra linker annotate arguments
 }
 
 
-class MemorySampler:
+class Sampler:
+    """A daemon thread running :meth:`_run` from ``with`` to its end; ``_stop`` tells it to finish."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class MemorySampler(Sampler):
     """Peak RSS (MiB) of the Spark JVM and of its largest Python worker, sampled from /proc while it runs."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.jvm = 0.0
         self.worker = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(0.25):
@@ -74,22 +92,13 @@ class MemorySampler:
                 elif "pyspark.daemon" in cmdline or "pyspark.worker" in cmdline:
                     self.worker = max(self.worker, rss)
 
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-class OutputWatcher:
+class OutputWatcher(Sampler):
     """(seconds, documents written) of a JSONL output as it grows, sampled every 50 ms from a thread."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.path, self.samples = path, [(0.0, 0)]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         started, offset, lines = time.perf_counter(), 0, 0
@@ -113,14 +122,6 @@ class OutputWatcher:
         if half is None or end is None or end <= half[0]:
             return float("nan")
         return (total - half[1]) / (end - half[0])
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run_annotate(corpus: Path, out: Path, index: Path, extra: list[str], total: int) -> tuple[float, float, dict[str, float]]:
