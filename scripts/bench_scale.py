@@ -12,8 +12,8 @@ then a fresh process loads the index (cold load: ``ConceptIndex.load`` + FAISS +
 times 200 single queries (p50/p99, warm) and a batch of 1,000 through ``search_vectors``, and reports its
 peak RSS. It does so twice: first with the index folder's files evicted from the page cache
 (``posix_fadvise(DONTNEED)``: a start from disk, whatever the build left cached), then again with the pages
-the first run read still cached (a server that has read its index once); the table shows both, disk / cached. The queries are real: 1,000 distinct mention texts of ``--mentions`` (e.g. NCBI-disease and
-BC5CDR dev) embedded by the base index's encoder, so they sit where mentions sit near real names. Two
+the first run read still cached (a server that has read its index once); the table shows both, disk / cached.
+The queries are real: 1,000 distinct mention texts of ``--mentions`` (e.g. NCBI-disease and BC5CDR dev) embedded by the base index's encoder, so they sit where mentions sit near real names. Two
 recalls against an exact search: the one the build measured (on 500 other mention texts, or on
 ``--calibration`` texts of ``--calibration-mentions``, which the build calibrates its compressed index on:
 ``build_index(calibration=…)``, half tuned on, half reported on) and wrote into meta.json, and, from a third process (so its reads of the vectors do not count in the search's RSS), the
