@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -92,9 +94,56 @@ def search_params(factory: str) -> dict[str, int]:
     return {}
 
 
-def read(path: str) -> faiss.Index:
+#: Read in chunks of this many bytes by :func:`preread`.
+PREREAD_CHUNK = 16 << 20
+
+
+def copies_codes(factory: str) -> bool:
+    """Whether FAISS copies this index kind's codes out of a memory-mapped file when it reads it (4-bit fast-scan
+    PQ lists, as in the ``ivf-pq`` preset) rather than leaving them mapped."""
+    return re.search(r"PQ\d+x4fs", factory) is not None
+
+
+#: Places in a file where :func:`resident` looks for cached pages.
+RESIDENT_SAMPLES = 64
+
+
+def resident(path: str) -> bool:
+    """Whether *path* looks fully in the page cache: a one-byte read that must not wait for the disk
+    (``RWF_NOWAIT``) succeeds at :data:`RESIDENT_SAMPLES` evenly spaced places. False where the system cannot tell."""
+    flag = getattr(os, "RWF_NOWAIT", None)
+    if flag is None or not hasattr(os, "preadv"):
+        return False
+    size, byte = os.path.getsize(path), bytearray(1)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for i in range(RESIDENT_SAMPLES):
+            os.preadv(fd, [byte], size * i // RESIDENT_SAMPLES, flag)
+    except OSError:  # BlockingIOError: that page is on disk only; EOPNOTSUPP: the file system cannot tell
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def preread(path: str) -> None:
+    """Read *path* once from start to end, through the page cache, unless it is there already (:func:`resident`).
+    FAISS copies a mapped file's fast-scan lists page by page; from a cold disk that ran at ~140 MB/s where a
+    sequential read ran at ~440 MB/s (10M names: 11.1 s against 3.4 s for both steps)."""
+    if resident(path):
+        return
+    chunk = bytearray(PREREAD_CHUNK)
+    with open(path, "rb", buffering=0) as fh:
+        while fh.readinto(chunk):
+            pass
+
+
+def read(path: str, prefetch: bool = False) -> faiss.Index:
     """Read an index file, memory-mapped where its type allows (flat codes: the vectors stay on disk until
-    searches touch them), else into memory."""
+    searches touch them), else into memory; *prefetch* reads the file sequentially first (:func:`preread`), for
+    kinds whose codes are copied (:func:`copies_codes`)."""
+    if prefetch:
+        preread(path)
     try:
         return faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
     except (RuntimeError, AttributeError):

@@ -94,7 +94,8 @@ class ConceptIndex:
 
         integrity.check(self.path, self.meta, FAISS_FILE)
         try:
-            index = faiss_util.read(str(self.path / FAISS_FILE))
+            index = faiss_util.read(str(self.path / FAISS_FILE),
+                                    prefetch=faiss_util.copies_codes(self.meta["faiss"].get("factory", "")))
         except RuntimeError as err:  # faiss reports a truncated or foreign file as a RuntimeError
             raise IndexMismatchError(f"{self.path}: damaged {FAISS_FILE} ({str(err).splitlines()[0][:200]}); "
                                      "rebuild the index (linker build … --force)") from None

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import HashEncoder
 
-from linker import rescoring
+from linker import faiss_util, rescoring
 from linker.build import build_index
 from linker.errors import IndexMismatchError, IndexNotFoundError, LinkerError
 from linker.index import ConceptIndex
@@ -139,8 +139,11 @@ def many_names(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["hnsw-sq8", "ivf-sq8", "ivf-pq"])
-def test_compressed_presets_rescore_and_record_their_recall(many_names: Path, tmp_path: Path, kind: str) -> None:
+def test_compressed_presets_rescore_and_record_their_recall(many_names: Path, tmp_path: Path, kind: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     encoder = HashEncoder(dimension=32)
+    preread, read = [], faiss_util.preread
+    monkeypatch.setattr(faiss_util, "preread", lambda path: (preread.append(Path(path).name), read(path)))
     folder = build_index(Source.open(many_names), tmp_path / kind, encoder=encoder, faiss_kind=kind, progress=False)
     meta = json.loads((folder / "meta.json").read_text())["faiss"]
     shortlists = rescoring.REFINED_SHORTLISTS if kind == "ivf-pq" else rescoring.SHORTLISTS  # ivf-pq: Refine codes
@@ -164,6 +167,8 @@ def test_compressed_presets_rescore_and_record_their_recall(many_names: Path, tm
     index = ConceptIndex.load(folder, encoder=encoder)
     queries = ["name 17 variant 1", "name 1999 variant 2 or so", "variant 0 of name 5"]
     ours = index.search(queries, k=5)
+    # the file is read through once before FAISS maps it only where FAISS copies the codes (4-bit fast-scan lists)
+    assert preread == (["faiss.index"] if kind == "ivf-pq" else [])
     assert ours[0][0].concept_id == "C00017" and ours[0][0].exact and len(ours[1]) == 5
     for query, row in zip(queries[1:], ours[1:]):  # re-scored: exact inner products (float16 rows), best first
         assert [c.score for c in row] == sorted((c.score for c in row), reverse=True)
@@ -206,8 +211,6 @@ def test_calibration_queries_read_from_text_or_mentions(tmp_path: Path) -> None:
 
 
 def test_auto_stays_flat_for_small_ontologies(data_dir: Path, tmp_path: Path) -> None:
-    from linker import faiss_util
-
     folder = build_index(Source.open(data_dir / "mini.obo"), tmp_path / "auto", encoder=HashEncoder(), progress=False)
     assert json.loads((folder / "meta.json").read_text())["faiss"]["preset"] == "flat"
     assert faiss_util.preset("auto", faiss_util.AUTO_FLAT_MAX + 1) == "ivf-pq"
