@@ -178,6 +178,15 @@ def test_compressed_presets_rescore_and_record_their_recall(many_names: Path, tm
         assert recall["recall@10"] >= 0.9
 
 
+def test_a_file_just_written_is_resident(tmp_path: Path) -> None:
+    """The probe that spares a cached index the read-through: pages just written are in the page cache."""
+    import os
+
+    path = tmp_path / "codes.bin"
+    path.write_bytes(os.urandom(3 << 20))
+    assert faiss_util.resident(str(path)) is hasattr(os, "RWF_NOWAIT")  # False where the system cannot tell
+
+
 def test_compressed_index_calibrated_on_given_queries(many_names: Path, tmp_path: Path) -> None:
     encoder = HashEncoder(dimension=32)
     queries = [f"variant {v} of name {c}" for c in range(0, 2000, 10) for v in range(2)]
