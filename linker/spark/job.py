@@ -195,17 +195,16 @@ def _annotate_parts(plan: Plan, layout: JobLayout, manifest: dict[str, Any], opt
              session.sparkContext.master, threads)
     started = time.perf_counter()
     unit, total = ("doc", sum(sizes[part] for part in missing)) if sizes else ("part", len(missing))
-
-    def finished(part: int, bar: tqdm) -> None:
-        bar.update(sizes[part] if sizes else 1)
-        if on_part is not None:
-            on_part()
-
     with tqdm(total=total, unit=unit, desc="annotating", disable=not progress, dynamic_ncols=True) as bar:
+
+        def finished(part: int) -> None:
+            bar.update(sizes[part] if sizes else 1)
+            if on_part is not None:
+                on_part()
+
         # shown from the start: the first parts finish only once each worker has loaded its pipeline
         run_tasks(session, missing, task, f"concept-linker: annotate {len(missing)} parts of {plan.input}",
-                  lambda part: layout.mentions_part(part).exists(),
-                  lambda part: finished(part, bar), "parts", tick=bar.refresh)
+                  layout.is_finished, finished, "parts", tick=bar.refresh)
     log.info("annotated %d parts in %.1f s", len(missing), time.perf_counter() - started)
 
 

@@ -48,8 +48,12 @@ class JobLayout:
     def failures_part(self, part: int | str) -> Path:
         return self.failures_dir / (self.part_name(part) if isinstance(part, int) else f"part-{part}.parquet")
 
+    def is_finished(self, part: int) -> bool:
+        """A part is finished exactly when its mentions file exists (written last, atomically)."""
+        return self.mentions_part(part).exists()
+
     def finished(self, parts: int) -> list[int]:
-        return [part for part in range(parts) if self.mentions_part(part).exists()]
+        return [part for part in range(parts) if self.is_finished(part)]
 
     # -- manifest ----------------------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:

@@ -53,7 +53,7 @@ class PartWriter:
 
     def _wait(self, part: int) -> None:
         with self._changed:
-            while not self.layout.mentions_part(part).exists():
+            while not self.layout.is_finished(part):
                 if self._stopped:
                     raise _Stopped(part)
                 self._changed.wait(0.5)  # woken by wake(); the timeout only bounds a missed wake-up
