@@ -332,6 +332,6 @@ def _index_from_chunks(gather: Callable[[np.ndarray], np.ndarray], n_distinct: i
     with tqdm(total=len(term_rows), unit="vectors", desc="indexing", disable=not progress, smoothing=0.1) as bar:
         for start in range(0, len(term_rows), ADD_BLOCK):
             block = gather(term_rows[start:start + ADD_BLOCK])
-            index.add(block)
+            faiss_util.add(index, block)
             bar.update(len(block))
     return faiss_util.to_cpu(index)

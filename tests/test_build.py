@@ -130,6 +130,25 @@ def test_faiss_kinds(data_dir: Path, tmp_path: Path, kind: str, factory: str) ->
     assert top.concept_id == "HP:0000105" and top.exact
 
 
+def test_auto_above_the_flat_bound_builds_one_graph_that_answers_as_flat(many_names: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dictionary over the flat bound gets the graph preset, calibrated against an exact search, grown the
+    same way by every build (a resumed or Spark build must equal a local one), with flat's best names."""
+    monkeypatch.setattr(faiss_util, "AUTO_FLAT_MAX", 1_000)  # the 6,000 names are "large"
+    encoder = HashEncoder(dimension=32)
+    graphs = [build_index(Source.open(many_names), tmp_path / f"auto{i}", encoder=encoder, progress=False)
+              for i in range(2)]
+    flat = build_index(Source.open(many_names), tmp_path / "flat", encoder=encoder, faiss_kind="flat", progress=False)
+    meta = json.loads((graphs[0] / "meta.json").read_text())["faiss"]
+    assert meta["preset"] == "hnsw" and meta["factory"] == "HNSW32,Flat" and "efSearch" in meta["search_params"]
+    assert meta["recall"]["recall@10"] >= 0.9
+    assert (graphs[0] / "faiss.index").read_bytes() == (graphs[1] / "faiss.index").read_bytes()
+    queries = [f"variant {v} of name {c}" for c in range(0, 2000, 40) for v in range(3)]
+    by_graph, by_flat = (ConceptIndex.load(folder, encoder=encoder).search(queries, k=1) for folder in (graphs[0], flat))
+    agree = sum(g[0].concept_id == f[0].concept_id for g, f in zip(by_graph, by_flat))
+    assert agree >= 0.95 * len(queries), f"{agree} of {len(queries)} queries found flat's best concept"
+
+
 @pytest.fixture(scope="module")
 def many_names(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A TSV ontology of 6,000 names (2,000 concepts of 3 names each): enough to train IVF and product codes."""
@@ -222,7 +241,11 @@ def test_calibration_queries_read_from_text_or_mentions(tmp_path: Path) -> None:
 def test_auto_stays_flat_for_small_ontologies(data_dir: Path, tmp_path: Path) -> None:
     folder = build_index(Source.open(data_dir / "mini.obo"), tmp_path / "auto", encoder=HashEncoder(), progress=False)
     assert json.loads((folder / "meta.json").read_text())["faiss"]["preset"] == "flat"
-    assert faiss_util.preset("auto", faiss_util.AUTO_FLAT_MAX + 1) == "ivf-pq"
+    # on a CPU: flat, then a graph, then product codes; a GPU scans exactly up to the graph's bound
+    assert [faiss_util.preset("auto", n, gpu=False) for n in (faiss_util.AUTO_FLAT_MAX, faiss_util.AUTO_FLAT_MAX + 1,
+            faiss_util.AUTO_GRAPH_MAX, faiss_util.AUTO_GRAPH_MAX + 1)] == ["flat", "hnsw", "hnsw", "ivf-pq"]
+    assert [faiss_util.preset("auto", n, gpu=True) for n in (faiss_util.AUTO_GRAPH_MAX,
+            faiss_util.AUTO_GRAPH_MAX + 1)] == ["flat", "ivf-pq"]
     # 4 sqrt(n) lists, trained on 39 names per list once that is more than the usual sample; 4-bit codes
     # scanned, 8-bit codes of the same sub-vectors to re-rank by: 48 + 96 bytes a name
     assert faiss_util.factory_string("ivf-pq", 2_000_000, 384, gpu=False) == "IVF5656,PQ96x4fs,Refine(PQ96x8)"
