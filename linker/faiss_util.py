@@ -32,7 +32,8 @@ RESCORED = {"ivf-sq8", "hnsw-sq8", "ivf-pq"}
 #: it a single query's scan costs more than embedding the query (MEDIC's 78k names: 15.7 ms against 6.8 ms on 2
 #: vCPUs), so ``auto`` takes a graph (:data:`AUTO_MEDIUM`: 1.4 ms, acc@1 of the 4,981 NCBI + BC5CDR dev mentions
 #: 0.7797 against flat's 0.7807) up to :data:`AUTO_GRAPH_MAX` vectors (1.5 GB at 384 dimensions), then
-#: :data:`AUTO_LARGE`.
+#: :data:`AUTO_LARGE`. A graph whose calibration does not reach the recall target is replaced by a flat index at
+#: build (:func:`linker.build.build_index`).
 AUTO_FLAT_MAX = 50_000
 AUTO_MEDIUM = "hnsw"
 AUTO_GRAPH_MAX = 1_000_000

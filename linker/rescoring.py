@@ -309,7 +309,7 @@ def calibrate(index: Any, vectors: RowFile | np.ndarray | None, gather: Callable
     at1, atk, error = _recall(found, report_truth, report_rows, term_rows, k)
     return chosen, shortlist, {"recall@1": round(at1, 4), f"recall@{k}": round(atk, 4), "se": round(error, 4),
                                "queries": len(report_queries), "query": note, "target": TARGET_RECALL,
-                               "margin_se": MARGIN_SE, "tuned": tried}
+                               "margin_se": MARGIN_SE, "reached": cleared, "tuned": tried}
 
 
 def read_queries(path: Path) -> list[str]:

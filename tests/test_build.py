@@ -141,12 +141,31 @@ def test_auto_above_the_flat_bound_builds_one_graph_that_answers_as_flat(many_na
     flat = build_index(Source.open(many_names), tmp_path / "flat", encoder=encoder, faiss_kind="flat", progress=False)
     meta = json.loads((graphs[0] / "meta.json").read_text())["faiss"]
     assert meta["preset"] == "hnsw" and meta["factory"] == "HNSW32,Flat" and "efSearch" in meta["search_params"]
-    assert meta["recall"]["recall@10"] >= 0.9
+    assert meta["recall"]["reached"] and meta["recall"]["recall@10"] >= 0.9
     assert (graphs[0] / "faiss.index").read_bytes() == (graphs[1] / "faiss.index").read_bytes()
     queries = [f"variant {v} of name {c}" for c in range(0, 2000, 40) for v in range(3)]
     by_graph, by_flat = (ConceptIndex.load(folder, encoder=encoder).search(queries, k=1) for folder in (graphs[0], flat))
     agree = sum(g[0].concept_id == f[0].concept_id for g, f in zip(by_graph, by_flat))
     assert agree >= 0.95 * len(queries), f"{agree} of {len(queries)} queries found flat's best concept"
+
+
+def test_auto_builds_flat_where_the_graph_misses_the_recall_target(many_names: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graph that calibration cannot bring to the target is no index for ``auto``: an exact one is built, and
+    meta.json says why; asked for by name, the graph is kept with the recall it reached."""
+    monkeypatch.setattr(faiss_util, "AUTO_FLAT_MAX", 1_000)
+    monkeypatch.setattr(rescoring, "TARGET_RECALL", 1.01)  # out of any index's reach
+    encoder = HashEncoder(dimension=32)
+    auto = build_index(Source.open(many_names), tmp_path / "auto", encoder=encoder, progress=False)
+    meta = json.loads((auto / "meta.json").read_text())["faiss"]
+    assert meta["preset"] == "flat" and meta["factory"] == "Flat" and meta["search_params"] == {}
+    assert meta["auto_fallback"]["preset"] == "hnsw" and meta["auto_fallback"]["reached"] is False
+    assert faiss.read_index(str(auto / "faiss.index")).ntotal == 6000
+    top = ConceptIndex.load(auto, encoder=encoder).search(["name 17 variant 1"], k=1)[0][0]
+    assert top.concept_id == "C00017" and top.exact
+    named = json.loads((build_index(Source.open(many_names), tmp_path / "hnsw", encoder=encoder, faiss_kind="hnsw",
+                                    progress=False) / "meta.json").read_text())["faiss"]
+    assert named["preset"] == "hnsw" and named["recall"]["reached"] is False and "auto_fallback" not in named
 
 
 @pytest.fixture(scope="module")
