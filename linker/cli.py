@@ -66,7 +66,7 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option("--faiss", "faiss_kind", default="auto", show_default=True,
               help="index kind: flat (exact), hnsw, ivf, or compressed with the shortlist re-scored from float16 "
                    "vectors: ivf-sq8, hnsw-sq8, ivf-pq (4-bit product codes, SIMD scan, re-ranked by 8-bit ones; "
-                   "3/32 of flat); auto = flat up to 50k names, hnsw up to 1M, ivf-pq above; or a FAISS factory string. "
+                   "3/32 of flat); auto = flat up to 50k names, hnsw up to 1M where it reaches the recall target (else flat), ivf-pq above; or a FAISS factory string. "
                    "Compressed kinds record their recall against flat in meta.json (linker info)")
 @click.option("--calibrate-on", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="compressed kinds: queries to tune and report recall on (a text per line, or a mentions .jsonl); "

@@ -165,10 +165,17 @@ def child_search(args: argparse.Namespace) -> None:
 
 
 def child_truth(args: argparse.Namespace) -> None:
-    """recall@1/@10 of the names the search child found against an exact search over the float16 vectors."""
+    """recall@1/@10 of the names the search child found against an exact search over the float16 vectors (a
+    compressed index), or over the float32 vectors an uncompressed approximate index (a graph) holds itself."""
     from linker import rescoring
 
-    vectors = np.load(args.out / rescoring.VECTORS_FILE, mmap_mode="r")
+    if (args.out / rescoring.VECTORS_FILE).exists():
+        vectors = np.load(args.out / rescoring.VECTORS_FILE, mmap_mode="r")
+    else:
+        import faiss
+
+        index = faiss.read_index(str(args.out / "faiss.index"))
+        vectors = index.reconstruct_n(0, index.ntotal)
     truth = rescoring.exact_top(np.load(args.queries), lambda rows: vectors[rows].astype(np.float32),
                                 np.arange(len(vectors)), RECALL_K)
     found = np.load(args.out / "found.npy")
@@ -330,7 +337,7 @@ def main() -> None:
             evict(out)  # a start from disk, whatever the build left in the page cache
             row.update(child("search", args, source, out, preset), page_cache="evicted")
             row["cached"] = child("search", args, source, out, preset)  # the pages the first search read, cached
-            if (out / "vectors.f16.npy").exists():  # flat is the exact search itself
+            if json.loads((out / "meta.json").read_text())["faiss"]["preset"] != "flat":  # flat: the exact search
                 row.update(child("truth", args, source, out, preset))
             faiss_meta = json.loads((out / "meta.json").read_text())["faiss"]
             row["factory"] = faiss_meta["factory"]
