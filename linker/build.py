@@ -157,8 +157,7 @@ def build_index(
         log.info("indexing %d vectors with FAISS %s", len(term_rows), factory)
         gather = _gatherer(paths, chunk_size, encoder.dimension)
         index = _index_from_chunks(gather, len(first_ids), term_rows, factory, progress)
-        faiss_meta: dict[str, Any] = {"preset": preset, "factory": factory, "metric": "inner_product",
-                                      "search_params": faiss_util.search_params(factory)}
+        faiss_meta = _faiss_meta(preset, factory)
         arrays = [TERM_CONCEPTS_FILE, CONCEPT_IDS_FILE]
         if preset in faiss_util.RESCORED:
             with ticking("writing float16 vectors for re-scoring", progress):
@@ -182,9 +181,9 @@ def build_index(
                 log.warning("the %s index did not reach recall@10 %s of an exact search on the tuning queries; "
                             "auto builds an exact (flat) index instead", preset, rescoring.TARGET_RECALL)
                 graph = {"preset": preset, "factory": factory, **faiss_meta["recall"]}
-                index = _index_from_chunks(gather, len(first_ids), term_rows, "Flat", progress)
-                faiss_meta = {"preset": "flat", "factory": "Flat", "metric": "inner_product", "search_params": {},
-                              "auto_fallback": graph}
+                flat = faiss_util.ALIASES["flat"]
+                index = _index_from_chunks(gather, len(first_ids), term_rows, flat, progress)
+                faiss_meta = {**_faiss_meta("flat", flat), "auto_fallback": graph}
         faiss.write_index(index, str(state_dir / (FAISS_FILE + ".tmp")))
         for name in arrays:
             os.replace(state_dir / name, out / name)
@@ -213,6 +212,12 @@ def build_index(
         shutil.rmtree(state_dir)
         log.info("built %s in %.1f s", out, seconds)
         return out
+
+
+def _faiss_meta(preset: str, factory: str) -> dict[str, Any]:
+    """meta.json's ``faiss`` entry of a new index, before any calibration."""
+    return {"preset": preset, "factory": factory, "metric": "inner_product",
+            "search_params": faiss_util.search_params(factory)}
 
 
 def _write_concept_arrays(db_path: Path, folder: Path) -> None:
