@@ -168,7 +168,7 @@ def gpu_count() -> int:
 
 def to_gpu(index: faiss.Index) -> faiss.Index:
     """Move *index* to all GPUs when the installed faiss has them and the index type runs there."""
-    if gpu_count() == 0 or isinstance(index, faiss.IndexHNSW) or "HNSW" in type(index).__name__:
+    if gpu_count() == 0 or is_graph(index):
         return index
     try:
         return faiss.index_cpu_to_all_gpus(index)
@@ -210,8 +210,13 @@ def add(index: faiss.Index, vectors: np.ndarray) -> None:
     before it in a fixed order: with several threads concurrent insertions see each other in the order they
     happen to run, so two builds of one dictionary (a resumed one, a Spark one) could differ. On 2 vCPUs the
     78k MEDIC names take 17-19 s on one thread, 10 s on two."""
-    with single_thread(isinstance(index, faiss.IndexHNSW)):
+    with single_thread(is_graph(index)):
         index.add(vectors)
+
+
+def is_graph(index: faiss.Index) -> bool:
+    """Whether *index* is an HNSW graph (which FAISS runs on CPUs only, and grows thread-order dependently)."""
+    return isinstance(index, faiss.IndexHNSW) or "HNSW" in type(index).__name__
 
 
 def apply_params(index: faiss.Index, params: dict[str, Any]) -> None:
