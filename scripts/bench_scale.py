@@ -337,9 +337,9 @@ def main() -> None:
             evict(out)  # a start from disk, whatever the build left in the page cache
             row.update(child("search", args, source, out, preset), page_cache="evicted")
             row["cached"] = child("search", args, source, out, preset)  # the pages the first search read, cached
-            if json.loads((out / "meta.json").read_text())["faiss"]["preset"] != "flat":  # flat: the exact search
-                row.update(child("truth", args, source, out, preset))
             faiss_meta = json.loads((out / "meta.json").read_text())["faiss"]
+            if faiss_meta["preset"] != "flat":  # flat: the exact search itself
+                row.update(child("truth", args, source, out, preset))
             row["factory"] = faiss_meta["factory"]
             row["search_params"], row["shortlist"] = faiss_meta["search_params"], faiss_meta.get("rescore")
             row["tuned"] = (faiss_meta.get("recall") or {}).get("tuned")
