@@ -64,16 +64,20 @@ class PipelineAnnotator:
 
     def load(self) -> Any:
         if self._nlp is None:
+            from linker.spacy_import import import_spacy
+
+            import_spacy(self.pipeline)
             from linker.pipeline import load_pipeline
 
             self._nlp = load_pipeline(self.index, pipeline=self.pipeline, **self.config)
         return self._nlp
 
     def __call__(self, texts: Sequence[str]) -> list[list[Mention]]:
+        nlp = self.load()  # first: it decides how spaCy is imported
         from linker.extensions import pipe_texts
         from linker.pipeline import doc_mentions
 
-        return [doc_mentions(doc) for doc in pipe_texts(self.load(), texts)]
+        return [doc_mentions(doc) for doc in pipe_texts(nlp, texts)]
 
 
 @dataclass(slots=True)

@@ -312,6 +312,10 @@ def evaluate(mentions: Path | None, index_dir: Path | None, alt_ids: tuple[Path,
              json_out: Path | None, pipeline: Path | None) -> None:
     """Score normalisation of gold MENTIONS (JSONL or PubTator): acc@1, acc@5, MRR; end to end with --docs;
     similarity with --pairs."""
+    if docs is not None:
+        from linker.spacy_import import import_spacy
+
+        import_spacy(pipeline)
     from linker.evaluate import evaluate as run_evaluation
     from linker.evaluate import format_table
 
@@ -420,6 +424,9 @@ def annotate(input_path: str, output: str, index_dir: Path | None, input_format:
 def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch: int, max_annotate: int,
           read_timeout: float, pipeline: Path | None) -> None:
     """Serve lookup, annotation and concept cards over HTTP (JSON; OpenAPI at /docs and /openapi.json)."""
+    from linker.spacy_import import import_spacy
+
+    import_spacy(pipeline)
     from linker.server import ServerLimits
     from linker.server import serve as run
 
@@ -440,6 +447,9 @@ def serve(index_dir: Path | None, host: str, port: int, max_body: int, max_batch
 def render(texts: tuple[str, ...], files: tuple[Path, ...], out: Path, index_dir: Path | None,
            sources: tuple[str, ...], threshold: float | None) -> None:
     """Write an HTML page (displaCy) of TEXTS or --file documents with linked spans highlighted."""
+    from linker.spacy_import import import_spacy
+
+    import_spacy()
     from linker.formats.textdir import read_text_file
     from linker.pipeline import load_pipeline
     from linker.render import render_docs, write_html
