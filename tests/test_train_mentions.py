@@ -321,6 +321,44 @@ def test_onnx_backends_tag_as_torch_does(tagger: Path, tmp_path: Path, monkeypat
         loaded("tpu")
 
 
+def test_the_detector_s_tokenizer_is_read_without_transformers_and_splits_as_it() -> None:
+    from transformers import AutoTokenizer
+
+    from linker.encoders import default_model_path
+    from linker.mentions.subwords import Subwords
+    from linker.mentions.transformer import encode_text
+
+    hf, fast = AutoTokenizer.from_pretrained(str(default_model_path())), Subwords.load(default_model_path())
+    assert fast is not None
+    assert (fast.cls_token_id, fast.sep_token_id, fast.pad_token_id) == (hf.cls_token_id, hf.sep_token_id,
+                                                                         hf.pad_token_id)
+    texts = ["Ménière’s disease, ﬁbrosis — naïve ½ α-thalassemia (HbH)", "", "IgA-nephropathy/ALS 4", "fever " * 700]
+    for text in texts:
+        assert encode_text(fast, text) == encode_text(hf, text)
+
+
+@pytest.mark.slow
+def test_a_detector_on_onnx_loads_without_torch_or_transformers(tagger: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    texts = ["The boy had seizures and short stature since birth.", "Her fever resolved, but fatigue persisted."]
+    settings = {"components": {"linker_tagger": {"backend": "onnx-float32"}}}
+    here = spacy.load(tagger, config=settings).get_pipe("linker_tagger").predict_spans(texts)  # exports the graph
+    script = f"""
+import json, sys
+from linker.spacy_import import import_spacy
+import_spacy({str(tagger)!r})
+import spacy
+spans = spacy.load({str(tagger)!r}, config={settings!r}).get_pipe("linker_tagger").predict_spans({texts!r})
+print(json.dumps({{"spans": spans, "modules": [m for m in ("torch", "transformers") if m in sys.modules]}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["modules"] == [] and record["spans"] == [[list(span) for span in spans] for spans in here]
+
+
 def test_an_unwritable_export_cache_is_a_clear_error(tmp_path: Path) -> None:
     from linker.mentions.tagger_onnx import ensure_tagger_export
 

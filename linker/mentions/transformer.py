@@ -169,12 +169,12 @@ class TransformerTagger:
         self._model: Any = None
         self._tokenizer: Any = None
         self._features: SubwordFeatures | None = None
-        self._config: Any = None
+        self._labels: list[str] = []
         self._onnx: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_model=None, _tokenizer=None, _features=None, _config=None, _onnx=None)
+        state.update(_model=None, _tokenizer=None, _features=None, _labels=[], _onnx=None)
         return state
 
     # -- the model -------------------------------------------------------------------------------------------
@@ -183,16 +183,20 @@ class TransformerTagger:
             return
         if self.model_path is None:
             raise LinkerError("linker_tagger has no model: load a trained pipeline (spacy.load) or pass model=DIR")
-        from transformers import AutoConfig, AutoTokenizer
+        from linker.devices import cuda_available
+        from linker.mentions.subwords import Subwords, model_labels
 
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self._labels = model_labels(self.model_path)
         self._features = SubwordFeatures.load(Path(self.model_path))
-        self._config = AutoConfig.from_pretrained(self.model_path)
-        import torch
-
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = self.device or ("cuda" if cuda_available() else "cpu")
         if self.backend == "auto":  # float32 ONNX on a CPU: faster than torch, batch-independent (see above)
             self.backend = "torch" if device.startswith("cuda") else "onnx-float32"
+        # the ONNX backend needs neither torch nor transformers where the folder has its tokenizer.json
+        self._tokenizer = None if self.backend == "torch" else Subwords.load(self.model_path)
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         if self.backend == "torch":
             self._model = self._network().to(device).eval()
             self.device = device
@@ -220,7 +224,7 @@ class TransformerTagger:
     def tags(self) -> list[str]:
         """The model's BIO tags, by output number (loads the model)."""
         self._load()
-        return [self._config.id2label[i] for i in range(self._config.num_labels)]
+        return list(self._labels)
 
     def initialize(self, get_examples: Any = None, *, nlp: Language | None = None) -> None:
         self._load()
@@ -269,7 +273,7 @@ class TransformerTagger:
         """Sub-word logits of each document (with its feature ids), windows averaged where they overlap."""
         inner = self.max_length - 2
         pieces = [(d, s, e) for d, ids in enumerate(docs_ids) for s, e in windows(len(ids), inner, self.stride)]
-        sums = [np.zeros((len(ids), self._config.num_labels), dtype=np.float32) for ids in docs_ids]
+        sums = [np.zeros((len(ids), len(self._labels)), dtype=np.float32) for ids in docs_ids]
         counts = [np.zeros((len(ids), 1), dtype=np.float32) for ids in docs_ids]
         cls, sep, pad = self._tokenizer.cls_token_id, self._tokenizer.sep_token_id, self._tokenizer.pad_token_id
         pieces.sort(key=lambda p: p[2] - p[1])
@@ -325,5 +329,6 @@ class TransformerTagger:
         if not (target / "config.json").exists():
             raise LinkerError(f"{path}: no token-classification model in {target}; save the pipeline again")
         self.model_path = str(target)
-        self._model = self._tokenizer = self._features = self._config = self._onnx = None
+        self._model = self._tokenizer = self._features = self._onnx = None
+        self._labels = []
         return self

@@ -203,7 +203,8 @@ def train_tagger(out: str | os.PathLike[str], config: TaggerConfig) -> dict[str,
     setup.update()
     tagger = TransformerTagger(None, max_length=config.max_length, stride=config.stride, device=device,  # type: ignore[arg-type]
                                precision=config.amp, batch_size=32)
-    tagger._model, tagger._tokenizer, tagger._features, tagger._config = net, tokenizer, features, net.config
+    tagger._model, tagger._tokenizer, tagger._features = net, tokenizer, features
+    tagger._labels = [net.config.id2label[i] for i in range(net.config.num_labels)]
     best_file = state_dir / "best.json"
     best: dict[str, Any] | None = json.loads(best_file.read_text()) if best_file.exists() else None
     setup.update()
