@@ -49,6 +49,10 @@ def plan_run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[
     if not table and output.resolve() == Path(input_path).resolve():
         raise LinkerError(f"the output {output} is the input; write the annotations to another file")
     reader = None if table else open_reader(input_path, input_format, id_field=id_field, text_field=text_field)
+    if annotator is None:  # before linker.pipeline (spaCy) is imported below; the run will load *pipeline*
+        from linker.spacy_import import import_spacy
+
+        import_spacy(pipeline)
     if annotator is None and pipeline_config:
         from linker.pipeline import check_settings
 

@@ -81,3 +81,22 @@ print(json.dumps({"hidden": hidden, "thinc_torch": thinc.compat.has_torch}))
 """
     assert _run(script) == {"hidden": True, "thinc_torch": False}
     assert _run(script, {ENV: "1"}) == {"hidden": False, "thinc_torch": True}
+
+
+def test_the_annotate_command_never_imports_torch(onnx_index_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    """Planning the run (its settings checked, a pipeline's index found) must not import spaCy before the guard."""
+    pytest.importorskip("torch")
+    out = tmp_path / "out.jsonl"
+    argv = ["-q", "annotate", str(data_dir / "mini_corpus.docs.jsonl"), "-o", str(out), "--index", str(onnx_index_dir),
+            "--set", "threshold=0.7"]
+    script = f"""
+import json, sys
+from linker.cli import cli
+try:
+    cli.main(args={argv!r}, prog_name="linker")
+except SystemExit as done:
+    assert not done.code, done.code
+print(json.dumps({{"torch": "torch" in sys.modules, "spacy": "spacy" in sys.modules}}))
+"""
+    assert _run(script) == {"torch": False, "spacy": True}
+    assert sum(len(json.loads(line)["mentions"]) for line in out.read_text().splitlines()) > 0
