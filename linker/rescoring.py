@@ -148,9 +148,24 @@ def search(index: Any, vectors: RowFile | np.ndarray | None, queries: np.ndarray
 
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if vectors is None:
-        return faiss_util.search(index, queries, n)
+        return ties_by_row(*faiss_util.search(index, queries, n))
     scores, ids = _shortlist(index, queries, shortlist_width(index.ntotal, n, shortlist), n)
-    return rescore(scores, ids, queries, vectors, n)
+    return ties_by_row(*rescore(scores, ids, queries, vectors, n))
+
+
+#: Scores this close are equal: the same vector scored on another thread may differ in its last bits.
+TIE = 1e-6
+
+
+def ties_by_row(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """*scores* and *ids* ordered best first with equal scores (within :data:`TIE`) in row order: FAISS leaves
+    names of equal score (one name held by several concepts: one vector each) in the order its threads met
+    them, so ``-p 1`` and ``-p 2`` could rank them differently. The linker then breaks such ties by meaning
+    (:mod:`linker.linking.context`)."""
+    if scores.size == 0:
+        return scores, ids
+    order = np.lexsort((ids, -np.round(scores.astype(np.float64) / TIE)), axis=-1)
+    return np.take_along_axis(scores, order, -1), np.take_along_axis(ids, order, -1)
 
 
 #: An index with codes to refine by (FAISS ``Refine``, the ``ivf-pq`` preset) re-ranks its shortlist with them

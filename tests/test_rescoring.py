@@ -119,3 +119,15 @@ def test_a_refined_index_reads_only_the_best_of_its_shortlist_from_disk() -> Non
     rows.read.clear()
     rescoring.search(plain, rows, names[:3], 5, shortlist=64)
     assert rows.read == [3 * 640]
+
+
+def test_names_of_equal_score_come_in_row_order_whatever_faiss_gave() -> None:
+    """One name held by several concepts is one vector per concept: FAISS returns them in the order its threads
+    met them, so that order is set here (the linker then breaks the tie by meaning)."""
+    scores = np.array([[0.9, 0.8, 0.8 + 1e-8, 0.5], [0.7, 0.7, 0.1, -3.4e38]], dtype=np.float32)
+    ids = np.array([[3, 9, 2, 5], [8, 1, 4, -1]])
+    swapped = (scores[:, [0, 2, 1, 3]], ids[:, [0, 2, 1, 3]])
+    for given in ((scores, ids), swapped):
+        ordered_scores, ordered_ids = rescoring.ties_by_row(*given)
+        assert ordered_ids.tolist() == [[3, 2, 9, 5], [1, 8, 4, -1]]
+        assert np.all(np.diff(ordered_scores.astype(np.float64), axis=1) <= 1e-6)
