@@ -1,7 +1,7 @@
-"""Concepts that share a name: a mention whose text is an exact name of several concepts is given the one
-that holds the name as its preferred name, and among equals the one whose description fits the sentence
-best (the sentence's embedding against each concept's name, definition and parents' names) — never the
-order of the index.
+"""Concepts that share a name: a mention whose text is an exact name of several concepts, or whose nearest
+name is one that several concepts hold (every one of them scoring the same), is given the one that holds the
+name as its preferred name, and among equals the one whose description fits the sentence best (the sentence's
+embedding against each concept's name, definition and parents' names) — never the order of the index.
 """
 
 from __future__ import annotations
@@ -13,22 +13,48 @@ from typing import Any
 import numpy as np
 
 from linker.normalize import normalize
+from linker.rescoring import TIE
 from linker.types import Candidate
 
 _SENTENCE_END = re.compile(r"[.!?;]\s|\n")
 MAX_SENTENCE = 400
 
 
-def tied(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """The leading candidates that an exact name cannot tell apart: all exact, none holding the name as its
-    preferred name more than the others (empty when there is nothing to break)."""
+def leaders(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The leading candidates one name gave: the exact ones (a name of several concepts), or else those that
+    reach the best score through the same name as the first (a name several concepts hold: one vector each)."""
     exact = [c for c in candidates if c.exact]
-    if len(exact) < 2:
+    if exact or not candidates:
+        return exact
+    first, key = candidates[0], normalize(candidates[0].matched_text)
+    return [c for c in candidates if first.score - c.score <= TIE and normalize(c.matched_text) == key]
+
+
+def _holds(candidate: Candidate) -> bool:
+    """Whether *candidate* holds the name it was matched by as its preferred name."""
+    return normalize(candidate.matched_text) == normalize(candidate.name)
+
+
+def tied(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The leaders (:func:`leaders`) that the name cannot tell apart: none holding it as its preferred name
+    more than the others (empty when there is nothing to break)."""
+    group = leaders(candidates)
+    if len(group) < 2:
         return []
-    preferred = [c for c in exact if normalize(c.matched_text) == normalize(c.name)]
+    preferred = [c for c in group if _holds(c)]
     if len(preferred) == 1:
-        return []  # the preferred-name holder already leads (ConceptIndex.search puts it first)
-    return preferred or exact
+        return []  # it leads (preferred_first)
+    return preferred or group
+
+
+def preferred_first(candidates: list[Candidate]) -> list[Candidate]:
+    """*candidates* with the one leader that holds the shared name as its preferred name first (ConceptIndex.search
+    already puts it first among exact candidates; a shared nearest name comes in the index's order)."""
+    group = leaders(candidates)
+    preferred = [c for c in group if _holds(c)]
+    if len(group) < 2 or len(preferred) != 1 or candidates[0] is preferred[0]:
+        return candidates
+    return preferred + [c for c in candidates if c is not preferred[0]]
 
 
 def sentence(text: str, start: int, end: int) -> str:
@@ -74,6 +100,7 @@ def resolve_ties(index: Any, texts: Sequence[str], chosen: list[list[tuple[Any, 
     """*chosen* (per text, ``(proposal, candidates)`` pairs) with the tied leaders of each mention ordered by
     its sentence; the sentences and descriptions are embedded in one batch through the index's cache.
     Mentions whose query is in *keep* (linked by the mention memory) keep their order."""
+    chosen = [[(p, cands if p.query in keep else preferred_first(cands)) for p, cands in linked] for linked in chosen]
     wanted = [(d, i) for d, linked in enumerate(chosen) for i, (p, cands) in enumerate(linked)
               if p.query not in keep and tied(cands)]
     if not wanted:
