@@ -57,12 +57,12 @@ def import_spacy(pipeline: str | os.PathLike[str] | None = None) -> bool:
 
     Returns whether torch was kept out. Call it before anything imports spaCy."""
     if "spacy" in sys.modules or "torch" in sys.modules or os.environ.get(ENV) == "1" or needs_thinc_torch(pipeline):
-        import spacy  # noqa: F401
+        import spacy
 
         return False
     sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError meanwhile
     try:
-        import spacy  # noqa: F401, F811
+        import spacy  # noqa: F401
         import thinc.api  # noqa: F401
     finally:
         if sys.modules.get("torch", 0) is None:

@@ -1,7 +1,7 @@
 """A detector model's tokenizer read by the ``tokenizers`` library alone.
 
-``transformers.AutoTokenizer`` and ``AutoConfig`` import torch (about 4 s and 400 MB of each process that loads
-a trained pipeline, docs/speed.md), though the detector's network runs under ONNX Runtime on a CPU. A model
+``transformers.AutoTokenizer`` and ``AutoConfig`` import torch (a trained pipeline loaded in 8.0 s and 760 MB with
+them, 3.4 s and 540 MB without; docs/speed.md), though the detector's network runs under ONNX Runtime on a CPU. A model
 folder saved by ``transformers`` holds its fast tokenizer as ``tokenizer.json``, which the ``tokenizers``
 library (what ``transformers`` runs underneath) reads directly, and its labels in ``config.json``.
 """
@@ -39,7 +39,10 @@ class Subwords:
         tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         tokenizer.no_truncation()  # long texts are read in windows by the detector
         tokenizer.no_padding()
-        special = json.loads((folder / TOKENIZER_CONFIG).read_text()) if (folder / TOKENIZER_CONFIG).is_file() else {}
+        try:
+            special = json.loads((folder / TOKENIZER_CONFIG).read_text()) if (folder / TOKENIZER_CONFIG).is_file() else {}
+        except (OSError, ValueError):
+            return None  # transformers reads it, and says what is wrong with it
         ids = []
         for key, default in (("cls_token", "[CLS]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]")):
             token = special.get(key) or default
