@@ -49,16 +49,14 @@ def plan_run(input_path: str | os.PathLike[str], output_path: str | os.PathLike[
     if not table and output.resolve() == Path(input_path).resolve():
         raise LinkerError(f"the output {output} is the input; write the annotations to another file")
     reader = None if table else open_reader(input_path, input_format, id_field=id_field, text_field=text_field)
-    if annotator is None:  # before linker.pipeline (spaCy) is imported below; the run will load *pipeline*
-        from linker.spacy_import import import_spacy
-
-        import_spacy(pipeline)
     if annotator is None and pipeline_config:
+        _import_spacy(pipeline)
         from linker.pipeline import check_settings
 
         check_settings(pipeline_config)
     pipeline_arg = str(Path(pipeline).resolve()) if pipeline is not None else None
     if index is None and pipeline_arg is not None:
+        _import_spacy(pipeline)
         from linker.pipeline import pipeline_index
 
         index = pipeline_index(pipeline_arg)
@@ -117,7 +115,16 @@ def _index_identity(index: str | None) -> str:
             f"{meta.get('encoder', {}).get('model')}, built {meta.get('built_at')})")
 
 
+def _import_spacy(pipeline: str | os.PathLike[str] | None) -> None:
+    """spaCy as the run will load *pipeline* (:mod:`linker.spacy_import`), before ``linker.pipeline`` imports it
+    here; a run whose workers load the pipeline needs no spaCy in this process otherwise."""
+    from linker.spacy_import import import_spacy
+
+    import_spacy(pipeline)
+
+
 def _pipeline_identity(pipeline: str) -> str:
+    _import_spacy(pipeline)
     from linker.pipeline import pipeline_fingerprint
 
     return f"{pipeline} ({pipeline_fingerprint(pipeline)})"

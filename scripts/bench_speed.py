@@ -185,8 +185,12 @@ def stage_build(args: argparse.Namespace) -> dict[str, Any]:
 
 def backend_index(args: argparse.Namespace, base: Path, backend: str, precision: str, *,
                   preferred_only: bool = False, build: bool = False) -> Path:
-    """*base* for torch float32 over all names, else the same source built with that encoder under --work."""
-    if (backend, precision) == ("torch", "float32") and not preferred_only:
+    """*base* for torch float32 over all names where *base* was built so, else the same source built with that
+    encoder under --work (as ``linker build`` builds it today: ``--faiss auto``). A base index built with ONNX is
+    not the torch row's index: that row then gets its own."""
+    encoder = json.loads((base / "meta.json").read_text())["encoder"]
+    torch_base = (encoder.get("backend", "torch"), encoder.get("precision", "float32")) == ("torch", "float32")
+    if (backend, precision) == ("torch", "float32") and torch_base and not preferred_only:
         return base
     out = args.work / f"{base.name}--{backend}-{precision}{'-preferred' if preferred_only else ''}"
     if build:
