@@ -250,19 +250,23 @@ class ConceptIndex:
         scores, ids = rescoring.search(self.faiss, self._rescoring_vectors(), vectors, n_names,
                                         self.meta["faiss"].get("rescore") or rescoring.SHORTLIST)
         concept_ids, term_concept = self._concept_table()
+        ordinals = np.where(ids < 0, -1, np.asarray(term_concept)[np.where(ids < 0, 0, ids)]).tolist()
+        decoded: dict[int, str] = {}  # concept ordinal -> id, each read from the mapped table once per call
         ranked: list[list[tuple[str, int | None, float]]] = []
         wanted_terms: set[int] = set()
         for row, found in enumerate(exact):
             seen: dict[str, tuple[str, int | None, float]] = {c.concept_id: (c.concept_id, None, 1.0) for c in found}
-            for score, term_id in zip(scores[row], ids[row]):
+            for score, term_id, ordinal in zip(scores[row].tolist(), ids[row].tolist(), ordinals[row]):
                 if len(seen) >= k:
                     break
                 if term_id < 0:
                     continue
-                concept_id = concept_ids[term_concept[term_id]].decode("utf-8")
+                concept_id = decoded.get(ordinal)
+                if concept_id is None:
+                    concept_id = decoded[ordinal] = concept_ids[ordinal].decode("utf-8")
                 if concept_id not in seen:
-                    seen[concept_id] = (concept_id, int(term_id), float(score))
-                    wanted_terms.add(int(term_id))
+                    seen[concept_id] = (concept_id, term_id, score)
+                    wanted_terms.add(term_id)
             ranked.append(list(seen.values())[:k])
         term_text = self.termdb.terms(sorted(wanted_terms))
         names = self.termdb.names(c for row in ranked for c, term, _ in row if term is not None)

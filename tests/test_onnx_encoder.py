@@ -59,6 +59,26 @@ def test_batches_are_formed_by_tokens_not_characters(monkeypatch: pytest.MonkeyP
     assert np.sum(vectors * one_by_one, axis=1).min() > 0.99999
 
 
+def test_texts_the_tokenizer_reads_alike_are_embedded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the packaged MiniLM is uncased and strips accents: these six texts are two inputs
+    texts = ["Breast cancer", "breast  cancer", "BREAST CANCER", "Glomérulopathie", "glomerulopathie", "breast cancer"]
+    onnx = load_encoder(backend="onnx", batch_size=4)
+    embedded: list[int] = []
+    original = onnx._embed_batch
+
+    def spy(batch: list) -> np.ndarray:
+        embedded.extend(len(item) for item in batch)
+        return original(batch)
+
+    monkeypatch.setattr(onnx, "_embed_batch", spy)
+    vectors = onnx.encode(texts)
+    assert len(embedded) == 2
+    monkeypatch.setattr(onnx, "_embed_batch", original)
+    alone = np.vstack([onnx.encode([text]) for text in texts])
+    assert np.sum(vectors * alone, axis=1).min() > 0.99999
+    assert np.array_equal(vectors[0], vectors[2]) and np.array_equal(vectors[3], vectors[4])
+
+
 def test_export_is_made_once_and_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     from linker.encoders import onnx_backend
 

@@ -42,6 +42,11 @@ class BatchedEncoder:
     def _embed_batch(self, batch: list[Any]) -> np.ndarray:
         raise NotImplementedError
 
+    def _identity(self, item: Any) -> Any:
+        """What decides an item's vector: texts that the backend reads as the same input (an uncased model's
+        tokens of "Breast cancer" and "breast cancer") are embedded once. The item itself here."""
+        return item
+
     def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Rows of unit length, one per text, in the order given."""
         unique = list(dict.fromkeys(texts))
@@ -59,12 +64,19 @@ class BatchedEncoder:
         for first in range(0, len(order), window):
             rows = order[first:first + window]
             items = self._prepare([_encodable(unique[i]) for i in rows])
-            by_cost = sorted(range(len(rows)), key=lambda j: len(items[j]), reverse=True)  # stable
+            first: dict[Any, int] = {}  # each distinct input's first item in this window
+            same = [first.setdefault(self._identity(item), j) for j, item in enumerate(items)]
+            distinct = list(first.values())
+            by_cost = sorted(distinct, key=lambda j: len(items[j]), reverse=True)  # stable
             for start in range(0, len(by_cost), size):
                 part = by_cost[start:start + size]
                 out[[rows[j] for j in part]] = self._embed_batch([items[j] for j in part])
                 if bar is not None:
                     bar.update(len(part))
+            if len(distinct) < len(rows):
+                out[rows] = out[[rows[j] for j in same]]
+                if bar is not None:
+                    bar.update(len(rows) - len(distinct))
         if bar is not None:
             bar.close()
         if len(unique) == len(texts):  # no duplicates: unique is texts in order

@@ -169,8 +169,10 @@ def quantize_int8(graph: Path, out: Path) -> None:
 
 
 def session_options(threads: int | None = None) -> Any:
-    """ONNX Runtime options of every session here: *threads* (default :func:`linker.encoders.default_threads`),
-    idle threads sleeping instead of spinning (FAISS and spaCy run on the same cores right after each batch)."""
+    """ONNX Runtime options of every session here: *threads* (default :func:`linker.encoders.default_threads`);
+    the pool's threads spin between the operators of a run (sleeping and waking them between each of a small
+    query's ~100 operators cost it 1-2 ms of ~7) and stop spinning as soon as the run returns: FAISS and spaCy
+    run on the same cores right after each batch."""
     import onnxruntime as ort
 
     from linker.encoders import default_threads
@@ -179,7 +181,8 @@ def session_options(threads: int | None = None) -> Any:
     threads = threads or default_threads()
     if threads:
         options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
@@ -261,6 +264,12 @@ class OnnxEncoder(BatchedEncoder):
         """The texts' tokenisations (``len`` is the token count, by which batches are formed)."""
         with self._lock:  # one tokenizer, configured once, shared by the threads of a server
             return self.tokenizer.encode_batch(texts)
+
+    def _identity(self, item: Any) -> tuple[int, ...]:
+        """A tokenisation's ids (its mask is all ones and its types all zeros): the tokenizer's normaliser has
+        lower-cased, stripped accents and split punctuation, so texts it reads alike are embedded once (913
+        distinct non-exact mentions of NCBI + BC5CDR dev are 857 distinct inputs to all-MiniLM-L6-v2)."""
+        return tuple(item.ids)
 
     def _embed_batch(self, batch: list[Any]) -> np.ndarray:
         with self._lock:
