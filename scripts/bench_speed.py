@@ -11,9 +11,10 @@ Each stage runs in its own process, so its peak resident memory (ru_maxrss) is i
   build      build_index over the first N names of the MEDIC index (TSV), torch and ONNX int8: names/s
   link       per backend, a MEDIC index built with it linking the comparison mentions (acc@1, acc@5,
              mentions/s, all embedded and with exact names of one concept skipped), HPO EXACT synonyms
-             against an HPO preferred-names index (acc@1), and single warm queries (p50/mean ms, cache off)
+             against an HPO preferred-names index (acc@1), and single warm queries (p50/mean ms, cache off);
+             best of --repeats interleaved rounds, after one warm-up batch
   scispacy   scispaCy's TF-IDF candidate generator, built in memory over the same names, on the same
-             mentions, in its own virtual environment (--scispacy-python): acc@1, mentions/s
+             mentions, in its own virtual environment (--scispacy-python): acc@1, mentions/s (best of --repeats)
   annotate   ``linker annotate`` docs/s on the NCBI-disease and BC5CDR dev abstracts, -p 1 and -p 2, fresh
              commands: today's settings (torch index, --set skip_exact=false), the new defaults
              (ONNX float32 index, exact names skipped) and the same with ONNX int8
@@ -245,26 +246,36 @@ def stage_link(args: argparse.Namespace) -> dict[str, Any]:
         load_seconds = time.perf_counter() - started
         mapper = index_mapper(index.termdb, [args.data / "ctd_medic" / "medic_alt_ids.tsv"])
         row: dict[str, Any] = {"load_seconds": round(load_seconds, 2), "mentions": len(mentions)}
-        for mode, skip in (("all embedded", False), ("exact names skipped", True)):
-            index.embedding_cache.clear()
-            result = evaluate_normalization(mentions, index_ranker(index, args.k, skip_unique_exact=skip), mapper)
-            row[mode] = {"mentions_per_second": result["mentions_per_second"], "acc@1": result["metrics"]["acc@1"],
-                         "acc@5": result["metrics"]["acc@5"]}
+        index.search([m.text for m in mentions[:64]], args.k)  # the runtime's first-batch set-up, outside the timing
         queries = [t for t in dict.fromkeys(m.text for m in mentions) if not index.exact_candidates([t])[0]]
         queries = queries[:args.n_single]
-        latencies = []
-        for text in queries:
-            index.embedding_cache.clear()  # a query not seen before
-            t0 = time.perf_counter()
-            index.search([text], args.k)
-            latencies.append(1000 * (time.perf_counter() - t0))
-        row["single_query_ms"] = {"queries": len(queries), "p50": round(statistics.median(latencies), 2),
-                                  "mean": round(statistics.fmean(latencies), 2)}
+        singles: list[list[float]] = []
+        for _ in range(args.repeats):  # interleaved rounds, best of N (as scispaCy's queries): the host may be shared
+            for mode, skip in (("all embedded", False), ("exact names skipped", True)):
+                index.embedding_cache.clear()
+                result = evaluate_normalization(mentions, index_ranker(index, args.k, skip_unique_exact=skip), mapper)
+                rate = result["mentions_per_second"]
+                best = row.setdefault(mode, {"mentions_per_second": 0.0, "rounds": []})
+                best["rounds"].append(rate)
+                if rate > best["mentions_per_second"]:
+                    best.update({"mentions_per_second": rate, "acc@1": result["metrics"]["acc@1"],
+                                 "acc@5": result["metrics"]["acc@5"]})
+            latencies = []
+            for text in queries:
+                index.embedding_cache.clear()  # a query not seen before
+                t0 = time.perf_counter()
+                index.search([text], args.k)
+                latencies.append(1000 * (time.perf_counter() - t0))
+            singles.append(latencies)
+        best_round = min(singles, key=statistics.median)
+        row["single_query_ms"] = {"queries": len(queries), "p50": round(statistics.median(best_round), 2),
+                                  "mean": round(statistics.fmean(best_round), 2),
+                                  "p50_rounds": [round(statistics.median(r), 2) for r in singles]}
         hpo = ConceptIndex.load(backend_index(args, args.hpo_index, backend, precision, preferred_only=True), gpu=False)
         scored = evaluate_normalization(synonyms, index_ranker(hpo, args.k), index_mapper(hpo.termdb, []))
         row["hpo_synonyms"] = {"queries": len(synonyms), "acc@1": scored["metrics"]["acc@1"]}
         rows[name] = row
-    return {"backends": rows, "peak_rss_mib": peak_rss_mib()}
+    return {"backends": rows, "repeats": args.repeats, "peak_rss_mib": peak_rss_mib()}
 
 
 def stage_scispacy(args: argparse.Namespace) -> dict[str, Any]:
@@ -278,7 +289,8 @@ def stage_scispacy(args: argparse.Namespace) -> dict[str, Any]:
         queries.write_text(json.dumps([m.text for m in mentions]))
         started = time.perf_counter()
         proc = subprocess.run([args.scispacy_python, str(ROOT / "scripts" / "scispacy_tfidf_runner.py"), str(tsv),
-                               str(queries), str(out), str(args.scispacy_k)], capture_output=True, text=True)
+                               str(queries), str(out), str(args.scispacy_k), str(args.repeats)],
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}",
                     "stderr_tail": proc.stderr[-2000:]}
@@ -392,7 +404,7 @@ def format_table(results: dict[str, Any]) -> str:
     link, sci = results.get("link"), results.get("scispacy")
     if link and "error" not in link:
         lines += ["Linking the same mentions (NCBI-disease dev + BC5CDR-disease dev) over the same MEDIC names; "
-                  "HPO EXACT synonyms over HPO preferred names", ""]
+                  f"HPO EXACT synonyms over HPO preferred names; best of {link.get('repeats', 1)} rounds", ""]
         rows = []
         for name, r in link["backends"].items():
             for mode in ("all embedded", "exact names skipped"):
@@ -442,7 +454,8 @@ def main() -> int:
     parser.add_argument("--n-build", type=int, default=4000, help="names indexed by the build stage")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2,
-                        help="encode, search and annotate timings: best of N (interleaved)")
+                        help="encode, search, link (and scispaCy's queries) and annotate timings: best of N "
+                             "(interleaved)")
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--scispacy-python", help="python of a virtual environment with scispacy installed")
     parser.add_argument("--scispacy-k", type=int, default=30, help="neighbours asked of scispaCy (its linker's default)")
