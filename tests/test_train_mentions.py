@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,20 @@ def test_window_plan_covers_every_sub_word() -> None:
     tags = ["O", "B-D", "I-D", "O", "I-D", "B-D", "B-X"]
     offsets = [(0, 3), (4, 8), (8, 12), (13, 15), (16, 20), (21, 25), (26, 28)]
     assert decode_spans(tags, offsets) == [(4, 12, "D"), (16, 20, "D"), (21, 25, "D"), (26, 28, "X")]
+
+
+def test_sentence_windows_end_where_sentences_do_and_share_nothing() -> None:
+    from linker.mentions.transformer import TransformerTagger, sentence_ends, windows
+
+    text = "Fever began. The boy had e.g. fits and seizures! Then rest. ok"
+    offsets = [(m.start(), m.end()) for m in re.finditer(r"\w+|[^\w\s]", text)]
+    ends = sentence_ends(text, offsets)
+    assert [text[offsets[i - 1][0]:offsets[i][1]] for i in ends] == [". The", "! Then"]  # not "e.g. fits" nor ". ok"
+    plan = windows(40, 12, 4, [7, 11, 20, 30, 38])
+    assert plan == [(0, 11), (11, 20), (20, 30), (30, 40)]  # each ends at the last sentence end it reaches
+    assert windows(40, 12, 4, [2, 39]) == windows(40, 12, 4)  # no end in reach past half a window: as before
+    with pytest.raises(LinkerError, match="windows='lines'"):
+        TransformerTagger(spacy.blank("en"), windows="lines")
 
 
 def test_a_long_text_is_encoded_without_the_tokenizer_s_length_warning(capfd: pytest.CaptureFixture[str]) -> None:
