@@ -64,9 +64,9 @@ class BatchedEncoder:
         for first in range(0, len(order), window):
             rows = order[first:first + window]
             items = self._prepare([_encodable(unique[i]) for i in rows])
-            first: dict[Any, int] = {}  # each distinct input's first item in this window
-            same = [first.setdefault(self._identity(item), j) for j, item in enumerate(items)]
-            distinct = list(first.values())
+            first_of: dict[Any, int] = {}  # each distinct input's first item in this window
+            same = [first_of.setdefault(self._identity(item), j) for j, item in enumerate(items)]
+            distinct = list(first_of.values())
             by_cost = sorted(distinct, key=lambda j: len(items[j]), reverse=True)  # stable
             for start in range(0, len(by_cost), size):
                 part = by_cost[start:start + size]

@@ -10,13 +10,14 @@ strict F1 -0.1 / +0.15 and document F1 +0.7 / +0.3 points (training reads stride
 
 The tags are the most probable BIO sequence in which ``I-X`` follows only ``B-X`` or ``I-X`` (Viterbi over the
 log-softmax, ``decode="viterbi"``, the default: on the NCBI-disease and BC5CDR dev splits it raised span F1 by
-0.7 and 1.3 points over each sub-word's own best tag, ``"argmax"``, where an ``I-`` after ``O`` starts a span). ``outside_penalty`` (nats, 0 by default) is taken from the ``O``
-tag's log-probability at every sub-word before decoding: the detector then proposes more spans, recall for
-precision, and the linker's ``threshold`` leaves unlinked those no concept fits (``linker train-pipeline``
-chooses it on dev with the linker's settings). A span starts at a ``B-`` sub-word, runs over the ``I-``
-sub-words of its label and is widened to whole spaCy tokens. Each entity carries the detector's confidence in
-it, ``span._.linker_confidence``: the least probability, over its sub-words, of being inside a mention (by the
-model, before any penalty), which the linker's ``detector_confidence`` reads. The model folder (a Hugging Face
+0.7 and 1.3 points over each sub-word's own best tag, ``"argmax"``, where an ``I-`` after ``O`` starts a span).
+``outside_penalty`` (nats, 0 by default) is taken from the ``O`` tag's log-probability at every sub-word before
+decoding: the detector then proposes more spans, recall for precision, and the linker's ``threshold`` leaves
+unlinked those no concept fits (``linker train-pipeline`` chooses it on dev with the linker's settings). A span
+starts at a ``B-`` sub-word, runs over the ``I-`` sub-words of its label and is widened to whole spaCy tokens.
+Each entity carries the detector's confidence in it, ``span._.linker_confidence``: the least probability, over
+its sub-words, of being inside a mention (by the model, before any penalty), which the linker's
+``detector_confidence`` reads. The model folder (a Hugging Face
 token-classification model + tokenizer) is saved inside the pipeline folder by ``nlp.to_disk``.
 
 ``backend``: ``torch``, or the network exported to ONNX (``onnx-float32``, ``onnx-int8``;
