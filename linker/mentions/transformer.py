@@ -1,12 +1,12 @@
 """The transformer mention detector: a token-classification head (BIO over sub-words) on a transformer,
 as a spaCy component (``linker_tagger``) that sets ``doc.ents`` like spaCy's ``ner``.
 
-Long texts are read in windows of ``max_length`` sub-words. With ``windows="sentences"`` (the default) a
-window ends where a sentence does and the next one starts there, so that no sub-word is read twice; a sentence
-longer than half a window, and every window with ``windows="stride"``, overlaps the next by ``stride``
-sub-words, and the logits of a sub-word seen twice are averaged (:func:`windows`). On the NCBI-disease and
-BC5CDR dev splits the MEDIC pipeline tagged 1.1x and 1.35x as many documents a second with sentence windows,
-strict F1 -0.1 / +0.15 and document F1 +0.7 / +0.3 points (training reads stride windows).
+Long texts are read in windows of ``max_length`` sub-words, each overlapping the next by ``stride``
+(``windows="stride"``, the default); the logits of a sub-word seen twice are averaged. With
+``windows="sentences"`` a window ends where a sentence does and the next one starts there, so that no sub-word
+is read twice (a sentence longer than half a window still overlaps; :func:`windows`): on the NCBI-disease and
+BC5CDR dev splits 1.06-1.36x the documents a second, and strict F1 -0.1 / +0.15 points for the 6-layer MEDIC
+detector, -0.8 / -0.1 for the 3-layer one, -0.7 / -0.4 for the weak one (training reads stride windows).
 
 The tags are the most probable BIO sequence in which ``I-X`` follows only ``B-X`` or ``I-X`` (Viterbi over the
 log-softmax, ``decode="viterbi"``, the default: on the NCBI-disease and BC5CDR dev splits it raised span F1 by
@@ -89,9 +89,9 @@ def windows(n_tokens: int, max_tokens: int, stride: int, ends: Sequence[int] = (
         start += step
 
 
-#: Window settings of ``linker_tagger``: windows that end where sentences do and overlap only where a sentence
-#: is longer than half a window (``"sentences"``, the default), or overlapping windows of ``stride`` (``"stride"``).
-WINDOWS = ("sentences", "stride")
+#: Window settings of ``linker_tagger``: overlapping windows of ``stride`` (``"stride"``, the default), or windows
+#: that end where sentences do and overlap only where a sentence is longer than half a window (``"sentences"``).
+WINDOWS = ("stride", "sentences")
 
 
 def sentence_ends(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
@@ -173,7 +173,7 @@ def _least(inside: np.ndarray, bounds: np.ndarray, start: int, end: int) -> floa
 @Language.factory("linker_tagger", default_config={"model": None, "max_length": 256, "stride": 32,
                                                     "batch_size": 16, "device": None, "precision": "auto",
                                                     "decode": "viterbi", "backend": "auto", "outside_penalty": 0.0,
-                                                    "windows": "sentences"})
+                                                    "windows": "stride"})
 def make_tagger(nlp: Language, name: str, *, model: str | None, max_length: int, stride: int, batch_size: int,
                 device: str | None, precision: str, decode: str, backend: str,
                 outside_penalty: float, windows: str) -> TransformerTagger:
@@ -188,7 +188,7 @@ class TransformerTagger:
     def __init__(self, nlp: Language, name: str = "linker_tagger", *, model: str | None = None, max_length: int = 256,
                  stride: int = 32, batch_size: int = 16, device: str | None = None, precision: str = "auto",
                  decode: str = "viterbi", backend: str = "auto", outside_penalty: float = 0.0,
-                 windows: str = "sentences") -> None:
+                 windows: str = "stride") -> None:
         if max_length < 8 or not 0 <= stride < max_length // 2:
             raise LinkerError(f"linker_tagger max_length={max_length}, stride={stride}: need max_length >= 8 and "
                               "0 <= stride < max_length / 2")
