@@ -3,7 +3,7 @@
 
 Issue 16 asks for a trained pipeline at least half as fast as the default. Each setting annotates each corpus
 in a fresh ``linker annotate -p N`` command (the wall includes start-up, as a user's run does), the settings
-interleaved in ``--rounds`` rounds, the best wall kept; one table plus JSON:
+interleaved in ``--rounds`` rounds, the best wall kept (``bench_speed.time_annotate``); one table plus JSON:
 
 - the default as it was when the issue was filed: ``--filed-index`` (an index built with ``--backend torch``),
   every mention embedded (``--set skip_exact=false``), spaCy importing torch (``LINKER_THINC_TORCH=1``);
@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# the fresh-command timing of bench_speed's annotate stage (scripts/ is this script's first sys.path entry)
+from bench_speed import time_annotate
 
 
 def settings(args: argparse.Namespace) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -39,32 +41,13 @@ def settings(args: argparse.Namespace) -> dict[str, tuple[list[str], dict[str, s
     return out
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    walls: dict[tuple[str, str], list[float]] = {}
-    counts: dict[str, int] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.rounds):
-            for label, (extra, env) in settings(args).items():
-                for corpus in args.corpora:
-                    out = Path(tmp) / f"{sum(map(len, walls.values()))}.jsonl"  # a new output every run
-                    started = time.perf_counter()
-                    subprocess.run([sys.executable, "-m", "linker", "-q", "annotate", corpus, "-o", str(out),
-                                    "-p", str(args.processes), *extra], check=True, capture_output=True,
-                                   env={**os.environ, **env})
-                    walls.setdefault((label, corpus), []).append(time.perf_counter() - started)
-                    counts[corpus] = len(out.read_text(encoding="utf-8").splitlines())
-                    print(f"{label} | {Path(corpus).parent.name}: {walls[label, corpus][-1]:.2f} s", file=sys.stderr)
-    return [{"settings": label, "corpus": corpus, "docs": counts[corpus], "walls_s": [round(w, 2) for w in ws],
-             "docs_per_s": round(counts[corpus] / min(ws), 2)} for (label, corpus), ws in walls.items()]
-
-
 def table(rows: list[dict[str, Any]]) -> str:
     rate = {(r["settings"], r["corpus"]): r["docs_per_s"] for r in rows}
     filed, now = list(dict.fromkeys(r["settings"] for r in rows))[:2]
     lines = ["| settings | corpus | docs | docs/s | × default when filed | × default now |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:
         key = (r["settings"], r["corpus"])
-        lines.append(f"| {r['settings']} | {Path(r['corpus']).parent.name}/{Path(r['corpus']).name} | {r['docs']} | "
+        lines.append(f"| {r['settings']} | {r['corpus']} | {r['docs']} | "
                      f"{r['docs_per_s']} | {rate[key] / rate[filed, r['corpus']]:.2f} | "
                      f"{rate[key] / rate[now, r['corpus']]:.2f} |")
     return "\n".join(lines)
@@ -81,7 +64,8 @@ def main() -> int:
     parser.add_argument("-p", "--processes", type=int, default=1)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    rows = run(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    rows = time_annotate([Path(c) for c in args.corpora], settings(args), (args.processes,), args.rounds)
     text = table(rows)
     print(text)
     if args.json:

@@ -314,31 +314,39 @@ ANNOTATE_SETTINGS = {  # label: (backend of the index, extra linker annotate arg
 }
 
 
-def stage_annotate(args: argparse.Namespace) -> dict[str, Any]:
-    """Each setting, corpus and -p as a fresh command, the settings interleaved in --repeats rounds; best wall."""
-    corpora = [args.data / "ncbi_disease" / "dev.docs.jsonl", args.data / "bc5cdr" / "dev.docs.jsonl"]
+def time_annotate(corpora: list[Path], settings: dict[str, tuple[list[str], dict[str, str]]],
+                  processes: tuple[int, ...], rounds: int) -> list[dict[str, Any]]:
+    """Each setting (label: extra ``linker annotate`` arguments, environment), corpus and -p as a fresh command,
+    the settings interleaved in *rounds*; per row its walls, the best wall and docs/s by it, docs and mentions."""
     walls: dict[tuple[str, str, int], list[float]] = {}
     counts: dict[tuple[str, str, int], tuple[int, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.repeats):
-            for label, ((backend, precision), extra, env) in ANNOTATE_SETTINGS.items():
-                index = backend_index(args, args.hpo_index, backend, precision)
+        for _ in range(rounds):
+            for label, (extra, env) in settings.items():
                 for corpus in corpora:
-                    for processes in (1, 2):
-                        key = (label, f"{corpus.parent.name}/{corpus.name}", processes)
+                    for n in processes:
+                        key = (label, f"{corpus.parent.name}/{corpus.name}", n)
                         out = Path(tmp) / f"{sum(map(len, walls.values()))}.jsonl"  # a new output every run
                         started = time.perf_counter()
                         subprocess.run([sys.executable, "-m", "linker", "-q", "annotate", str(corpus), "-o", str(out),
-                                        "--index", str(index), "-p", str(processes), *extra], check=True,
-                                       capture_output=True, env={**os.environ, **env})
+                                        "-p", str(n), *extra], check=True, capture_output=True,
+                                       env={**os.environ, **env})
                         walls.setdefault(key, []).append(time.perf_counter() - started)
                         lines = out.read_text().splitlines()
                         counts[key] = (len(lines), sum(len(json.loads(line)["mentions"]) for line in lines))
                         log.info("annotate %s: %.2f s", key, walls[key][-1])
-    rows = [{"settings": label, "corpus": corpus, "processes": processes, "docs": counts[label, corpus, processes][0],
-             "mentions": counts[label, corpus, processes][1], "walls_s": [round(w, 2) for w in runs],
-             "wall_s": round(min(runs), 2), "docs_per_s": round(counts[label, corpus, processes][0] / min(runs), 2)}
-            for (label, corpus, processes), runs in walls.items()]
+    return [{"settings": label, "corpus": corpus, "processes": n, "docs": counts[label, corpus, n][0],
+             "mentions": counts[label, corpus, n][1], "walls_s": [round(w, 2) for w in runs],
+             "wall_s": round(min(runs), 2), "docs_per_s": round(counts[label, corpus, n][0] / min(runs), 2)}
+            for (label, corpus, n), runs in walls.items()]
+
+
+def stage_annotate(args: argparse.Namespace) -> dict[str, Any]:
+    """Each setting, corpus and -p as a fresh command, the settings interleaved in --repeats rounds; best wall."""
+    corpora = [args.data / "ncbi_disease" / "dev.docs.jsonl", args.data / "bc5cdr" / "dev.docs.jsonl"]
+    settings = {label: (["--index", str(backend_index(args, args.hpo_index, backend, precision)), *extra], env)
+                for label, ((backend, precision), extra, env) in ANNOTATE_SETTINGS.items()}
+    rows = time_annotate(corpora, settings, (1, 2), args.repeats)
     return {"index": str(args.hpo_index), "repeats": args.repeats, "runs": rows}
 
 
