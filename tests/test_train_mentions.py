@@ -311,12 +311,13 @@ def test_onnx_backends_tag_as_torch_does(tagger: Path, tmp_path: Path, monkeypat
     torch_tagger, float_tagger, int8_tagger = loaded("torch"), loaded("onnx-float32"), loaded("onnx-int8")
     assert float_tagger.backend == "onnx-float32" and float_tagger._model is None  # no torch network kept
 
-    def logits(component: Any) -> list[Any]:
+    def logits(component: Any, *batch: str) -> list[Any]:
         from linker.mentions.transformer import encode_text
 
-        encoded = [encode_text(component._tokenizer, t) for t in texts]
+        batch = batch or tuple(texts)
+        encoded = [encode_text(component._tokenizer, t) for t in batch]
         features = [component._features.ids(t, offsets) if component._features is not None else {}
-                    for t, (_, offsets) in zip(texts, encoded)]
+                    for t, (_, offsets) in zip(batch, encoded)]
         return component._logits([ids for ids, _ in encoded], features)
 
     for a, b in zip(logits(torch_tagger), logits(float_tagger)):
@@ -332,6 +333,10 @@ def test_onnx_backends_tag_as_torch_does(tagger: Path, tmp_path: Path, monkeypat
     assert loaded("auto").backend == ("torch" if torch.cuda.is_available() else "onnx-float32")
     one_by_one = [float_tagger.predict_spans([t])[0] for t in texts]
     assert float_tagger.predict_spans(texts) == one_by_one  # float32: a text's spans do not depend on its batch
+    # int8: dynamic quantisation scales by the whole input, so each window runs alone and its logits are the
+    # same bit for bit whatever it is batched (and padded) with
+    for together, alone in zip(logits(int8_tagger), [logits(int8_tagger, t)[0] for t in texts]):
+        assert np.array_equal(together, alone)
     with pytest.raises(LinkerError, match="backend='tpu'"):
         loaded("tpu")
 

@@ -85,14 +85,19 @@ def ensure_tagger_export(model_dir: str | os.PathLike[str], load_network: Callab
 
 
 class OnnxTagging:
-    """Logits of sub-word windows from the exported graph: ``(input_ids, attention_mask, features) -> logits``."""
+    """Logits of sub-word windows from the exported graph: ``(input_ids, attention_mask, features) -> logits``.
 
-    def __init__(self, graph: Path, threads: int | None = None) -> None:
+    With *per_window* (the int8 graph), each window runs alone, cut to its own length: dynamic quantisation
+    scales a MatMul's activations by the whole input tensor, so in a batch a window's logits would depend on
+    the windows beside it (and on their padding), and a document's spans on the documents tagged with it.
+    """
+
+    def __init__(self, graph: Path, threads: int | None = None, *, per_window: bool = False) -> None:
         try:
             import onnxruntime  # noqa: F401 - missing onnxruntime is reported here, where the backend is chosen
         except ImportError as err:
             raise LinkerError(f"the ONNX detector backend needs onnxruntime ({err}): pip install onnxruntime") from None
-        self.graph, self.threads = graph, threads
+        self.graph, self.threads, self.per_window = graph, threads, per_window
         self._session: Any = None
         self._inputs: list[str] = []
         self._pid = -1
@@ -108,4 +113,12 @@ class OnnxTagging:
             self._pid = os.getpid()
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask,
                  **{f"{kind}_ids": values for kind, values in features.items()}}
-        return self._session.run(["logits"], {name: feeds[name] for name in self._inputs})[0]
+        feeds = {name: feeds[name] for name in self._inputs}
+        if not self.per_window:
+            return self._session.run(["logits"], feeds)[0]
+        rows = [self._session.run(["logits"], {name: values[row:row + 1, :length] for name, values in feeds.items()})[0]
+                for row, length in enumerate(attention_mask.sum(axis=1).tolist())]
+        out = np.zeros((*input_ids.shape, rows[0].shape[-1]), dtype=np.float32)  # padded positions: 0, never read
+        for row, logits in enumerate(rows):
+            out[row, :logits.shape[1]] = logits[0]
+        return out

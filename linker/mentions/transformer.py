@@ -23,11 +23,10 @@ token-classification model + tokenizer) is saved inside the pipeline folder by `
 ``backend``: ``torch``, or the network exported to ONNX (``onnx-float32``, ``onnx-int8``;
 :mod:`linker.mentions.tagger_onnx`); ``auto`` (the default) is torch on a GPU and ``onnx-float32`` on a CPU,
 where the MEDIC detector ran 1.3-1.7x faster than torch with the same span F1 on the NCBI-disease and BC5CDR
-dev splits, and gave the same spans whatever the batch size. ``onnx-int8`` is faster on BC5CDR (1.7x torch) but
-its dynamic quantisation scales activations per batch, so a document's spans depend on the documents batched
-with it (100 of 500 BC5CDR dev abstracts differed between batches of 16 and of 3 windows;
-``scripts/bench_detector.py``): a resumed bulk run
-would not reproduce an uninterrupted one.
+dev splits, and gave the same spans whatever the batch size. ``onnx-int8`` runs each window alone: its dynamic
+quantisation scales activations by the whole input, and batched, 100 of 500 BC5CDR dev abstracts were tagged
+otherwise in batches of 16 windows than of 3 (``scripts/bench_detector.py``), so a resumed bulk run would not
+have reproduced an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -246,7 +245,7 @@ class TransformerTagger:
             kinds = self._features.kinds if self._features is not None else ()
             graph = ensure_tagger_export(self.model_path, lambda: self._network(attn_implementation="eager"), kinds,
                                          precision=self.backend.removeprefix("onnx-"))
-            self._onnx = OnnxTagging(graph)
+            self._onnx = OnnxTagging(graph, per_window=self.backend == "onnx-int8")
             self.device = "cpu"
 
     def _network(self, **options: Any) -> Any:
