@@ -2,10 +2,11 @@
 
 The exported graph ends in the same mean pooling and L2 normalisation as :func:`~linker.encoders.torch_backend.mean_pool`,
 so both backends embed a text alike (cosine ≥ 0.999 in float32). Int8 is ONNX Runtime's dynamic
-quantisation, per channel, of the MatMul weights, except the feed-forward output projections, whose GELU
-inputs carry the outlier activations that per-tensor activation quantisation handles worst (with them
-quantised too, one-token names fall to cosine 0.973 against torch; kept float32, 0.984, at about two
-thirds of the speed). LayerNorm, softmax and the pooling stay float32.
+quantisation, per channel, of every MatMul's weights (activations per tensor, scaled at run time); LayerNorm,
+softmax and the pooling stay float32. Until export version 3 the feed-forward output projections stayed
+float32 (their GELU inputs carry the largest activations); with onnxruntime 1.32 quantising them too keeps the
+fixtures at cosine ≥ 0.981 to float32 and MEDIC / HPO acc@1 within 0.4 points of torch, and embeds 1.6x as
+many strings a second (docs/speed.md, "Every MatMul in int8").
 
 An export is a folder (``model.onnx``, ``tokenizer.json``, ``encoder.json``), cached per model and
 precision under :func:`cache_home` and copied into an index built with it (``encoder.onnx_dir`` in
@@ -44,9 +45,7 @@ TOKENIZER = "tokenizer.json"
 #: Folder name of the export inside an index folder.
 SHIPPED_DIR = "onnx"
 #: Bumped when the exported graph changes, so that older cached exports are not reused.
-EXPORT_VERSION = 2
-#: MatMul nodes kept float32 in int8 exports: the feed-forward output projections (see the module docstring).
-FLOAT_KEPT = ("/output/dense/",)
+EXPORT_VERSION = 3
 
 
 def cache_home() -> Path:
@@ -155,13 +154,18 @@ def export(model: str | os.PathLike[str] | None, out_dir: str | Path, *, precisi
     return out
 
 
-def quantize_int8(graph: Path, out: Path) -> None:
-    """Dynamic int8 of *graph*'s MatMul weights (per channel) into *out*, the :data:`FLOAT_KEPT` ones left float."""
+#: The feed-forward output projections' MatMuls (not the attention's ``/attention/output/dense/``).
+FEED_FORWARD_OUT = "/output/dense/"
+
+
+def quantize_int8(graph: Path, out: Path, *, float_feed_forward_out: bool = False) -> None:
+    """Dynamic int8 of *graph*'s MatMul weights (per channel) into *out*; with *float_feed_forward_out* the
+    feed-forward output projections stay float32 (the detector's choice: see :mod:`linker.mentions.tagger_onnx`)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     kept = [node.name for node in onnx.load(str(graph)).graph.node
-            if node.op_type == "MatMul" and any(part in node.name for part in FLOAT_KEPT)
+            if float_feed_forward_out and node.op_type == "MatMul" and FEED_FORWARD_OUT in node.name
             and "/attention/" not in node.name]
     with quiet():
         quantize_dynamic(str(graph), str(out), weight_type=QuantType.QInt8, per_channel=True,
