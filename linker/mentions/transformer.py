@@ -21,12 +21,13 @@ its sub-words, of being inside a mention (by the model, before any penalty), whi
 token-classification model + tokenizer) is saved inside the pipeline folder by ``nlp.to_disk``.
 
 ``backend``: ``torch``, or the network exported to ONNX (``onnx-float32``, ``onnx-int8``;
-:mod:`linker.mentions.tagger_onnx`); ``auto`` (the default) is torch on a GPU and ``onnx-float32`` on a CPU,
-where the MEDIC detector ran 1.3-1.7x faster than torch with the same span F1 on the NCBI-disease and BC5CDR
-dev splits, and gave the same spans whatever the batch size. ``onnx-int8`` runs each window alone: its dynamic
-quantisation scales activations by the whole input, and batched, 100 of 500 BC5CDR dev abstracts were tagged
-otherwise in batches of 16 windows than of 3 (``scripts/bench_detector.py``), so a resumed bulk run would not
-have reproduced an uninterrupted one.
+:mod:`linker.mentions.tagger_onnx`); ``auto`` (the default) is torch on a GPU and ``onnx-int8`` on a CPU. Under
+ONNX Runtime the MEDIC detector ran 1.3-1.7x faster than torch with the same span F1, and in int8 a trained
+pipeline annotated 1.38-1.46x the documents a second of float32 with strict F1 within 0.3 points on the
+NCBI-disease and BC5CDR dev splits (on a CPU with VNNI; docs/detector.md, "The detector in int8, window by
+window"). int8 runs each window alone: its dynamic quantisation scales activations by the whole input, and
+batched, 100 of 500 BC5CDR dev abstracts were tagged otherwise in batches of 16 windows than of 3
+(``scripts/bench_detector.py``), so a resumed bulk run would not have reproduced an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -228,8 +229,8 @@ class TransformerTagger:
         self._labels = model_labels(self.model_path)
         self._features = SubwordFeatures.load(Path(self.model_path))
         device = self.device or ("cuda" if cuda_available() else "cpu")
-        if self.backend == "auto":  # float32 ONNX on a CPU: faster than torch, batch-independent (see above)
-            self.backend = "torch" if device.startswith("cuda") else "onnx-float32"
+        if self.backend == "auto":  # int8 ONNX on a CPU, window by window (see above)
+            self.backend = "torch" if device.startswith("cuda") else "onnx-int8"
         # the ONNX backend needs neither torch nor transformers where the folder has its tokenizer.json
         self._tokenizer = None if self.backend == "torch" else Subwords.load(self.model_path)
         if self._tokenizer is None:
