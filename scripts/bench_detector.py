@@ -85,7 +85,8 @@ def main() -> None:
     print("\n".join(lines))
     if args.json:
         record = {"detector": str(args.detector), "machine": f"{platform.machine()}, Python {platform.python_version()}",
-                  "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "batch": args.batch, "rounds": args.rounds, "rows": list(rows.values())}
+                  "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "batch": args.batch,
+                  "rounds": args.rounds, "rows": list(rows.values())}
         args.json.write_text(json.dumps(record, indent=2) + "\n")
 
 

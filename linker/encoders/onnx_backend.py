@@ -5,7 +5,7 @@ so both backends embed a text alike (cosine ≥ 0.999 in float32). Int8 is ONNX 
 quantisation, per channel, of every MatMul's weights (activations per tensor, scaled at run time); LayerNorm,
 softmax and the pooling stay float32. Until export version 3 the feed-forward output projections stayed
 float32 (their GELU inputs carry the largest activations); with onnxruntime 1.32 quantising them too keeps the
-fixtures at cosine ≥ 0.981 to float32 and MEDIC / HPO acc@1 within 0.4 points of torch, and embeds 1.6x as
+fixtures at cosine ≥ 0.981 to torch and MEDIC / HPO acc@1 within 0.4 points of torch, and embeds 1.6x as
 many strings a second (docs/speed.md, "Every MatMul in int8").
 
 An export is a folder (``model.onnx``, ``tokenizer.json``, ``encoder.json``), cached per model and
