@@ -54,6 +54,7 @@ def main() -> None:
         return nlp
 
     loaded = {backend: load(backend, args.batch) for backend in args.backends}
+    others = {backend: load(backend, args.other_batch) for backend in args.backends}  # for the batch comparison
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for round_ in range(args.rounds):  # interleaved rounds, best of N: the host may be shared
         for backend, nlp in loaded.items():
@@ -69,7 +70,7 @@ def main() -> None:
                     continue
                 predicted = {(d.doc_id, s, e) for d, found_spans in zip(documents, found) for s, e in found_spans}
                 tp = len(predicted & gold)
-                differing = sum(a != b for a, b in zip(found, spans(load(backend, args.other_batch), texts)))
+                differing = sum(a != b for a, b in zip(found, spans(others[backend], texts)))
                 rows[backend, name] = row = {
                     "backend": backend, "dataset": name, "span_f1": round(2 * tp / (len(predicted) + len(gold)), 4),
                     "precision": round(tp / max(len(predicted), 1), 4), "recall": round(tp / max(len(gold), 1), 4),

@@ -165,8 +165,8 @@ def quantize_int8(graph: Path, out: Path, *, float_feed_forward_out: bool = Fals
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     kept = [node.name for node in onnx.load(str(graph)).graph.node
-            if float_feed_forward_out and node.op_type == "MatMul" and FEED_FORWARD_OUT in node.name
-            and "/attention/" not in node.name]
+            if node.op_type == "MatMul" and FEED_FORWARD_OUT in node.name
+            and "/attention/" not in node.name] if float_feed_forward_out else []
     with quiet():
         quantize_dynamic(str(graph), str(out), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul"], nodes_to_exclude=kept)
